@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds the test cluster's binaries from the pinned tools modules and caches them by
+# version, so that only the first run on a machine pays the cold build.
+# Prints the directory that holds them.
+#   hack/build-tools.sh cluster|kwok|krew|all
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${SITEFAIL_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-sitefail/tools}
+kube_version=v1.34.4
+kwok_version=v0.7.0
+krew_version=v0.4.4
+
+build() { # dir outdir pkg...
+	local dir=$1 out=$2; shift 2
+	mkdir -p "$out"
+	for pkg in "$@"; do
+		local name=${pkg##*/}
+		[ "$name" = "." ] && name=etcd
+		if [ ! -x "$out/$name" ]; then
+			echo "building $name into $out" >&2
+			(cd "$root/test/tools/$dir" && CGO_ENABLED=0 go build -trimpath -o "$out/$name.tmp" "$pkg") >&2
+			mv "$out/$name.tmp" "$out/$name"
+		fi
+	done
+}
+
+what=${1:-all}
+case $what in
+cluster|all)
+	build cluster "$cache/kube-$kube_version" ./etcd \
+		k8s.io/kubernetes/cmd/kube-apiserver \
+		k8s.io/kubernetes/cmd/kube-scheduler \
+		k8s.io/kubernetes/cmd/kube-controller-manager
+	;;&
+kwok|all)
+	build kwok "$cache/kwok-$kwok_version" sigs.k8s.io/kwok/cmd/kwok
+	;;&
+krew|all)
+	build krew "$cache/krew-$krew_version" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
+	;;&
+cluster|kwok|krew|all) ;;
+*) echo "usage: $0 cluster|kwok|krew|all" >&2; exit 2 ;;
+esac
+
+# One directory of links so that callers need a single path.
+bin="$cache/bin"
+mkdir -p "$bin"
+for d in "$cache/kube-$kube_version" "$cache/kwok-$kwok_version" "$cache/krew-$krew_version"; do
+	[ -d "$d" ] || continue
+	for f in "$d"/*; do
+		case $f in *.tmp) continue ;; esac
+		ln -sf "$f" "$bin/$(basename "$f")"
+	done
+done
+echo "$bin"

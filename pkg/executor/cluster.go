@@ -1,0 +1,58 @@
+package executor
+
+import (
+	"context"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+)
+
+// Instance is what the executor observes of a VM's running instance.
+type Instance struct {
+	UID         string
+	NodeName    string
+	Site        string
+	Phase       string
+	Ready       bool
+	Terminating bool
+	// SelectorSite is the site key of the instance's own nodeSelector (LiveUpdate copies
+	// the template's into it).
+	SelectorSite string
+}
+
+// Final reports whether the instance has ended (it will not run again).
+func (i *Instance) Final() bool { return i.Phase == "Succeeded" || i.Phase == "Failed" }
+
+// MigrationState is what the executor observes of a migration.
+type MigrationState struct {
+	Exists  bool
+	Phase   string
+	Done    bool
+	Success bool
+}
+
+// Cluster is the narrow interface the executor drives. The real one talks to the API
+// server and watches; tests use an in-memory fake. Writes must be idempotent: the
+// executor may repeat one after a crash or a retriable error.
+type Cluster interface {
+	// PatchSite sets the VM template's site key to step.To and writes the journal, in one request.
+	PatchSite(ctx context.Context, step plan.Step, journal map[string]string) error
+	// Annotate writes journal annotations.
+	Annotate(ctx context.Context, namespace, name string, journal map[string]string) error
+	Restart(ctx context.Context, namespace, name string) error
+	Start(ctx context.Context, namespace, name string) error
+	// Migrate creates the named migration for the VMI; an existing one is not an error.
+	Migrate(ctx context.Context, namespace, vmi, migration string) error
+	// Release force-deletes the launcher pods of the instance, which runs on a fenced node.
+	Release(ctx context.Context, namespace, instanceUID string) error
+	// FenceNodes taints the nodes node.kubernetes.io/out-of-service.
+	FenceNodes(ctx context.Context, nodes []string) error
+	// Instance returns the VM's current instance from the watch cache; nil when none.
+	Instance(namespace, name string) *Instance
+	// Migration returns a migration's state from the watch cache.
+	Migration(namespace, name string) MigrationState
+	// Changed returns a channel closed at the next change of any watched object, so
+	// waits block on watch events instead of polling the API.
+	Changed() <-chan struct{}
+	// Record emits a Kubernetes Event on the VM.
+	Record(namespace, name, reason, message string)
+}

@@ -1,0 +1,453 @@
+// Package executor carries out a plan: template patches, live migrations, restarts and
+// releases from a dead site, tier by tier and throttled, with a journal on every VM so
+// that an interrupted move finishes when run again. It owns the throttle, the tier
+// barrier and the retries; it talks to the cluster only through the Cluster interface.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+)
+
+// Config tunes a run.
+type Config struct {
+	MoveID string
+	Actor  string
+	// MaxInFlight bounds VMs starting at once; MaxPerNode bounds starts per target node.
+	MaxInFlight int
+	MaxPerNode  int
+	// Rate, when > 0, bounds starts per minute.
+	Rate float64
+	// NoBarrier lets tier N+1 start before tier N is Ready.
+	NoBarrier bool
+	// ReadyTimeout bounds each VM's wait for readiness on the target.
+	ReadyTimeout time.Duration
+	// MaxFailures stops the move when a tier has more failed VMs than this.
+	MaxFailures int
+	// TargetNodes are the Ready nodes of the target site, for the per-node throttle.
+	TargetNodes []string
+	// Fence, when "out-of-service", taints the dead site's nodes instead of
+	// force-deleting launcher pods one VM at a time.
+	Fence string
+	// DeadNodes are the nodes of the dead source site(s), fenced before the first release.
+	DeadNodes []string
+	// Backoff for retriable API errors (409, 429, 5xx, timeouts).
+	Backoff wait.Backoff
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+// DefaultBackoff retries transient API errors for about six seconds.
+var DefaultBackoff = wait.Backoff{Steps: 6, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2}
+
+// EventKind names a progress event.
+type EventKind string
+
+const (
+	TierStarted  EventKind = "TierStarted"
+	TierFinished EventKind = "TierFinished"
+	StepStarted  EventKind = "StepStarted"
+	StepPhase    EventKind = "StepPhase"
+	StepDone     EventKind = "StepDone"
+	StepFailed   EventKind = "StepFailed"
+	Stopping     EventKind = "Stopping"
+)
+
+// Event is one progress report; the CLI and the TUI render the same stream.
+type Event struct {
+	Time    time.Time   `json:"time"`
+	Kind    EventKind   `json:"kind"`
+	Tier    int         `json:"tier"`
+	VM      string      `json:"vm,omitempty"`
+	Action  plan.Action `json:"action,omitempty"`
+	Phase   string      `json:"phase,omitempty"`
+	Message string      `json:"message,omitempty"`
+	// Done and Total count the plan's steps finished so far.
+	Done     int `json:"done"`
+	Total    int `json:"total"`
+	InFlight int `json:"inFlight"`
+}
+
+// TierReport summarises one tier.
+type TierReport struct {
+	Tier    int           `json:"tier"`
+	Moved   int           `json:"moved"`
+	Failed  int           `json:"failed"`
+	Skipped int           `json:"skipped"`
+	Pending int           `json:"notStarted"`
+	Elapsed time.Duration `json:"-"`
+	// RTO is the wall time from the tier's start until its last VM was Ready on the target.
+	RTO string `json:"rto"`
+}
+
+// Failure names a VM that did not make it and why.
+type Failure struct {
+	VM    string `json:"vm"`
+	Error string `json:"error"`
+}
+
+// Report is the final summary of a move.
+type Report struct {
+	MoveID      string       `json:"moveID"`
+	To          string       `json:"to"`
+	Tiers       []TierReport `json:"tiers"`
+	Failures    []Failure    `json:"failures"`
+	Interrupted bool         `json:"interrupted"`
+	Stopped     string       `json:"stoppedBecause,omitempty"`
+	Elapsed     string       `json:"elapsed"`
+}
+
+// Failed reports whether any VM failed or the move stopped early.
+func (r *Report) Failed() bool { return len(r.Failures) > 0 || r.Stopped != "" }
+
+// Executor runs plans.
+type Executor struct {
+	cluster Cluster
+	cfg     Config
+	emit    func(Event)
+
+	mu       sync.Mutex
+	done     int
+	total    int
+	inFlight map[string]*plan.Step
+	starts   flowcontrol.RateLimiter
+}
+
+// New returns an executor. emit receives progress events from any goroutine, serialised.
+func New(c Cluster, cfg Config, emit func(Event)) *Executor {
+	if cfg.MaxInFlight < 1 {
+		cfg.MaxInFlight = 1
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Backoff.Steps == 0 {
+		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 10 * time.Minute
+	}
+	e := &Executor{cluster: c, cfg: cfg, inFlight: map[string]*plan.Step{}}
+	var mu sync.Mutex
+	e.emit = func(ev Event) {
+		if emit == nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		emit(ev)
+	}
+	if cfg.Rate > 0 {
+		e.starts = flowcontrol.NewTokenBucketRateLimiter(float32(cfg.Rate/60), 1)
+	}
+	return e
+}
+
+type result struct {
+	step *plan.Step
+	err  error
+	// interrupted: stopped at a safe point before the VM was Ready; a rerun finishes it.
+	interrupted bool
+	readyAt     time.Time
+}
+
+// Run carries out the plan. stop, when cancelled, stops starting new work and lets
+// steps in flight reach a safe point; ctx, when cancelled, aborts at once. Either way
+// the journal lets a rerun finish the move.
+func (e *Executor) Run(ctx, stop context.Context, p *plan.Plan) (*Report, error) {
+	start := e.cfg.Now()
+	rep := &Report{MoveID: e.cfg.MoveID, To: p.Request.To, Failures: []Failure{}}
+	tiers := groupByTier(p.Steps)
+	for _, t := range tiers {
+		e.total += len(t.steps)
+	}
+
+	if len(e.cfg.DeadNodes) > 0 && e.cfg.Fence == "out-of-service" && len(p.NeedsFailover()) > 0 {
+		if err := e.retry(ctx, func() error { return e.cluster.FenceNodes(ctx, e.cfg.DeadNodes) }); err != nil {
+			return rep, fmt.Errorf("fence nodes %s: %w", strings.Join(e.cfg.DeadNodes, ", "), err)
+		}
+	}
+
+	var pending []chan tierOutcome
+	for _, t := range tiers {
+		if stop.Err() != nil || ctx.Err() != nil {
+			rep.Tiers = append(rep.Tiers, TierReport{Tier: t.tier, Pending: len(t.steps), RTO: "-"})
+			continue
+		}
+		ch := make(chan tierOutcome, 1)
+		go func(t tierSteps) { ch <- e.runTier(ctx, stop, t) }(t)
+		if !e.cfg.NoBarrier {
+			out := <-ch
+			rep.add(out)
+			if out.stopReason != "" {
+				rep.Stopped = out.stopReason
+				e.emit(Event{Time: e.cfg.Now(), Kind: Stopping, Tier: t.tier, Message: out.stopReason})
+				stopRest(rep, tiers, t.tier)
+				break
+			}
+			continue
+		}
+		pending = append(pending, ch)
+	}
+	for _, ch := range pending {
+		out := <-ch
+		rep.add(out)
+		if out.stopReason != "" && rep.Stopped == "" {
+			rep.Stopped = out.stopReason
+		}
+	}
+	sort.Slice(rep.Tiers, func(i, j int) bool { return tierKey(rep.Tiers[i].Tier) < tierKey(rep.Tiers[j].Tier) })
+	rep.Interrupted = stop.Err() != nil || ctx.Err() != nil
+	rep.Elapsed = e.cfg.Now().Sub(start).Round(time.Second).String()
+	return rep, nil
+}
+
+func stopRest(rep *Report, tiers []tierSteps, after int) {
+	for _, t := range tiers {
+		if tierKey(t.tier) > tierKey(after) {
+			rep.Tiers = append(rep.Tiers, TierReport{Tier: t.tier, Pending: len(t.steps), RTO: "-"})
+		}
+	}
+}
+
+type tierSteps struct {
+	tier  int
+	steps []*plan.Step
+}
+
+type tierOutcome struct {
+	report     TierReport
+	failures   []Failure
+	stopReason string
+}
+
+func (r *Report) add(o tierOutcome) {
+	r.Tiers = append(r.Tiers, o.report)
+	r.Failures = append(r.Failures, o.failures...)
+}
+
+func tierKey(t int) int {
+	if t == 0 {
+		return int(^uint(0) >> 1)
+	}
+	return t
+}
+
+func groupByTier(steps []plan.Step) []tierSteps {
+	var out []tierSteps
+	for i := range steps {
+		st := &steps[i]
+		if len(out) == 0 || out[len(out)-1].tier != st.Tier {
+			out = append(out, tierSteps{tier: st.Tier})
+		}
+		out[len(out)-1].steps = append(out[len(out)-1].steps, st)
+	}
+	return out
+}
+
+// sem is the cluster-wide in-flight limit, shared by overlapping tiers.
+func (e *Executor) admit(ctx context.Context, st *plan.Step) error {
+	for {
+		e.mu.Lock()
+		ok := len(e.inFlight) < e.cfg.MaxInFlight && e.nodeSlotsLocked() > 0
+		if ok {
+			e.inFlight[st.Key()] = st
+		}
+		e.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.cluster.Changed():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// nodeSlotsLocked counts the starts the per-node limit still allows. A start whose
+// instance is not placed yet could land on any target node, so it takes a slot from
+// the pool without knowing which node it will be.
+func (e *Executor) nodeSlotsLocked() int {
+	if e.cfg.MaxPerNode < 1 || len(e.cfg.TargetNodes) == 0 {
+		return 1
+	}
+	placed := map[string]int{}
+	unplaced := 0
+	for _, st := range e.inFlight {
+		inst := e.cluster.Instance(st.Namespace, st.Name)
+		// A new instance already scheduled on the target counts against its node; a
+		// migration's target node is known only when it completes.
+		if inst != nil && inst.UID != st.VMIUID && inst.Site == st.To && inst.NodeName != "" {
+			placed[inst.NodeName]++
+		} else {
+			unplaced++
+		}
+	}
+	slots := 0
+	for _, n := range e.cfg.TargetNodes {
+		if free := e.cfg.MaxPerNode - placed[n]; free > 0 {
+			slots += free
+		}
+	}
+	return slots - unplaced
+}
+
+func (e *Executor) release(st *plan.Step) {
+	e.mu.Lock()
+	delete(e.inFlight, st.Key())
+	e.mu.Unlock()
+}
+
+func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
+	start := e.cfg.Now()
+	e.emit(Event{Time: start, Kind: TierStarted, Tier: t.tier, Message: fmt.Sprintf("%d VM(s)", len(t.steps)), Done: e.doneCount(), Total: e.total})
+	out := tierOutcome{report: TierReport{Tier: t.tier}}
+	results := make(chan result, len(t.steps))
+	launched := 0
+	var lastReady time.Time
+	failed := 0
+
+	collect := func(r result) {
+		switch {
+		case r.interrupted:
+			out.report.Pending++
+		case r.err != nil:
+			failed++
+			out.report.Failed++
+			out.failures = append(out.failures, Failure{VM: r.step.Key(), Error: r.err.Error()})
+		case r.step.Action == plan.ActionSkip:
+			out.report.Skipped++
+		default:
+			out.report.Moved++
+			if r.readyAt.After(lastReady) {
+				lastReady = r.readyAt
+			}
+		}
+	}
+
+	for _, st := range t.steps {
+		// Drain finished steps so failures stop the tier early.
+	drain:
+		for {
+			select {
+			case r := <-results:
+				launched--
+				collect(r)
+			default:
+				break drain
+			}
+		}
+		if e.cfg.MaxFailures >= 0 && failed > e.cfg.MaxFailures {
+			out.stopReason = fmt.Sprintf("tier %s: %d VM(s) failed, more than --max-failures=%d", tierName(t.tier), failed, e.cfg.MaxFailures)
+			out.report.Pending++
+			continue
+		}
+		if stop.Err() != nil || ctx.Err() != nil {
+			out.report.Pending++
+			continue
+		}
+		if st.Action == plan.ActionSkip {
+			collect(result{step: st})
+			e.finish(Event{Kind: StepDone, Tier: st.Tier, VM: st.Key(), Action: st.Action, Message: st.Reason})
+			continue
+		}
+		if st.Action.Starts() {
+			if e.starts != nil {
+				if err := e.starts.Wait(stop); err != nil {
+					out.report.Pending++
+					continue
+				}
+			}
+			if err := e.admit(stop, st); err != nil {
+				out.report.Pending++
+				continue
+			}
+		}
+		launched++
+		go func(st *plan.Step) {
+			r := e.runStep(ctx, stop, st)
+			if st.Action.Starts() {
+				e.release(st)
+			}
+			results <- r
+		}(st)
+	}
+	for ; launched > 0; launched-- {
+		collect(<-results)
+	}
+	if out.stopReason == "" && e.cfg.MaxFailures >= 0 && failed > e.cfg.MaxFailures {
+		out.stopReason = fmt.Sprintf("tier %s: %d VM(s) failed, more than --max-failures=%d", tierName(t.tier), failed, e.cfg.MaxFailures)
+	}
+	out.report.Elapsed = e.cfg.Now().Sub(start)
+	out.report.RTO = "-"
+	if !lastReady.IsZero() {
+		out.report.RTO = lastReady.Sub(start).Round(time.Second).String()
+	}
+	e.emit(Event{Time: e.cfg.Now(), Kind: TierFinished, Tier: t.tier,
+		Message: fmt.Sprintf("moved %d, failed %d, skipped %d, not started %d, RTO %s", out.report.Moved, out.report.Failed, out.report.Skipped, out.report.Pending, out.report.RTO),
+		Done: e.doneCount(), Total: e.total})
+	return out
+}
+
+func tierName(t int) string {
+	if t == 0 {
+		return "untiered"
+	}
+	return fmt.Sprint(t)
+}
+
+func (e *Executor) doneCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.done
+}
+
+func (e *Executor) finish(ev Event) {
+	e.mu.Lock()
+	e.done++
+	ev.Done, ev.Total, ev.InFlight = e.done, e.total, len(e.inFlight)
+	e.mu.Unlock()
+	ev.Time = e.cfg.Now()
+	e.emit(ev)
+}
+
+func (e *Executor) phase(st *plan.Step, phase, msg string) {
+	e.mu.Lock()
+	ev := Event{Time: e.cfg.Now(), Kind: StepPhase, Tier: st.Tier, VM: st.Key(), Action: st.Action, Phase: phase, Message: msg, Done: e.done, Total: e.total, InFlight: len(e.inFlight)}
+	e.mu.Unlock()
+	e.emit(ev)
+}
+
+// retriable are the API errors worth another try: conflicts, throttling, server errors
+// and timeouts.
+func retriable(err error) bool {
+	return apierrors.IsConflict(err) || apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err) ||
+		apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsServiceUnavailable(err) ||
+		apierrors.IsUnexpectedServerError(err) || isStatus5xx(err)
+}
+
+func isStatus5xx(err error) bool {
+	var s apierrors.APIStatus
+	if errors.As(err, &s) {
+		return s.Status().Code >= 500
+	}
+	return false
+}
+
+func (e *Executor) retry(ctx context.Context, fn func() error) error {
+	return retry.OnError(e.cfg.Backoff, func(err error) bool { return ctx.Err() == nil && retriable(err) }, fn)
+}

@@ -1,0 +1,267 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+)
+
+// errStopped marks a wait abandoned because the operator asked to stop.
+var errStopped = errors.New("stopped before the VM was Ready")
+
+func (e *Executor) journal(st *plan.Step, phase string) map[string]string {
+	now := timestamp(e.cfg.Now())
+	j := map[string]string{
+		AnnotationMoveID: e.cfg.MoveID, AnnotationTo: st.To, AnnotationPhase: phase,
+		AnnotationUpdated: now, AnnotationVMI: st.VMIUID,
+	}
+	if st.From != "" && st.From != st.To {
+		j[AnnotationFrom] = st.From
+	}
+	if e.cfg.Actor != "" {
+		j[AnnotationActor] = e.cfg.Actor
+	}
+	if phase == PhasePatched {
+		j[AnnotationStarted] = now
+	}
+	return j
+}
+
+func (e *Executor) mark(ctx context.Context, st *plan.Step, phase string) error {
+	e.phase(st, phase, "")
+	return e.retry(ctx, func() error { return e.cluster.Annotate(ctx, st.Namespace, st.Name, e.journal(st, phase)) })
+}
+
+// runStep carries out one VM's action. Writes run under ctx so an operator's stop lets
+// them finish; waits run under stop, and an abandoned wait is a safe point.
+func (e *Executor) runStep(ctx, stop context.Context, st *plan.Step) result {
+	e.emit(Event{Time: e.cfg.Now(), Kind: StepStarted, Tier: st.Tier, VM: st.Key(), Action: st.Action, Message: st.Reason})
+	r := result{step: st}
+	err := e.doStep(ctx, stop, st)
+	switch {
+	case errors.Is(err, errStopped):
+		r.interrupted = true
+		e.phase(st, "interrupted", "stopped at a safe point; run the move again to finish it")
+		return r
+	case err != nil:
+		r.err = err
+		_ = e.retry(ctx, func() error {
+			return e.cluster.Annotate(ctx, st.Namespace, st.Name, e.journal(st, PhaseFailed))
+		})
+		e.cluster.Record(st.Namespace, st.Name, "SitefailMoveFailed", fmt.Sprintf("move to %s failed: %v", st.To, err))
+		e.finish(Event{Kind: StepFailed, Tier: st.Tier, VM: st.Key(), Action: st.Action, Message: err.Error()})
+		return r
+	}
+	r.readyAt = e.cfg.Now()
+	e.finish(Event{Kind: StepDone, Tier: st.Tier, VM: st.Key(), Action: st.Action, Message: "on " + st.To})
+	return r
+}
+
+func (e *Executor) doStep(ctx, stop context.Context, st *plan.Step) error {
+	// 1. The template: the journal and the new site land in one request.
+	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, PhasePatched)) })
+	if err != nil {
+		return fmt.Errorf("patch nodeSelector: %w", err)
+	}
+	e.phase(st, PhasePatched, fmt.Sprintf("template now selects %s", st.To))
+	e.cluster.Record(st.Namespace, st.Name, "SitefailPatched", fmt.Sprintf("template nodeSelector moved from %s to %s (%s)", dashed(st.From), st.To, st.Action))
+
+	// 2. The instance.
+	switch st.Action {
+	case plan.ActionPatch:
+		if err := e.waitPatchOnly(stop, st); err != nil {
+			return err
+		}
+	case plan.ActionMigrate:
+		if err := e.migrate(ctx, stop, st); err != nil {
+			return err
+		}
+	case plan.ActionRestart:
+		if err := e.restart(ctx, stop, st); err != nil {
+			return err
+		}
+	case plan.ActionFailover:
+		if err := e.failover(ctx, stop, st); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown action %q", st.Action)
+	}
+
+	if err := e.mark(ctx, st, PhaseDone); err != nil {
+		return fmt.Errorf("write journal: %w", err)
+	}
+	e.cluster.Record(st.Namespace, st.Name, "SitefailMoved", fmt.Sprintf("%s: now on %s", st.Action, st.To))
+	return nil
+}
+
+func dashed(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// waitPatchOnly waits for readiness only where KubeVirt is already (re)starting the VM:
+// a stopped VM stays stopped.
+func (e *Executor) waitPatchOnly(stop context.Context, st *plan.Step) error {
+	inst := e.cluster.Instance(st.Namespace, st.Name)
+	if inst == nil || inst.Final() || (inst.Site == st.To && inst.Ready) {
+		return nil
+	}
+	return e.waitReadyOnTarget(stop, st, "")
+}
+
+func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
+	name := MigrationName(st)
+	if m := e.cluster.Migration(st.Namespace, name); !m.Exists {
+		// LiveUpdate must carry the new site into the VMI first: a migration's target pod
+		// follows the VMI's own nodeSelector.
+		e.phase(st, "waiting-liveupdate", "waiting for the instance's nodeSelector to show "+st.To)
+		if err := e.waitFor(stop, st, func(i *Instance) (bool, error) {
+			if i == nil {
+				return false, fmt.Errorf("the instance disappeared before migrating")
+			}
+			return i.SelectorSite == st.To, nil
+		}); err != nil {
+			return fmt.Errorf("LiveUpdate did not propagate the nodeSelector (is vmRolloutStrategy LiveUpdate?): %w", err)
+		}
+		if err := e.mark(ctx, st, PhaseMigrating); err != nil {
+			return err
+		}
+		vmi := st.Name
+		if err := e.retry(ctx, func() error { return e.cluster.Migrate(ctx, st.Namespace, vmi, name) }); err != nil {
+			return fmt.Errorf("create migration %s: %w", name, err)
+		}
+		e.cluster.Record(st.Namespace, st.Name, "SitefailMigrating", fmt.Sprintf("live migration %s to %s started", name, st.To))
+	}
+	e.phase(st, PhaseMigrating, "migration "+name)
+	if err := e.waitUntil(stop, func() (bool, error) {
+		m := e.cluster.Migration(st.Namespace, name)
+		if m.Done && !m.Success {
+			return false, fmt.Errorf("migration %s failed", name)
+		}
+		if !m.Exists {
+			// Garbage-collected after success: the instance's site tells.
+			i := e.cluster.Instance(st.Namespace, st.Name)
+			return i != nil && i.Site == st.To, nil
+		}
+		return m.Done, nil
+	}); err != nil {
+		return err
+	}
+	return e.waitReadyOnTarget(stop, st, "")
+}
+
+// MigrationName is derived from the instance UID, so a rerun finds the migration an
+// interrupted run created instead of migrating twice.
+func MigrationName(st *plan.Step) string {
+	uid := strings.ReplaceAll(st.VMIUID, "-", "")
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	name := plan.MigrationPrefix + st.Name
+	if len(name) > 240 {
+		name = name[:240]
+	}
+	return name + "-" + uid
+}
+
+func (e *Executor) restart(ctx, stop context.Context, st *plan.Step) error {
+	if err := e.mark(ctx, st, PhaseRestarting); err != nil {
+		return err
+	}
+	inst := e.cluster.Instance(st.Namespace, st.Name)
+	// Restart only the instance the plan saw, and only if it is not already going
+	// away: a rerun after a crash must not restart the VM a second time.
+	if inst != nil && inst.UID == st.VMIUID && !inst.Terminating && !inst.Final() {
+		err := e.retry(ctx, func() error {
+			err := e.cluster.Restart(ctx, st.Namespace, st.Name)
+			if apierrors.IsConflict(err) {
+				// A restart already pending is KubeVirt's 409; if the instance is now
+				// going away, our earlier request took.
+				if i := e.cluster.Instance(st.Namespace, st.Name); i == nil || i.UID != st.VMIUID || i.Terminating {
+					return nil
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
+		e.cluster.Record(st.Namespace, st.Name, "SitefailRestarted", "restarted to start on "+st.To)
+	}
+	return e.waitReadyOnTarget(stop, st, st.VMIUID)
+}
+
+func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
+	if err := e.mark(ctx, st, PhaseReleasing); err != nil {
+		return err
+	}
+	if e.cfg.Fence != "out-of-service" {
+		if err := e.retry(ctx, func() error { return e.cluster.Release(ctx, st.Namespace, st.VMIUID) }); err != nil {
+			return fmt.Errorf("release from dead site: %w", err)
+		}
+	}
+	e.cluster.Record(st.Namespace, st.Name, "SitefailReleased", fmt.Sprintf("released from dead site %s", st.From))
+	if st.RunStrategy == "Manual" {
+		// Manual VMs are not restarted by KubeVirt once their instance fails: start them
+		// when the old instance is over.
+		if err := e.waitFor(stop, st, func(i *Instance) (bool, error) {
+			return i == nil || i.UID != st.VMIUID || i.Final(), nil
+		}); err != nil {
+			return err
+		}
+		if i := e.cluster.Instance(st.Namespace, st.Name); i == nil || i.UID == st.VMIUID {
+			err := e.retry(ctx, func() error {
+				err := e.cluster.Start(ctx, st.Namespace, st.Name)
+				if apierrors.IsConflict(err) {
+					return nil
+				}
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("start: %w", err)
+			}
+		}
+	}
+	return e.waitReadyOnTarget(stop, st, st.VMIUID)
+}
+
+// waitReadyOnTarget waits until an instance other than oldUID is Ready on the target.
+func (e *Executor) waitReadyOnTarget(stop context.Context, st *plan.Step, oldUID string) error {
+	e.phase(st, "waiting-ready", "waiting for Ready on "+st.To)
+	return e.waitFor(stop, st, func(i *Instance) (bool, error) {
+		return i != nil && (oldUID == "" || i.UID != oldUID) && i.Site == st.To && i.Ready && !i.Terminating, nil
+	})
+}
+
+func (e *Executor) waitFor(stop context.Context, st *plan.Step, ok func(*Instance) (bool, error)) error {
+	return e.waitUntil(stop, func() (bool, error) { return ok(e.cluster.Instance(st.Namespace, st.Name)) })
+}
+
+// waitUntil re-evaluates cond at every watch event, up to the ready timeout.
+func (e *Executor) waitUntil(stop context.Context, cond func() (bool, error)) error {
+	timeout := time.NewTimer(e.cfg.ReadyTimeout)
+	defer timeout.Stop()
+	for {
+		changed := e.cluster.Changed()
+		done, err := cond()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-stop.Done():
+			return errStopped
+		case <-timeout.C:
+			return fmt.Errorf("not Ready on the target within --ready-timeout=%s", e.cfg.ReadyTimeout)
+		case <-changed:
+		}
+	}
+}

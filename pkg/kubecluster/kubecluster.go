@@ -1,0 +1,312 @@
+// Package kubecluster is the executor's view of a real cluster: writes through the API
+// server (VM patches, KubeVirt subresources, migrations, pod force-deletes, node taints,
+// Events) and reads from watch caches of VMIs and migrations, so waiting for thousands
+// of VMs costs two watches, not a stream of GETs.
+package kubecluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+)
+
+// OutOfServiceTaint is Kubernetes' non-graceful node shutdown taint.
+const OutOfServiceTaint = "node.kubernetes.io/out-of-service"
+
+// Cluster implements executor.Cluster against an API server.
+type Cluster struct {
+	kube    kubernetes.Interface
+	dyn     dynamic.Interface
+	subs    rest.Interface
+	siteKey string
+	// nodeSite maps node names to sites, from the snapshot the plan was made on.
+	nodeSite map[string]string
+	// launchers maps VMI UIDs to their virt-launcher pods, from the same snapshot.
+	launchers map[types.UID][]string
+	dryRun    []string
+	actor     string
+	moveID    string
+
+	vmis, migrations cache.SharedIndexInformer
+	stopCh           chan struct{}
+
+	mu      sync.Mutex
+	changed chan struct{}
+	events  sync.WaitGroup
+}
+
+// Options configure a Cluster.
+type Options struct {
+	Config    *rest.Config
+	Kube      kubernetes.Interface
+	Dynamic   dynamic.Interface
+	Namespace string
+	SiteKey   string
+	NodeSite  map[string]string
+	Launchers map[types.UID][]string
+	// DryRun sends every write with dryRun=All.
+	DryRun bool
+	Actor  string
+	MoveID string
+}
+
+// New builds a Cluster; call Start before use.
+func New(o Options) (*Cluster, error) {
+	cfg := rest.CopyConfig(o.Config)
+	cfg.GroupVersion = &kubevirt.SubresourceGroupVersion
+	cfg.APIPath = "/apis"
+	cfg.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	subs, err := rest.RESTClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{kube: o.Kube, dyn: o.Dynamic, subs: subs, siteKey: o.SiteKey, nodeSite: o.NodeSite,
+		launchers: o.Launchers, actor: o.Actor, moveID: o.MoveID, changed: make(chan struct{}), stopCh: make(chan struct{})}
+	if o.DryRun {
+		c.dryRun = []string{metav1.DryRunAll}
+	}
+	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(o.Dynamic, 0, o.Namespace, nil)
+	c.vmis = f.ForResource(kubevirt.VMIs).Informer()
+	c.migrations = f.ForResource(kubevirt.Migrations).Informer()
+	h := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.notify() },
+		UpdateFunc: func(any, any) { c.notify() },
+		DeleteFunc: func(any) { c.notify() },
+	}
+	if _, err := c.vmis.AddEventHandler(h); err != nil {
+		return nil, err
+	}
+	if _, err := c.migrations.AddEventHandler(h); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Watch runs the watches and waits for their caches.
+func (c *Cluster) Watch(ctx context.Context) error {
+	go c.vmis.Run(c.stopCh)
+	go c.migrations.Run(c.stopCh)
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if !cache.WaitForCacheSync(sctx.Done(), c.vmis.HasSynced, c.migrations.HasSynced) {
+		return fmt.Errorf("watching VMIs and migrations: caches did not sync within a minute")
+	}
+	return nil
+}
+
+// Stop ends the watches and waits for Events in flight.
+func (c *Cluster) Stop() {
+	close(c.stopCh)
+	c.events.Wait()
+}
+
+func (c *Cluster) notify() {
+	c.mu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// Changed implements executor.Cluster.
+func (c *Cluster) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+// PatchSite implements executor.Cluster.
+func (c *Cluster) PatchSite(ctx context.Context, st plan.Step, journal map[string]string) error {
+	patch, err := selector.SitePatch(c.siteKey, st.To, journal)
+	if err != nil {
+		return err
+	}
+	_, err = c.dyn.Resource(kubevirt.VMs).Namespace(st.Namespace).Patch(ctx, st.Name, types.MergePatchType, patch, metav1.PatchOptions{DryRun: c.dryRun})
+	return err
+}
+
+// Annotate implements executor.Cluster.
+func (c *Cluster) Annotate(ctx context.Context, ns, name string, journal map[string]string) error {
+	patch, err := selector.AnnotationPatch(journal)
+	if err != nil {
+		return err
+	}
+	_, err = c.dyn.Resource(kubevirt.VMs).Namespace(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{DryRun: c.dryRun})
+	return err
+}
+
+func (c *Cluster) subresource(ctx context.Context, ns, name, verb string, body any) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return c.subs.Put().Namespace(ns).Resource("virtualmachines").Name(name).SubResource(verb).
+		Body(data).SetHeader("Content-Type", "application/json").Do(ctx).Error()
+}
+
+// Restart implements executor.Cluster through virt-api's restart subresource.
+func (c *Cluster) Restart(ctx context.Context, ns, name string) error {
+	return c.subresource(ctx, ns, name, "restart", kubevirtv1.RestartOptions{DryRun: c.dryRun})
+}
+
+// Start implements executor.Cluster through virt-api's start subresource.
+func (c *Cluster) Start(ctx context.Context, ns, name string) error {
+	return c.subresource(ctx, ns, name, "start", kubevirtv1.StartOptions{DryRun: c.dryRun})
+}
+
+// Migrate implements executor.Cluster.
+func (c *Cluster) Migrate(ctx context.Context, ns, vmi, name string) error {
+	m := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": kubevirtv1.SchemeGroupVersion.String(),
+		"kind":       "VirtualMachineInstanceMigration",
+		"metadata": map[string]any{"name": name, "namespace": ns,
+			"labels": map[string]any{executor.AnnotationMoveID: c.moveID}},
+		"spec": map[string]any{"vmiName": vmi},
+	}}
+	_, err := c.dyn.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, m, metav1.CreateOptions{DryRun: c.dryRun})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// Release implements executor.Cluster: a grace-0 delete of the launcher pods, which the
+// kubelet of a dead node can no longer confirm.
+func (c *Cluster) Release(ctx context.Context, ns, uid string) error {
+	pods := c.launchers[types.UID(uid)]
+	if pods == nil {
+		list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kubevirt.CreatedByLabel + "=" + uid})
+		if err != nil {
+			return err
+		}
+		for _, p := range list.Items {
+			pods = append(pods, p.Name)
+		}
+	}
+	zero := int64(0)
+	for _, p := range pods {
+		err := c.kube.CoreV1().Pods(ns).Delete(ctx, p, metav1.DeleteOptions{GracePeriodSeconds: &zero, DryRun: c.dryRun})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// FenceNodes implements executor.Cluster.
+func (c *Cluster) FenceNodes(ctx context.Context, nodes []string) error {
+	for _, name := range nodes {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			n, err := c.kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, t := range n.Spec.Taints {
+				if t.Key == OutOfServiceTaint {
+					return nil
+				}
+			}
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: OutOfServiceTaint, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute})
+			_, err = c.kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{DryRun: c.dryRun})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("taint node %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Instance implements executor.Cluster from the watch cache.
+func (c *Cluster) Instance(ns, name string) *executor.Instance {
+	obj, ok, err := c.vmis.GetStore().GetByKey(ns + "/" + name)
+	if err != nil || !ok {
+		return nil
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return nil
+	}
+	vmi, err := kubevirt.ToVMI(u)
+	if err != nil {
+		return nil
+	}
+	inst := &executor.Instance{
+		UID: string(vmi.UID), NodeName: vmi.Status.NodeName, Phase: string(vmi.Status.Phase),
+		Terminating: vmi.DeletionTimestamp != nil, SelectorSite: vmi.Spec.NodeSelector[c.siteKey],
+		Site: c.nodeSite[vmi.Status.NodeName],
+	}
+	if cond, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceReady); ok {
+		inst.Ready = cond.Status == corev1.ConditionTrue
+	}
+	return inst
+}
+
+// Migration implements executor.Cluster from the watch cache.
+func (c *Cluster) Migration(ns, name string) executor.MigrationState {
+	obj, ok, err := c.migrations.GetStore().GetByKey(ns + "/" + name)
+	if err != nil || !ok {
+		return executor.MigrationState{}
+	}
+	m, err := kubevirt.ToMigration(obj.(*unstructured.Unstructured))
+	if err != nil {
+		return executor.MigrationState{}
+	}
+	done, success := kubevirt.MigrationDone(m)
+	return executor.MigrationState{Exists: true, Phase: string(m.Status.Phase), Done: done, Success: success}
+}
+
+// Record implements executor.Cluster. Events are an audit trail, not a step: a failure
+// to write one does not fail the move.
+func (c *Cluster) Record(ns, name, reason, message string) {
+	if c.dryRun != nil {
+		return
+	}
+	now := metav1.Now()
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: name + ".sitefail.", Namespace: ns,
+			Annotations: map[string]string{executor.AnnotationMoveID: c.moveID, executor.AnnotationActor: c.actor}},
+		InvolvedObject: corev1.ObjectReference{Kind: "VirtualMachine", APIVersion: kubevirtv1.SchemeGroupVersion.String(), Namespace: ns, Name: name},
+		Reason:         reason,
+		Message:        message + " (by " + c.actor + ", move " + c.moveID + ")",
+		Type:           corev1.EventTypeNormal,
+		Source:         corev1.EventSource{Component: "kubectl-sitefail"},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		ReportingController: "sitefail.io/kubectl-sitefail", ReportingInstance: c.actor,
+	}
+	if reason == "SitefailMoveFailed" {
+		ev.Type = corev1.EventTypeWarning
+	}
+	c.events.Add(1)
+	go func() {
+		defer c.events.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = c.kube.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{})
+	}()
+}
+
+var _ executor.Cluster = (*Cluster)(nil)

@@ -1,0 +1,552 @@
+// Package plan decides, as a pure function of a snapshot and a request, which VMs move,
+// in what order, by which action, and what stands in the way. `plan` prints the result
+// and `move` executes exactly it.
+package plan
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
+)
+
+// APIVersion and Kind identify the documented, stable -o json|yaml schema of a plan.
+const (
+	APIVersion = "sitefail.io/v1alpha1"
+	Kind       = "Plan"
+)
+
+// Mode chooses how running VMs are moved.
+type Mode string
+
+const (
+	ModeAuto    Mode = "auto"
+	ModeMigrate Mode = "migrate"
+	ModeRestart Mode = "restart"
+)
+
+// ParseMode validates a --mode value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeAuto, ModeMigrate, ModeRestart:
+		return m, nil
+	}
+	return "", fmt.Errorf("--mode %q: want one of auto, migrate, restart", s)
+}
+
+// Action is what happens to one VM.
+type Action string
+
+const (
+	// ActionPatch changes only the template: the VM is stopped, or already runs on the target.
+	ActionPatch Action = "patch-only"
+	// ActionMigrate patches, waits for LiveUpdate to carry the selector into the VMI, then live-migrates.
+	ActionMigrate Action = "live-migrate"
+	// ActionRestart patches, then restarts through the restart subresource.
+	ActionRestart Action = "restart"
+	// ActionFailover patches, then releases the VM from its dead site so KubeVirt recreates it.
+	ActionFailover Action = "failover"
+	// ActionSkip leaves the VM alone: it is already on the target.
+	ActionSkip Action = "skip"
+)
+
+// Starts reports whether the action starts the VM on the target, and so is throttled.
+func (a Action) Starts() bool {
+	return a == ActionMigrate || a == ActionRestart || a == ActionFailover
+}
+
+// Request is what the operator asked for.
+type Request struct {
+	To   string `json:"to"`
+	From string `json:"from,omitempty"`
+	// Tiers selects a tier range; All selects every VM; VMs names namespace/name keys.
+	Tiers *selector.TierRange `json:"-"`
+	All   bool                `json:"all,omitempty"`
+	VMs   []string            `json:"vms,omitempty"`
+	Mode  Mode                `json:"mode"`
+	// MaxInFlight is the throttle's batch size.
+	MaxInFlight int `json:"maxInFlight"`
+}
+
+// Issue is a blocker or a warning.
+type Issue struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// VM is namespace/name when the issue concerns one VM.
+	VM string `json:"vm,omitempty"`
+	// Overridable blockers may be waived with --force.
+	Overridable bool `json:"overridable,omitempty"`
+}
+
+// Step is one VM's part of the plan.
+type Step struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Tier      int    `json:"tier"`
+	// From is where the VM runs now, or its home site when it is stopped.
+	From        string `json:"from"`
+	To          string `json:"to"`
+	Action      Action `json:"action"`
+	Reason      string `json:"reason"`
+	RunStrategy string `json:"runStrategy"`
+	// VMIUID is the instance the action applies to; resume uses it to avoid acting twice.
+	VMIUID      string `json:"vmiUID,omitempty"`
+	Node        string `json:"node,omitempty"`
+	CPUMilli    int64  `json:"requestCPUMillis"`
+	MemoryBytes int64  `json:"requestMemoryBytes"`
+}
+
+// Key returns namespace/name.
+func (s *Step) Key() string { return s.Namespace + "/" + s.Name }
+
+// Batch is a group of starts the throttle releases together.
+type Batch struct {
+	Tier int      `json:"tier"`
+	VMs  []string `json:"vms"`
+}
+
+// Summary counts the plan.
+type Summary struct {
+	Selected int            `json:"selected"`
+	ByAction map[Action]int `json:"byAction"`
+	// Tiers lists the tiers in execution order; 0 stands for untiered VMs.
+	Tiers []int `json:"tiers"`
+}
+
+// Capacity compares what the target site has free with what the move will start there.
+type Capacity struct {
+	Site            string `json:"site"`
+	FreeCPUMilli    int64  `json:"freeCPUMillis"`
+	FreeMemoryBytes int64  `json:"freeMemoryBytes"`
+	NeedCPUMilli    int64  `json:"needCPUMillis"`
+	NeedMemoryBytes int64  `json:"needMemoryBytes"`
+}
+
+// Plan is the whole decision. Its JSON form is the stable schema of `plan -o json`.
+type Plan struct {
+	APIVersion  string      `json:"apiVersion"`
+	Kind        string      `json:"kind"`
+	Created     metav1.Time `json:"created"`
+	SiteLabel   string      `json:"siteLabel"`
+	TierLabel   string      `json:"tierLabel"`
+	Request     Request     `json:"request"`
+	Selection   string      `json:"selection"`
+	SourceSites []string    `json:"sourceSites"`
+	Steps       []Step      `json:"steps"`
+	Batches     []Batch     `json:"batches"`
+	Capacity    Capacity    `json:"capacity"`
+	Blockers    []Issue     `json:"blockers"`
+	Warnings    []Issue     `json:"warnings"`
+	Summary     Summary     `json:"summary"`
+}
+
+// Blocked reports whether any blocker stands, ignoring overridable ones when force is set.
+func (p *Plan) Blocked(force bool) bool {
+	for _, b := range p.Blockers {
+		if !force || !b.Overridable {
+			return true
+		}
+	}
+	return false
+}
+
+// Work reports whether any step changes something.
+func (p *Plan) Work() bool {
+	for _, s := range p.Steps {
+		if s.Action != ActionSkip {
+			return true
+		}
+	}
+	return false
+}
+
+// NeedsFailover lists the dead sites the plan releases VMs from.
+func (p *Plan) NeedsFailover() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range p.Steps {
+		if s.Action == ActionFailover && !seen[s.From] {
+			seen[s.From] = true
+			out = append(out, s.From)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SelectionError is bad input detected while planning: unknown site, no VM matched.
+type SelectionError struct{ Msg string }
+
+func (e *SelectionError) Error() string { return e.Msg }
+
+// Build computes the plan. It reads nothing but its arguments.
+func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
+	if err := validate(s, req); err != nil {
+		return nil, err
+	}
+	p := &Plan{
+		APIVersion: APIVersion, Kind: Kind,
+		SiteLabel: s.Keys.Site, TierLabel: s.Keys.Tier,
+		Request: req, Selection: describeSelection(req),
+		Steps: []Step{}, Batches: []Batch{}, Blockers: []Issue{}, Warnings: []Issue{},
+		Summary: Summary{ByAction: map[Action]int{}},
+	}
+
+	selected, err := selectVMs(s, req)
+	if err != nil {
+		return nil, err
+	}
+
+	targetNodes := targetNodes(s, req.To)
+	if len(targetNodes) == 0 {
+		p.Blockers = append(p.Blockers, Issue{Code: "NoReadyTargetNode",
+			Message: fmt.Sprintf("site %s has no Ready, schedulable node: nothing could start there (check 'kubectl sitefail sites')", req.To)})
+	}
+
+	sources := map[string]bool{}
+	for _, vm := range selected {
+		st := stepFor(s, vm, req)
+		p.Steps = append(p.Steps, st)
+		if st.Action != ActionSkip && st.From != "" {
+			sources[st.From] = true
+		}
+		p.Warnings = append(p.Warnings, vmWarnings(vm, st)...)
+		p.Blockers = append(p.Blockers, vmBlockers(s, vm, &st, req, targetNodes)...)
+		p.Steps[len(p.Steps)-1] = st
+	}
+	for site := range sources {
+		p.SourceSites = append(p.SourceSites, site)
+	}
+	sort.Strings(p.SourceSites)
+
+	p.Capacity = capacity(s, req.To, p.Steps)
+	if p.Capacity.NeedCPUMilli > p.Capacity.FreeCPUMilli || p.Capacity.NeedMemoryBytes > p.Capacity.FreeMemoryBytes {
+		p.Blockers = append(p.Blockers, Issue{Code: "InsufficientCapacity", Overridable: true,
+			Message: fmt.Sprintf("site %s has %dm CPU and %s memory free on Ready nodes; the VMs this move starts there request %dm CPU and %s",
+				req.To, p.Capacity.FreeCPUMilli, HumanBytes(p.Capacity.FreeMemoryBytes), p.Capacity.NeedCPUMilli, HumanBytes(p.Capacity.NeedMemoryBytes))})
+	}
+	for _, site := range p.NeedsFailover() {
+		p.Warnings = append(p.Warnings, Issue{Code: "FailoverNeedsConfirmation",
+			Message: fmt.Sprintf("site %s has no Ready node: its VMs will be released only with --confirm-site-down=%s, after you have made sure its nodes are powered off or fenced (a partitioned site still running them would corrupt their disks)", site, site)})
+	}
+
+	p.Batches = batches(p.Steps, req.MaxInFlight)
+	p.Summary.Selected = len(p.Steps)
+	seenTier := map[int]bool{}
+	for _, st := range p.Steps {
+		p.Summary.ByAction[st.Action]++
+		if !seenTier[st.Tier] {
+			seenTier[st.Tier] = true
+			p.Summary.Tiers = append(p.Summary.Tiers, st.Tier)
+		}
+	}
+	return p, nil
+}
+
+func validate(s *snapshot.Snapshot, req Request) error {
+	sites := s.SiteNames()
+	if req.To == "" {
+		return &SelectionError{fmt.Sprintf("no target site: pass --to SITE (sites: %s)", listOrNone(sites))}
+	}
+	if !s.HasSite(req.To) {
+		return &SelectionError{fmt.Sprintf("unknown target site %q: no node carries %s=%s (sites: %s)", req.To, s.Keys.Site, req.To, listOrNone(sites))}
+	}
+	if req.From != "" && !s.HasSite(req.From) {
+		return &SelectionError{fmt.Sprintf("unknown source site %q (sites: %s)", req.From, listOrNone(sites))}
+	}
+	if req.From != "" && req.From == req.To {
+		return &SelectionError{fmt.Sprintf("--from and --to are both %q: pick a different target site", req.To)}
+	}
+	return nil
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none: label nodes with 'kubectl sitefail sites label'"
+	}
+	return strings.Join(s, ", ")
+}
+
+func describeSelection(req Request) string {
+	switch {
+	case len(req.VMs) > 0:
+		return "vms " + strings.Join(req.VMs, ",")
+	case req.Tiers != nil:
+		return "tier " + req.Tiers.String()
+	default:
+		return "all"
+	}
+}
+
+// tierOrder sorts tiers ascending with untiered (0) VMs last.
+func tierOrder(t int) int {
+	if t == 0 {
+		return int(^uint(0) >> 1)
+	}
+	return t
+}
+
+func selectVMs(s *snapshot.Snapshot, req Request) ([]*snapshot.VM, error) {
+	var out []*snapshot.VM
+	want := map[string]bool{}
+	for _, k := range req.VMs {
+		want[k] = false
+	}
+	for i := range s.VMs {
+		vm := &s.VMs[i]
+		switch {
+		case len(req.VMs) > 0:
+			if _, ok := want[vm.Key()]; !ok {
+				continue
+			}
+			want[vm.Key()] = true
+		case req.Tiers != nil:
+			if vm.Tier == 0 || !req.Tiers.Contains(vm.Tier) {
+				continue
+			}
+		}
+		if req.From != "" && vm.HomeSite != req.From && vm.CurrentSite != req.From {
+			continue
+		}
+		out = append(out, vm)
+	}
+	var missing []string
+	for k, found := range want {
+		if !found {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, &SelectionError{fmt.Sprintf("no such VM: %s (name VMs as NAME in the current namespace, or NAMESPACE/NAME)", strings.Join(missing, ", "))}
+	}
+	if len(out) == 0 {
+		return nil, &SelectionError{fmt.Sprintf("no VM matches %s%s: check -n/-A, -l and the %s label (see 'kubectl sitefail status')", describeSelection(req), fromSuffix(req), s.Keys.Tier)}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if tierOrder(a.Tier) != tierOrder(b.Tier) {
+			return tierOrder(a.Tier) < tierOrder(b.Tier)
+		}
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+	return out, nil
+}
+
+func fromSuffix(req Request) string {
+	if req.From == "" {
+		return ""
+	}
+	return " on site " + req.From
+}
+
+func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
+	st := Step{Namespace: vm.Namespace, Name: vm.Name, Tier: vm.Tier, To: req.To,
+		From: vm.HomeSite, RunStrategy: string(vm.RunStrategy), CPUMilli: vm.CPUMilli, MemoryBytes: vm.MemoryBytes}
+	inst := vm.Instance
+	if inst != nil {
+		st.VMIUID = string(inst.UID)
+		st.Node = inst.NodeName
+		if vm.CurrentSite != "" {
+			st.From = vm.CurrentSite
+		}
+	}
+	running := inst != nil && !inst.Terminating && inst.Phase != string(kubevirtv1.Succeeded) && inst.Phase != string(kubevirtv1.Failed)
+
+	switch {
+	case vm.HomeSite == req.To && (!running || vm.CurrentSite == req.To):
+		st.Action, st.Reason = ActionSkip, "already on "+req.To
+	case !running:
+		st.Action, st.Reason = ActionPatch, "not running: the new site applies at its next start"
+		if inst != nil {
+			st.Reason = "instance is finishing: KubeVirt recreates it from the patched template"
+		}
+	case vm.CurrentSite == req.To:
+		st.Action, st.Reason = ActionPatch, "already runs on "+req.To+": only the template follows"
+	case vm.State == snapshot.StateStranded:
+		st.Action, st.Reason = ActionFailover, fmt.Sprintf("site %s is down: release the instance from node %s so KubeVirt recreates it on %s", st.From, inst.NodeName, req.To)
+	case req.Mode == ModeRestart:
+		st.Action, st.Reason = ActionRestart, "--mode restart"
+	case inst.Migrating:
+		st.Action, st.Reason = ActionMigrate, "a migration is in progress: wait for it, then move"
+	case vm.RestartRequired && req.Mode == ModeAuto:
+		st.Action, st.Reason = ActionRestart, "RestartRequired is set: LiveUpdate will not carry the new selector into the running instance"
+	case inst.LiveMigratable:
+		st.Action, st.Reason = ActionMigrate, "running and live-migratable"
+	case req.Mode == ModeMigrate:
+		st.Action, st.Reason = ActionMigrate, "--mode migrate"
+	default:
+		st.Action, st.Reason = ActionRestart, "not live-migratable: "+inst.NotMigratable
+	}
+	return st
+}
+
+func vmWarnings(vm *snapshot.VM, st Step) []Issue {
+	var out []Issue
+	if vm.TierError != "" {
+		out = append(out, Issue{Code: "MalformedTier", VM: vm.Key(), Message: vm.TierError + ": the VM is treated as untiered and moves last"})
+	}
+	if st.Action == ActionSkip {
+		return out
+	}
+	if vm.GitOps != "" {
+		out = append(out, Issue{Code: "GitOpsManaged", VM: vm.Key(),
+			Message: fmt.Sprintf("managed by %s, which will revert a direct patch at its next sync: commit the change to Git ('kubectl sitefail gitops') or pause the sync", vm.GitOps)})
+	}
+	if vm.RestartRequired {
+		out = append(out, Issue{Code: "RestartRequired", VM: vm.Key(), Message: "RestartRequired is already set: pending template changes apply at the restart this move causes"})
+	}
+	if vm.HomeSite == "" {
+		out = append(out, Issue{Code: "Unpinned", VM: vm.Key(), Message: "pinned to no site: the move adds the site key to its nodeSelector"})
+	}
+	return out
+}
+
+func vmBlockers(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, targets []*corev1.Node) []Issue {
+	if st.Action == ActionSkip {
+		return nil
+	}
+	var out []Issue
+	if len(targets) > 0 && !fitsAny(vm, s.Keys.Site, req.To, targets) {
+		out = append(out, Issue{Code: "ConstraintsExcludeTarget", VM: vm.Key(),
+			Message: fmt.Sprintf("no Ready node on %s satisfies the VM's other nodeSelector keys, required node affinity or taint tolerations", req.To)})
+	}
+	inst := vm.Instance
+	if st.Action == ActionRestart && vm.RunStrategy == kubevirtv1.RunStrategyOnce {
+		out = append(out, Issue{Code: "RestartRefused", VM: vm.Key(),
+			Message: "runStrategy Once: KubeVirt refuses to restart it; stop it, or use --mode migrate if it is live-migratable"})
+	}
+	if st.Action == ActionMigrate && inst != nil && !inst.LiveMigratable && !inst.Migrating {
+		out = append(out, Issue{Code: "NotMigratable", VM: vm.Key(),
+			Message: fmt.Sprintf("not live-migratable (%s): use --mode auto or --mode restart", inst.NotMigratable)})
+	}
+	if inst != nil && inst.Migrating && !strings.HasPrefix(s.ActiveMigrations[vm.Key()], MigrationPrefix) && s.ActiveMigrations[vm.Key()] != "" {
+		out = append(out, Issue{Code: "MigrationInProgress", VM: vm.Key(),
+			Message: fmt.Sprintf("migration %s, not started by sitefail, is in progress: wait for it or delete it", s.ActiveMigrations[vm.Key()])})
+	}
+	if inst != nil && inst.NodeName != "" && vm.State != snapshot.StateStranded {
+		if n, ok := s.Node(inst.NodeName); ok && n.State != snapshot.NodeReady && st.Action != ActionPatch {
+			out = append(out, Issue{Code: "NodeNotReady", VM: vm.Key(),
+				Message: fmt.Sprintf("its node %s is %s while site %s is alive: remediate or fence that node first (sitefail releases VMs only from a whole dead site)", n.Name, n.State, n.Site)})
+		}
+	}
+	return out
+}
+
+// MigrationPrefix names the migrations sitefail creates, so a resumed move recognises its own.
+const MigrationPrefix = "sitefail-"
+
+func targetNodes(s *snapshot.Snapshot, site string) []*corev1.Node {
+	var out []*corev1.Node
+	for _, n := range s.Nodes {
+		if n.Site == site && n.Schedulable() {
+			out = append(out, &corev1.Node{
+				ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels},
+				Spec:       corev1.NodeSpec{Taints: n.Taints},
+			})
+		}
+	}
+	return out
+}
+
+// fitsAny reports whether the VM, with its site key set to the target, could be placed
+// on at least one of the target nodes by the scheduler's own matching rules.
+func fitsAny(vm *snapshot.VM, siteKey, to string, nodes []*corev1.Node) bool {
+	sel := make(map[string]string, len(vm.NodeSelector)+1)
+	for k, v := range vm.NodeSelector {
+		sel[k] = v
+	}
+	sel[siteKey] = to
+	pod := &corev1.Pod{Spec: corev1.PodSpec{NodeSelector: sel, Affinity: vm.Affinity, Tolerations: vm.Tolerations}}
+	req := nodeaffinity.GetRequiredNodeAffinity(pod)
+	for _, n := range nodes {
+		if ok, err := req.Match(n); err != nil || !ok {
+			continue
+		}
+		if _, untolerated := corev1helpers.FindMatchingUntoleratedTaint(n.Spec.Taints, vm.Tolerations, func(t *corev1.Taint) bool {
+			return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+		}); untolerated {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+func capacity(s *snapshot.Snapshot, site string, steps []Step) Capacity {
+	c := Capacity{Site: site}
+	onTarget := map[string]bool{}
+	for _, n := range s.Nodes {
+		if n.Site == site && n.Schedulable() {
+			c.FreeCPUMilli += n.CPUMilli
+			c.FreeMemoryBytes += n.MemoryBytes
+			onTarget[n.Name] = true
+		}
+	}
+	for _, vm := range s.VMs {
+		if vm.Instance != nil && onTarget[vm.Instance.NodeName] {
+			c.FreeCPUMilli -= vm.CPUMilli
+			c.FreeMemoryBytes -= vm.MemoryBytes
+		}
+	}
+	for _, st := range steps {
+		if st.Action.Starts() {
+			c.NeedCPUMilli += st.CPUMilli
+			c.NeedMemoryBytes += st.MemoryBytes
+		}
+	}
+	return c
+}
+
+// batches groups each tier's starts into waves of at most maxInFlight, in plan order.
+func batches(steps []Step, maxInFlight int) []Batch {
+	if maxInFlight < 1 {
+		maxInFlight = 1
+	}
+	out := []Batch{}
+	var cur *Batch
+	for _, st := range steps {
+		if !st.Action.Starts() {
+			continue
+		}
+		if cur == nil || cur.Tier != st.Tier || len(cur.VMs) == maxInFlight {
+			out = append(out, Batch{Tier: st.Tier})
+			cur = &out[len(out)-1]
+		}
+		cur.VMs = append(cur.VMs, st.Key())
+	}
+	return out
+}
+
+// HumanBytes prints a byte count in binary units.
+func HumanBytes(b int64) string {
+	const unit = 1024
+	neg := b < 0
+	if neg {
+		b = -b
+	}
+	s := fmt.Sprintf("%dB", b)
+	if b >= unit {
+		div, exp := int64(unit), 0
+		for n := b / unit; n >= unit; n /= unit {
+			div *= unit
+			exp++
+		}
+		s = fmt.Sprintf("%.1f%ciB", float64(b)/float64(div), "KMGTPE"[exp])
+	}
+	if neg {
+		return "-" + s
+	}
+	return s
+}

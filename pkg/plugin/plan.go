@@ -1,0 +1,220 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
+)
+
+// selection holds the flags that say which VMs move where; plan and move share them.
+type selection struct {
+	scope
+	to          string
+	from        string
+	tier        string
+	all         bool
+	mode        string
+	maxInFlight int
+	args        []string
+	req         plan.Request
+}
+
+func (s *selection) addFlags(cmd *cobra.Command) {
+	s.scope.addFlags(cmd)
+	cmd.Flags().StringVar(&s.to, "to", "", "target site (required)")
+	cmd.Flags().StringVar(&s.from, "from", "", "only VMs whose home or current site is this one")
+	cmd.Flags().StringVar(&s.tier, "tier", "", "move this tier or range of tiers, e.g. 1 or 1-3")
+	cmd.Flags().BoolVar(&s.all, "all", false, "move every selected VM, tiered ones first in tier order, untiered last")
+	cmd.Flags().StringVar(&s.mode, "mode", "auto", "how running VMs move: auto (live-migrate when possible, else restart), migrate, restart")
+	cmd.Flags().IntVar(&s.maxInFlight, "max-in-flight", 5, "VMs starting on the target at once")
+}
+
+// complete validates the selection flags into a plan request. It reads no cluster state.
+func (s *selection) complete(o *Options, args []string) error {
+	if err := s.scope.complete(o); err != nil {
+		return err
+	}
+	s.args = args
+	chosen := 0
+	for _, set := range []bool{s.tier != "", s.all, len(args) > 0} {
+		if set {
+			chosen++
+		}
+	}
+	switch {
+	case chosen == 0:
+		return errors.New("say which VMs move: --tier N, --tier N-M, --all, or VM names")
+	case chosen > 1:
+		return errors.New("--tier, --all and VM names exclude each other: pick one")
+	}
+	if s.to == "" {
+		return errors.New("--to is required: name the target site (see 'kubectl sitefail sites')")
+	}
+	if s.maxInFlight < 1 {
+		return fmt.Errorf("--max-in-flight must be at least 1 (got %d)", s.maxInFlight)
+	}
+	mode, err := plan.ParseMode(s.mode)
+	if err != nil {
+		return err
+	}
+	tiers, err := parseTierFlag(s.tier)
+	if err != nil {
+		return err
+	}
+	keys, err := s.vmKeys(args)
+	if err != nil {
+		return err
+	}
+	s.req = plan.Request{To: s.to, From: s.from, Tiers: tiers, All: s.all, VMs: keys, Mode: mode, MaxInFlight: s.maxInFlight}
+	return nil
+}
+
+// snapshotScope is the namespace to read: VM names may reach across namespaces.
+func (s *selection) snapshotScope() string {
+	if len(s.req.VMs) > 0 {
+		return ""
+	}
+	return s.namespace
+}
+
+// buildPlan reads the cluster and plans. Selection errors come back as plain errors.
+func (o *Options) buildPlan(ctx context.Context, sel *selection) (*plan.Plan, *snapshot.Snapshot, *Clients, error) {
+	s, c, err := o.readSnapshot(ctx, sel.snapshotScope(), sel.labelSelector)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p, err := plan.Build(s, sel.req)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return p, s, c, nil
+}
+
+type planOptions struct {
+	*Options
+	selection
+	output string
+}
+
+func newPlanCommand(o *Options) *cobra.Command {
+	po := &planOptions{Options: o}
+	cmd := &cobra.Command{
+		Use:   "plan --to SITE (--tier N[-M] | --all | VM...)",
+		Short: "Show exactly what a move would do, in order, with blockers and warnings; change nothing",
+		Long: `Plans a move without changing anything: which VMs move, in which order (tier ascending,
+untiered VMs last), by which action, in which throttled batches, and what blocks it.
+
+Actions:
+  patch-only    the VM is stopped (or already runs on the target): only its template changes
+  live-migrate  running and live-migratable, source site healthy
+  restart       running, not live-migratable (or --mode restart)
+  failover      its site is down: release it after fencing so KubeVirt recreates it
+  skip          already on the target
+
+Exit codes: 0 the plan can run (or nothing to do), 2 the plan is blocked, 1 any other error.`,
+		Example: `  kubectl sitefail plan --tier 1 --to DR -A
+  kubectl sitefail plan --all --to Primary --from DR -n prod -o yaml
+  kubectl sitefail plan --to DR prod/db-0 prod/db-1`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := po.selection.complete(o, args); err != nil {
+				return err
+			}
+			if err := outputFormat(po.output, "", "json", "yaml"); err != nil {
+				return err
+			}
+			return po.run(cmd.Context())
+		},
+	}
+	po.selection.addFlags(cmd)
+	cmd.Flags().StringVarP(&po.output, "output", "o", "", "output format: json or yaml (schema "+plan.APIVersion+" Plan)")
+	return cmd
+}
+
+func (po *planOptions) run(ctx context.Context) error {
+	p, _, _, err := po.buildPlan(ctx, &po.selection)
+	if err != nil {
+		return err
+	}
+	if po.output != "" {
+		if err := printStructured(po.Out, po.output, p); err != nil {
+			return err
+		}
+	} else {
+		PrintPlan(po.Out, p)
+	}
+	if p.Blocked(false) {
+		return &ExitCodeError{Code: ExitBlocked, Err: fmt.Errorf("the plan is blocked by %d blocker(s); nothing was changed", len(p.Blockers))}
+	}
+	return nil
+}
+
+// PrintPlan writes the human-readable plan.
+func PrintPlan(w io.Writer, p *plan.Plan) {
+	fmt.Fprintf(w, "Plan: move %s to %s (mode %s, at most %d starting at once)\n", p.Selection, p.Request.To, p.Request.Mode, p.Request.MaxInFlight)
+	if len(p.SourceSites) > 0 {
+		fmt.Fprintf(w, "From: %s\n", strings.Join(p.SourceSites, ", "))
+	}
+	fmt.Fprintln(w)
+	if !p.Work() {
+		fmt.Fprintf(w, "Nothing to do: all %d selected VM(s) are already on %s.\n", len(p.Steps), p.Request.To)
+		return
+	}
+	rows := make([][]string, 0, len(p.Steps))
+	for i, st := range p.Steps {
+		rows = append(rows, []string{fmt.Sprint(i + 1), tierString(st.Tier), st.Namespace, st.Name, dash(st.From), st.To, string(st.Action), st.Reason})
+	}
+	_ = table(w, []string{"#", "TIER", "NAMESPACE", "NAME", "FROM", "TO", "ACTION", "REASON"}, rows)
+
+	if len(p.Batches) > 0 {
+		fmt.Fprintln(w, "\nThrottled batches (each starts when the previous has room; a tier starts when the one before is Ready):")
+		n := 0
+		for i, b := range p.Batches {
+			if i == 0 || p.Batches[i-1].Tier != b.Tier {
+				n = 0
+			}
+			n++
+			fmt.Fprintf(w, "  tier %s batch %d: %s\n", tierString(b.Tier), n, strings.Join(b.VMs, ", "))
+		}
+	}
+	c := p.Capacity
+	fmt.Fprintf(w, "\nCapacity on %s: %sm CPU and %s memory free on Ready nodes; this move starts %dm CPU and %s there.\n",
+		c.Site, fmt.Sprint(c.FreeCPUMilli), plan.HumanBytes(c.FreeMemoryBytes), c.NeedCPUMilli, plan.HumanBytes(c.NeedMemoryBytes))
+	printIssues(w, "Warnings", p.Warnings)
+	printIssues(w, "Blockers", p.Blockers)
+
+	actions := make([]string, 0, len(p.Summary.ByAction))
+	for a, n := range p.Summary.ByAction {
+		actions = append(actions, fmt.Sprintf("%d %s", n, a))
+	}
+	sort.Strings(actions)
+	fmt.Fprintf(w, "\nSummary: %d VM(s) selected: %s.\n", p.Summary.Selected, strings.Join(actions, ", "))
+	if p.Blocked(false) {
+		fmt.Fprintln(w, "BLOCKED: resolve the blockers above (overridable ones can be waived with 'move --force').")
+	}
+}
+
+func printIssues(w io.Writer, title string, issues []plan.Issue) {
+	if len(issues) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s:\n", title)
+	for _, i := range issues {
+		who := ""
+		if i.VM != "" {
+			who = i.VM + ": "
+		}
+		extra := ""
+		if i.Overridable {
+			extra = " [overridable with --force]"
+		}
+		fmt.Fprintf(w, "  - %s%s (%s)%s\n", who, i.Message, i.Code, extra)
+	}
+}

@@ -1,0 +1,331 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"encoding/json"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
+)
+
+// SiteReport is one site in `sites -o json|yaml`.
+type SiteReport struct {
+	Site   string `json:"site"`
+	Health string `json:"health"`
+	Nodes  struct {
+		Total    int `json:"total"`
+		Ready    int `json:"ready"`
+		NotReady int `json:"notReady"`
+		Unknown  int `json:"unknown"`
+		Cordoned int `json:"cordoned"`
+	} `json:"nodes"`
+	AllocatableCPUMilli    int64           `json:"allocatableCPUMillis"`
+	AllocatableMemoryBytes int64           `json:"allocatableMemoryBytes"`
+	RequestedCPUMilli      int64           `json:"requestedCPUMillis"`
+	RequestedMemoryBytes   int64           `json:"requestedMemoryBytes"`
+	VMs                    int             `json:"vms"`
+	VMsByTier              map[string]int  `json:"vmsByTier"`
+	NodeList               []snapshot.Node `json:"nodeList"`
+}
+
+// Unlabeled is the pseudo-site of nodes that carry no site label.
+const Unlabeled = "(unlabeled)"
+
+// SitesReport builds the per-site view of a snapshot. VMs count where they run, or at
+// their home site when stopped.
+func SitesReport(s *snapshot.Snapshot) []SiteReport {
+	bySite := map[string]*SiteReport{}
+	get := func(site string) *SiteReport {
+		if site == "" {
+			site = Unlabeled
+		}
+		r := bySite[site]
+		if r == nil {
+			r = &SiteReport{Site: site, VMsByTier: map[string]int{}, NodeList: []snapshot.Node{}}
+			bySite[site] = r
+		}
+		return r
+	}
+	for _, n := range s.Nodes {
+		r := get(n.Site)
+		r.Nodes.Total++
+		switch n.State {
+		case snapshot.NodeReady:
+			r.Nodes.Ready++
+		case snapshot.NodeNotReady:
+			r.Nodes.NotReady++
+		default:
+			r.Nodes.Unknown++
+		}
+		if n.Unschedulable {
+			r.Nodes.Cordoned++
+		}
+		r.AllocatableCPUMilli += n.CPUMilli
+		r.AllocatableMemoryBytes += n.MemoryBytes
+		r.NodeList = append(r.NodeList, n)
+	}
+	for _, vm := range s.VMs {
+		site := vm.HomeSite
+		if vm.Instance != nil && vm.CurrentSite != "" {
+			site = vm.CurrentSite
+			r := get(site)
+			r.RequestedCPUMilli += vm.CPUMilli
+			r.RequestedMemoryBytes += vm.MemoryBytes
+		}
+		if site == "" {
+			continue
+		}
+		r := get(site)
+		r.VMs++
+		r.VMsByTier[tierString(vm.Tier)]++
+	}
+	out := make([]SiteReport, 0, len(bySite))
+	for _, r := range bySite {
+		switch {
+		case r.Site == Unlabeled:
+			r.Health = "-"
+		case r.Nodes.Ready == 0:
+			r.Health = "down"
+		case r.Nodes.Ready < r.Nodes.Total:
+			r.Health = "degraded"
+		default:
+			r.Health = "healthy"
+		}
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if (out[i].Site == Unlabeled) != (out[j].Site == Unlabeled) {
+			return out[j].Site == Unlabeled
+		}
+		return out[i].Site < out[j].Site
+	})
+	return out
+}
+
+type sitesOptions struct {
+	*Options
+	output string
+}
+
+func newSitesCommand(o *Options) *cobra.Command {
+	so := &sitesOptions{Options: o}
+	cmd := &cobra.Command{
+		Use:   "sites",
+		Short: "Show each site's nodes, health, capacity and VMs per tier",
+		Example: `  kubectl sitefail sites
+  kubectl sitefail sites -o wide
+  kubectl sitefail sites label --site DR worker-5 worker-6`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := outputFormat(so.output, "", "wide", "json", "yaml"); err != nil {
+				return err
+			}
+			return so.run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&so.output, "output", "o", "", "output format: wide, json or yaml")
+	cmd.AddCommand(newSitesLabelCommand(o))
+	return cmd
+}
+
+func (so *sitesOptions) run(ctx context.Context) error {
+	s, _, err := so.readSnapshot(ctx, "", "")
+	if err != nil {
+		return err
+	}
+	rep := SitesReport(s)
+	if so.output == "json" || so.output == "yaml" {
+		return printStructured(so.Out, so.output, map[string]any{"siteLabel": so.Keys.Site, "tierLabel": so.Keys.Tier, "sites": rep})
+	}
+	if len(s.SiteNames()) == 0 {
+		fmt.Fprintf(so.ErrOut, "No node carries the site label %s. Label them with 'kubectl sitefail sites label --site NAME NODE...'.\n", so.Keys.Site)
+	}
+	var rows [][]string
+	for _, r := range rep {
+		rows = append(rows, []string{r.Site, r.Health,
+			fmt.Sprintf("%d/%d", r.Nodes.Ready, r.Nodes.Total),
+			fmt.Sprint(r.Nodes.NotReady), fmt.Sprint(r.Nodes.Unknown), fmt.Sprint(r.Nodes.Cordoned),
+			fmt.Sprintf("%s/%s", cores(r.RequestedCPUMilli), cores(r.AllocatableCPUMilli)),
+			fmt.Sprintf("%s/%s", plan.HumanBytes(r.RequestedMemoryBytes), plan.HumanBytes(r.AllocatableMemoryBytes)),
+			fmt.Sprint(r.VMs), tiersSummary(r.VMsByTier)})
+	}
+	if err := table(so.Out, []string{"SITE", "HEALTH", "READY", "NOTREADY", "UNKNOWN", "CORDONED", "CPU(REQ/ALLOC)", "MEMORY(REQ/ALLOC)", "VMS", "TIERS"}, rows); err != nil {
+		return err
+	}
+	if so.output != "wide" {
+		return nil
+	}
+	fmt.Fprintln(so.Out)
+	rows = rows[:0]
+	for _, r := range rep {
+		for _, n := range r.NodeList {
+			state := string(n.State)
+			if n.Unschedulable {
+				state += ",SchedulingDisabled"
+			}
+			rows = append(rows, []string{n.Name, r.Site, state, cores(n.CPUMilli), plan.HumanBytes(n.MemoryBytes)})
+		}
+	}
+	return table(so.Out, []string{"NODE", "SITE", "STATUS", "CPU", "MEMORY"}, rows)
+}
+
+func cores(milli int64) string {
+	if milli%1000 == 0 {
+		return fmt.Sprint(milli / 1000)
+	}
+	return fmt.Sprintf("%.1f", float64(milli)/1000)
+}
+
+func tiersSummary(m map[string]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if len(keys[i]) != len(keys[j]) {
+			return len(keys[i]) < len(keys[j])
+		}
+		return keys[i] < keys[j]
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		name := "t" + k
+		if k == "-" {
+			name = "untiered"
+		}
+		parts[i] = fmt.Sprintf("%s:%d", name, m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+type sitesLabelOptions struct {
+	*Options
+	site      string
+	selector  string
+	overwrite bool
+	dryRun    string
+	nodes     []string
+}
+
+func newSitesLabelCommand(o *Options) *cobra.Command {
+	lo := &sitesLabelOptions{Options: o}
+	cmd := &cobra.Command{
+		Use:   "label --site SITE (NODE... | -l SELECTOR)",
+		Short: "Put nodes into a site by setting their site label",
+		Long: `Sets the site label on nodes. A node that already belongs to another site is moved only
+with --overwrite, because moving a node between sites changes where VMs may run.
+Every node is checked before any is changed.`,
+		Example: `  kubectl sitefail sites label --site Primary worker-1 worker-2
+  kubectl sitefail sites label --site DR -l rack=dr
+  kubectl sitefail sites label --site DR worker-3 --overwrite --dry-run`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lo.nodes = args
+			if err := lo.validate(); err != nil {
+				return err
+			}
+			return lo.run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&lo.site, "site", "", "site to put the nodes in (required)")
+	cmd.Flags().StringVarP(&lo.selector, "selector", "l", "", "label the nodes matching this selector")
+	cmd.Flags().BoolVar(&lo.overwrite, "overwrite", false, "allow moving nodes that belong to another site")
+	cmd.Flags().StringVar(&lo.dryRun, "dry-run", "none", `"none", "client" (print only) or "server" (send with dryRun)`)
+	cmd.Flags().Lookup("dry-run").NoOptDefVal = "client"
+	return cmd
+}
+
+func (lo *sitesLabelOptions) validate() error {
+	if lo.site == "" {
+		return fmt.Errorf("--site is required: name the site to put the nodes in, e.g. --site DR")
+	}
+	if errs := validateLabelValue(lo.site); errs != "" {
+		return fmt.Errorf("--site %q is not a valid label value: %s", lo.site, errs)
+	}
+	if (len(lo.nodes) == 0) == (lo.selector == "") {
+		return fmt.Errorf("name nodes as arguments or select them with -l, not both and not neither")
+	}
+	if lo.selector != "" {
+		if _, err := labels.Parse(lo.selector); err != nil {
+			return fmt.Errorf("-l %q: %v", lo.selector, err)
+		}
+	}
+	switch lo.dryRun {
+	case "none", "client", "server":
+	default:
+		return fmt.Errorf(`--dry-run %q: want "none", "client" or "server"`, lo.dryRun)
+	}
+	return nil
+}
+
+func (lo *sitesLabelOptions) run(ctx context.Context) error {
+	c, err := lo.Factory.Clients()
+	if err != nil {
+		return err
+	}
+	var nodes []corev1.Node
+	if lo.selector != "" {
+		list, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: lo.selector})
+		if err != nil {
+			return clusterError(err, c)
+		}
+		if len(list.Items) == 0 {
+			return fmt.Errorf("no node matches -l %s", lo.selector)
+		}
+		nodes = list.Items
+	} else {
+		for _, name := range lo.nodes {
+			n, err := c.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("node %s: %w", name, clusterError(err, c))
+			}
+			nodes = append(nodes, *n)
+		}
+	}
+	// Preflight every node before the first write.
+	var conflicts []string
+	for _, n := range nodes {
+		if cur := n.Labels[lo.Keys.Site]; cur != "" && cur != lo.site && !lo.overwrite {
+			conflicts = append(conflicts, fmt.Sprintf("%s (site %s)", n.Name, cur))
+		}
+	}
+	if len(conflicts) > 0 {
+		return fmt.Errorf("refusing to move nodes to site %s that belong to another site: %s; pass --overwrite to move them (nothing was changed)", lo.site, strings.Join(conflicts, ", "))
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{lo.Keys.Site: lo.site}}})
+	suffix := ""
+	switch lo.dryRun {
+	case "client":
+		suffix = " (dry run)"
+	case "server":
+		suffix = " (server dry run)"
+	}
+	for _, n := range nodes {
+		if n.Labels[lo.Keys.Site] == lo.site {
+			fmt.Fprintf(lo.Out, "node/%s already in site %s\n", n.Name, lo.site)
+			continue
+		}
+		if lo.dryRun != "client" {
+			opts := metav1.PatchOptions{}
+			if lo.dryRun == "server" {
+				opts.DryRun = []string{metav1.DryRunAll}
+			}
+			if _, err := c.Kube.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, patch, opts); err != nil {
+				return fmt.Errorf("label node %s: %w", n.Name, clusterError(err, c))
+			}
+		}
+		fmt.Fprintf(lo.Out, "node/%s labeled %s=%s%s\n", n.Name, lo.Keys.Site, lo.site, suffix)
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+// Package snapshot reads everything sitefail decides on from the cluster in a handful of
+// paginated LIST calls, and holds it as plain data: sites, nodes, VMs and where they run.
+package snapshot
+
+import (
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+)
+
+// NodeState is a node's readiness as the node lifecycle controller reports it.
+type NodeState string
+
+const (
+	NodeReady    NodeState = "Ready"
+	NodeNotReady NodeState = "NotReady"
+	NodeUnknown  NodeState = "Unknown"
+)
+
+// Node is the part of a Node that placement decisions need.
+type Node struct {
+	Name          string            `json:"name"`
+	Site          string            `json:"site,omitempty"`
+	State         NodeState         `json:"state"`
+	Unschedulable bool              `json:"unschedulable,omitempty"`
+	CPUMilli      int64             `json:"allocatableCPUMillis"`
+	MemoryBytes   int64             `json:"allocatableMemoryBytes"`
+	Labels        map[string]string `json:"-"`
+	Taints        []corev1.Taint    `json:"-"`
+}
+
+// Schedulable reports whether new VMs can land on the node.
+func (n *Node) Schedulable() bool { return n.State == NodeReady && !n.Unschedulable }
+
+// VMState summarises a VM's placement relative to its home site.
+type VMState string
+
+const (
+	StateAligned     VMState = "aligned"
+	StatePendingMove VMState = "pending-move"
+	StateStranded    VMState = "stranded"
+	StateStopped     VMState = "stopped"
+	StateUnpinned    VMState = "unpinned"
+	StateUnknown     VMState = "unknown"
+)
+
+// VMI is the running instance of a VM, as far as sitefail cares.
+type VMI struct {
+	UID            types.UID         `json:"uid"`
+	Phase          string            `json:"phase"`
+	NodeName       string            `json:"nodeName,omitempty"`
+	Ready          bool              `json:"ready"`
+	LiveMigratable bool              `json:"liveMigratable"`
+	NotMigratable  string            `json:"notMigratableReason,omitempty"`
+	NodeSelector   map[string]string `json:"nodeSelector,omitempty"`
+	Migrating      bool              `json:"migrating,omitempty"`
+	Terminating    bool              `json:"terminating,omitempty"`
+}
+
+// VM is one VirtualMachine with its instance and derived placement.
+type VM struct {
+	Namespace string    `json:"namespace"`
+	Name      string    `json:"name"`
+	UID       types.UID `json:"uid"`
+	// Tier is 0 when the VM carries no tier label; TierError names a malformed one.
+	Tier      int    `json:"tier,omitempty"`
+	TierError string `json:"tierError,omitempty"`
+	// HomeSite is the site key of the template nodeSelector: where the VM will start.
+	HomeSite        string                               `json:"homeSite,omitempty"`
+	NodeSelector    map[string]string                    `json:"nodeSelector,omitempty"`
+	HasSelector     bool                                 `json:"-"`
+	Affinity        *corev1.Affinity                     `json:"-"`
+	Tolerations     []corev1.Toleration                  `json:"-"`
+	RunStrategy     kubevirtv1.VirtualMachineRunStrategy `json:"runStrategy"`
+	PrintableStatus string                               `json:"printableStatus,omitempty"`
+	Ready           bool                                 `json:"ready"`
+	RestartRequired bool                                 `json:"restartRequired,omitempty"`
+	// GitOps names the controller (argocd, flux) whose metadata the VM carries.
+	GitOps          string            `json:"gitops,omitempty"`
+	CPUMilli        int64             `json:"requestCPUMillis"`
+	MemoryBytes     int64             `json:"requestMemoryBytes"`
+	Labels          map[string]string `json:"-"`
+	Annotations     map[string]string `json:"-"`
+	HasAnnotations  bool              `json:"-"`
+	ResourceVersion string            `json:"-"`
+
+	Instance    *VMI    `json:"instance,omitempty"`
+	CurrentSite string  `json:"currentSite,omitempty"`
+	State       VMState `json:"state"`
+}
+
+// Key returns namespace/name.
+func (v *VM) Key() string { return v.Namespace + "/" + v.Name }
+
+// Snapshot is the cluster as read at one instant.
+type Snapshot struct {
+	Keys  selector.Keys
+	Nodes []Node
+	VMs   []VM
+	// LauncherPods maps a VMI UID to the names of its virt-launcher pods.
+	LauncherPods map[types.UID][]string
+	// ActiveMigrations counts migrations not yet in a final phase, by namespace/VMI name.
+	ActiveMigrations map[string]string
+
+	nodeIndex map[string]int
+}
+
+// Node returns the node by name.
+func (s *Snapshot) Node(name string) (*Node, bool) {
+	if s.nodeIndex == nil {
+		s.nodeIndex = make(map[string]int, len(s.Nodes))
+		for i := range s.Nodes {
+			s.nodeIndex[s.Nodes[i].Name] = i
+		}
+	}
+	i, ok := s.nodeIndex[name]
+	if !ok {
+		return nil, false
+	}
+	return &s.Nodes[i], true
+}
+
+// SiteNames lists the sites named by node labels, sorted.
+func (s *Snapshot) SiteNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range s.Nodes {
+		if n.Site != "" && !seen[n.Site] {
+			seen[n.Site] = true
+			out = append(out, n.Site)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// HasSite reports whether any node carries that site label.
+func (s *Snapshot) HasSite(site string) bool {
+	for _, n := range s.Nodes {
+		if n.Site == site {
+			return true
+		}
+	}
+	return false
+}
+
+// SiteAlive reports whether at least one node of the site is Ready. A site whose every
+// node is NotReady or Unknown is what a dead site, or a partitioned one, looks like.
+func (s *Snapshot) SiteAlive(site string) bool {
+	for _, n := range s.Nodes {
+		if n.Site == site && n.State == NodeReady {
+			return true
+		}
+	}
+	return false
+}

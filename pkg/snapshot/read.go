@@ -1,0 +1,311 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/pager"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+)
+
+// PageSize is the LIST page size: large enough that a 5,000-VM cluster costs a few
+// requests, small enough to keep each response bounded.
+const PageSize = 500
+
+// Source is where a snapshot is read from.
+type Source struct {
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
+	// Namespace limits VMs to one namespace; "" reads all namespaces.
+	Namespace string
+	// LabelSelector limits the VMs read.
+	LabelSelector string
+	Keys          selector.Keys
+}
+
+// Read lists nodes, VMs, VMIs, virt-launcher pods and migrations, one paginated LIST
+// each, and derives every VM's placement. The request count does not grow with the
+// number of VMs.
+func Read(ctx context.Context, src Source) (*Snapshot, error) {
+	s := &Snapshot{Keys: src.Keys, LauncherPods: map[types.UID][]string{}, ActiveMigrations: map[string]string{}}
+
+	err := listAll(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return src.Kube.CoreV1().Nodes().List(ctx, o)
+	}, func(obj runtime.Object) error {
+		s.Nodes = append(s.Nodes, NodeFrom(obj.(*corev1.Node), src.Keys.Site))
+		return nil
+	}, metav1.ListOptions{})
+	if err != nil {
+		return nil, describe(err, "list", "nodes", "")
+	}
+
+	vmis := map[string]*kubevirtv1.VirtualMachineInstance{}
+	err = listDynamic(ctx, src.Dynamic, kubevirt.VMIs, src.Namespace, "", func(u *unstructured.Unstructured) error {
+		vmi, err := kubevirt.ToVMI(u)
+		if err != nil {
+			return err
+		}
+		vmis[vmi.Namespace+"/"+vmi.Name] = vmi
+		return nil
+	})
+	if err != nil {
+		return nil, describe(err, "list", "virtualmachineinstances.kubevirt.io", src.Namespace)
+	}
+
+	err = listDynamic(ctx, src.Dynamic, kubevirt.VMs, src.Namespace, src.LabelSelector, func(u *unstructured.Unstructured) error {
+		vm, err := kubevirt.ToVM(u)
+		if err != nil {
+			return err
+		}
+		s.VMs = append(s.VMs, VMFrom(vm, vmis[vm.Namespace+"/"+vm.Name], src.Keys))
+		return nil
+	})
+	if err != nil {
+		return nil, describe(err, "list", "virtualmachines.kubevirt.io", src.Namespace)
+	}
+
+	err = listAll(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return src.Kube.CoreV1().Pods(src.Namespace).List(ctx, o)
+	}, func(obj runtime.Object) error {
+		p := obj.(*corev1.Pod)
+		if uid := p.Labels[kubevirt.CreatedByLabel]; uid != "" {
+			s.LauncherPods[types.UID(uid)] = append(s.LauncherPods[types.UID(uid)], p.Name)
+		}
+		return nil
+	}, metav1.ListOptions{LabelSelector: kubevirt.LauncherSelector})
+	if err != nil {
+		return nil, describe(err, "list", "pods", src.Namespace)
+	}
+
+	err = listDynamic(ctx, src.Dynamic, kubevirt.Migrations, src.Namespace, "", func(u *unstructured.Unstructured) error {
+		m, err := kubevirt.ToMigration(u)
+		if err != nil {
+			return err
+		}
+		if done, _ := kubevirt.MigrationDone(m); !done {
+			s.ActiveMigrations[m.Namespace+"/"+m.Spec.VMIName] = m.Name
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, describe(err, "list", "virtualmachineinstancemigrations.kubevirt.io", src.Namespace)
+	}
+
+	s.Derive()
+	return s, nil
+}
+
+// Derive fills each VM's current site and state from its instance and the nodes.
+func (s *Snapshot) Derive() {
+	s.nodeIndex = nil
+	for i := range s.VMs {
+		vm := &s.VMs[i]
+		vm.CurrentSite = ""
+		if vm.Instance != nil && vm.Instance.NodeName != "" {
+			if n, ok := s.Node(vm.Instance.NodeName); ok {
+				vm.CurrentSite = n.Site
+			}
+		}
+		if vm.Instance != nil && s.ActiveMigrations[vm.Key()] != "" {
+			vm.Instance.Migrating = true
+		}
+		vm.State = s.stateOf(vm)
+	}
+}
+
+func (s *Snapshot) stateOf(vm *VM) VMState {
+	if vm.Instance == nil || vm.Instance.NodeName == "" {
+		switch {
+		case vm.HomeSite == "":
+			return StateUnpinned
+		case vm.Instance == nil:
+			return StateStopped
+		default:
+			return StateUnknown
+		}
+	}
+	if n, ok := s.Node(vm.Instance.NodeName); ok && n.State != NodeReady && !s.SiteAlive(n.Site) {
+		return StateStranded
+	}
+	switch {
+	case vm.HomeSite == "":
+		return StateUnpinned
+	case vm.CurrentSite == "":
+		return StateUnknown
+	case vm.CurrentSite == vm.HomeSite:
+		return StateAligned
+	default:
+		return StatePendingMove
+	}
+}
+
+// NodeFrom reduces a Node to what placement needs.
+func NodeFrom(n *corev1.Node, siteKey string) Node {
+	state := NodeUnknown
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			switch c.Status {
+			case corev1.ConditionTrue:
+				state = NodeReady
+			case corev1.ConditionFalse:
+				state = NodeNotReady
+			}
+		}
+	}
+	alloc := n.Status.Allocatable
+	return Node{
+		Name:          n.Name,
+		Site:          n.Labels[siteKey],
+		State:         state,
+		Unschedulable: n.Spec.Unschedulable,
+		CPUMilli:      alloc.Cpu().MilliValue(),
+		MemoryBytes:   alloc.Memory().Value(),
+		Labels:        n.Labels,
+		Taints:        n.Spec.Taints,
+	}
+}
+
+// VMFrom reduces a VM and its instance (nil when none) to what decisions need.
+func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstance, keys selector.Keys) VM {
+	out := VM{
+		Namespace:       vm.Namespace,
+		Name:            vm.Name,
+		UID:             vm.UID,
+		RunStrategy:     kubevirt.RunStrategy(vm),
+		PrintableStatus: string(vm.Status.PrintableStatus),
+		Ready:           vm.Status.Ready,
+		RestartRequired: kubevirt.VMCondition(vm, kubevirtv1.VirtualMachineRestartRequired),
+		GitOps:          GitOpsOwner(vm.Labels, vm.Annotations),
+		Labels:          vm.Labels,
+		Annotations:     vm.Annotations,
+		HasAnnotations:  vm.Annotations != nil,
+		ResourceVersion: vm.ResourceVersion,
+	}
+	if t, ok, err := selector.ParseTier(vm.Labels[keys.Tier]); err != nil {
+		out.TierError = fmt.Sprintf("label %s: %v", keys.Tier, err)
+	} else if ok {
+		out.Tier = t
+	}
+	if tpl := vm.Spec.Template; tpl != nil {
+		out.NodeSelector = tpl.Spec.NodeSelector
+		out.HasSelector = tpl.Spec.NodeSelector != nil
+		out.HomeSite = tpl.Spec.NodeSelector[keys.Site]
+		out.Affinity = tpl.Spec.Affinity
+		out.Tolerations = tpl.Spec.Tolerations
+		out.CPUMilli, out.MemoryBytes = Requests(&tpl.Spec.Domain)
+	}
+	if vmi != nil {
+		inst := &VMI{
+			UID:          vmi.UID,
+			Phase:        string(vmi.Status.Phase),
+			NodeName:     vmi.Status.NodeName,
+			NodeSelector: vmi.Spec.NodeSelector,
+			Terminating:  vmi.DeletionTimestamp != nil,
+		}
+		if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceReady); ok {
+			inst.Ready = c.Status == corev1.ConditionTrue
+		}
+		if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceIsMigratable); ok {
+			inst.LiveMigratable = c.Status == corev1.ConditionTrue
+			if !inst.LiveMigratable {
+				inst.NotMigratable = c.Reason
+			}
+		} else {
+			inst.NotMigratable = "LiveMigratable condition not reported"
+		}
+		if ms := vmi.Status.MigrationState; ms != nil && !ms.Completed && !ms.Failed && ms.StartTimestamp != nil {
+			inst.Migrating = true
+		}
+		out.Instance = inst
+	}
+	return out
+}
+
+// Requests estimates what a VM's launcher pod asks the scheduler for: explicit requests
+// when set, otherwise the guest memory and one tenth of a core per vCPU (KubeVirt's
+// default CPU allocation ratio of 10).
+func Requests(d *kubevirtv1.DomainSpec) (cpuMilli, memBytes int64) {
+	if q, ok := d.Resources.Requests[corev1.ResourceCPU]; ok {
+		cpuMilli = q.MilliValue()
+	} else if c := d.CPU; c != nil {
+		vcpus := int64(max(c.Cores, 1) * max(c.Sockets, 1) * max(c.Threads, 1))
+		cpuMilli = vcpus * 100
+	} else {
+		cpuMilli = 100
+	}
+	if q, ok := d.Resources.Requests[corev1.ResourceMemory]; ok {
+		memBytes = q.Value()
+	} else if d.Memory != nil && d.Memory.Guest != nil {
+		memBytes = d.Memory.Guest.Value()
+	}
+	return cpuMilli, memBytes
+}
+
+// GitOpsOwner names the GitOps controller whose tracking metadata an object carries;
+// such a controller reverts a direct patch at its next sync.
+func GitOpsOwner(labels, annotations map[string]string) string {
+	switch {
+	case annotations["argocd.argoproj.io/tracking-id"] != "", labels["argocd.argoproj.io/instance"] != "":
+		return "argocd"
+	case labels["kustomize.toolkit.fluxcd.io/name"] != "", labels["helm.toolkit.fluxcd.io/name"] != "":
+		return "flux"
+	}
+	return ""
+}
+
+func listAll(ctx context.Context, fn pager.ListPageFunc, each func(runtime.Object) error, opts metav1.ListOptions) error {
+	p := pager.New(fn)
+	p.PageSize = PageSize
+	return p.EachListItem(ctx, opts, each)
+}
+
+func listDynamic(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersionResource, ns, sel string, each func(*unstructured.Unstructured) error) error {
+	return listAll(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return dc.Resource(gvr).Namespace(ns).List(ctx, o)
+	}, func(obj runtime.Object) error {
+		return each(obj.(*unstructured.Unstructured))
+	}, metav1.ListOptions{LabelSelector: sel})
+}
+
+// describe turns API errors into messages that name the missing piece and the fix.
+func describe(err error, verb, resource, ns string) error {
+	scope := "in all namespaces"
+	if ns != "" {
+		scope = "in namespace " + ns
+	}
+	switch {
+	case apierrors.IsForbidden(err):
+		return &AccessError{Verb: verb, Resource: resource, Scope: scope, Err: err}
+	case apierrors.IsNotFound(err) && resource != "nodes" && resource != "pods":
+		return fmt.Errorf("%s: the KubeVirt CRDs are not installed on this cluster (is KubeVirt deployed? try 'kubectl get crd virtualmachines.kubevirt.io'): %w", resource, ErrNoKubeVirt)
+	}
+	return fmt.Errorf("%s %s %s: %w", verb, resource, scope, err)
+}
+
+// ErrNoKubeVirt marks a cluster without the KubeVirt API.
+var ErrNoKubeVirt = fmt.Errorf("KubeVirt API not found")
+
+// AccessError names the verb and resource RBAC refused.
+type AccessError struct {
+	Verb, Resource, Scope string
+	Err                   error
+}
+
+func (e *AccessError) Error() string {
+	return fmt.Sprintf("forbidden: you may not %s %s %s; ask a cluster admin for a Role granting verb %q on %q: %v", e.Verb, e.Resource, e.Scope, e.Verb, e.Resource, e.Err)
+}
+
+func (e *AccessError) Unwrap() error { return e.Err }
+
