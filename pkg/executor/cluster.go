@@ -24,6 +24,7 @@ func (i *Instance) Final() bool { return i.Phase == "Succeeded" || i.Phase == "F
 
 // MigrationState is what the executor observes of a migration.
 type MigrationState struct {
+	Name    string
 	Exists  bool
 	Phase   string
 	Done    bool
@@ -50,6 +51,9 @@ type Cluster interface {
 	Instance(namespace, name string) *Instance
 	// Migration returns a migration's state from the watch cache.
 	Migration(namespace, name string) MigrationState
+	// ActiveMigration returns the unfinished migration of a VMI whose name starts with
+	// prefix, if any, from the watch cache: a resumed move continues it.
+	ActiveMigration(namespace, vmi, prefix string) (MigrationState, bool)
 	// Changed returns a channel closed at the next change of any watched object, so
 	// waits block on watch events instead of polling the API.
 	Changed() <-chan struct{}

@@ -82,12 +82,14 @@ type Event struct {
 
 // TierReport summarises one tier.
 type TierReport struct {
-	Tier    int           `json:"tier"`
-	Moved   int           `json:"moved"`
-	Failed  int           `json:"failed"`
-	Skipped int           `json:"skipped"`
-	Pending int           `json:"notStarted"`
-	Elapsed time.Duration `json:"-"`
+	Tier     int           `json:"tier"`
+	Moved    int           `json:"moved"`
+	Failed   int           `json:"failed"`
+	Skipped  int           `json:"skipped"`
+	Pending  int           `json:"notStarted"`
+	Started  time.Time     `json:"started"`
+	Finished time.Time     `json:"finished"`
+	Elapsed  time.Duration `json:"-"`
 	// RTO is the wall time from the tier's start until its last VM was Ready on the target.
 	RTO string `json:"rto"`
 }
@@ -107,6 +109,8 @@ type Report struct {
 	Interrupted bool         `json:"interrupted"`
 	Stopped     string       `json:"stoppedBecause,omitempty"`
 	Elapsed     string       `json:"elapsed"`
+	// PeakInFlight is the most VMs that were starting at once.
+	PeakInFlight int `json:"peakInFlight"`
 }
 
 // Failed reports whether any VM failed or the move stopped early.
@@ -122,6 +126,7 @@ type Executor struct {
 	done     int
 	total    int
 	inFlight map[string]*plan.Step
+	peak     int
 	starts   flowcontrol.RateLimiter
 }
 
@@ -211,6 +216,7 @@ func (e *Executor) Run(ctx, stop context.Context, p *plan.Plan) (*Report, error)
 	sort.Slice(rep.Tiers, func(i, j int) bool { return tierKey(rep.Tiers[i].Tier) < tierKey(rep.Tiers[j].Tier) })
 	rep.Interrupted = stop.Err() != nil || ctx.Err() != nil
 	rep.Elapsed = e.cfg.Now().Sub(start).Round(time.Second).String()
+	rep.PeakInFlight = e.peak
 	return rep, nil
 }
 
@@ -264,6 +270,7 @@ func (e *Executor) admit(ctx context.Context, st *plan.Step) error {
 		ok := len(e.inFlight) < e.cfg.MaxInFlight && e.nodeSlotsLocked() > 0
 		if ok {
 			e.inFlight[st.Key()] = st
+			e.peak = max(e.peak, len(e.inFlight))
 		}
 		e.mu.Unlock()
 		if ok {
@@ -315,7 +322,7 @@ func (e *Executor) release(st *plan.Step) {
 func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 	start := e.cfg.Now()
 	e.emit(Event{Time: start, Kind: TierStarted, Tier: t.tier, Message: fmt.Sprintf("%d VM(s)", len(t.steps)), Done: e.doneCount(), Total: e.total})
-	out := tierOutcome{report: TierReport{Tier: t.tier}}
+	out := tierOutcome{report: TierReport{Tier: t.tier, Started: start}}
 	results := make(chan result, len(t.steps))
 	launched := 0
 	var lastReady time.Time
@@ -392,14 +399,15 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 	if out.stopReason == "" && e.cfg.MaxFailures >= 0 && failed > e.cfg.MaxFailures {
 		out.stopReason = fmt.Sprintf("tier %s: %d VM(s) failed, more than --max-failures=%d", tierName(t.tier), failed, e.cfg.MaxFailures)
 	}
-	out.report.Elapsed = e.cfg.Now().Sub(start)
+	out.report.Finished = e.cfg.Now()
+	out.report.Elapsed = out.report.Finished.Sub(start)
 	out.report.RTO = "-"
 	if !lastReady.IsZero() {
 		out.report.RTO = lastReady.Sub(start).Round(time.Second).String()
 	}
 	e.emit(Event{Time: e.cfg.Now(), Kind: TierFinished, Tier: t.tier,
 		Message: fmt.Sprintf("moved %d, failed %d, skipped %d, not started %d, RTO %s", out.report.Moved, out.report.Failed, out.report.Skipped, out.report.Pending, out.report.RTO),
-		Done: e.doneCount(), Total: e.total})
+		Done:    e.doneCount(), Total: e.total})
 	return out
 }
 

@@ -119,8 +119,11 @@ func (e *Executor) waitPatchOnly(stop context.Context, st *plan.Step) error {
 }
 
 func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
-	name := MigrationName(st)
-	if m := e.cluster.Migration(st.Namespace, name); !m.Exists {
+	name := MigrationName(e.cfg.MoveID, st.Name)
+	if m, ok := e.cluster.ActiveMigration(st.Namespace, st.Name, plan.MigrationPrefix); ok {
+		// An interrupted run started it: follow it rather than migrate a second time.
+		name = m.Name
+	} else {
 		// LiveUpdate must carry the new site into the VMI first: a migration's target pod
 		// follows the VMI's own nodeSelector.
 		e.phase(st, "waiting-liveupdate", "waiting for the instance's nodeSelector to show "+st.To)
@@ -130,6 +133,9 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 			}
 			return i.SelectorSite == st.To, nil
 		}); err != nil {
+			if errors.Is(err, errStopped) {
+				return err
+			}
 			return fmt.Errorf("LiveUpdate did not propagate the nodeSelector (is vmRolloutStrategy LiveUpdate?): %w", err)
 		}
 		if err := e.mark(ctx, st, PhaseMigrating); err != nil {
@@ -148,7 +154,7 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 			return false, fmt.Errorf("migration %s failed", name)
 		}
 		if !m.Exists {
-			// Garbage-collected after success: the instance's site tells.
+			// Not in the cache yet, or already garbage-collected: the instance's site tells.
 			i := e.cluster.Instance(st.Namespace, st.Name)
 			return i != nil && i.Site == st.To, nil
 		}
@@ -159,18 +165,18 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 	return e.waitReadyOnTarget(stop, st, "")
 }
 
-// MigrationName is derived from the instance UID, so a rerun finds the migration an
-// interrupted run created instead of migrating twice.
-func MigrationName(st *plan.Step) string {
-	uid := strings.ReplaceAll(st.VMIUID, "-", "")
-	if len(uid) > 8 {
-		uid = uid[:8]
+// MigrationName is unique per move and VM; a rerun finds an unfinished one through
+// ActiveMigration instead of relying on the name.
+func MigrationName(moveID, vm string) string {
+	suffix := moveID
+	if i := strings.LastIndex(moveID, "-"); i >= 0 {
+		suffix = moveID[i+1:]
 	}
-	name := plan.MigrationPrefix + st.Name
-	if len(name) > 240 {
-		name = name[:240]
+	name := plan.MigrationPrefix + vm
+	if len(name) > 200 {
+		name = name[:200]
 	}
-	return name + "-" + uid
+	return name + "-" + suffix
 }
 
 func (e *Executor) restart(ctx, stop context.Context, st *plan.Step) error {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,6 +93,7 @@ func New(o Options) (*Cluster, error) {
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(o.Dynamic, 0, o.Namespace, nil)
 	c.vmis = f.ForResource(kubevirt.VMIs).Informer()
 	c.migrations = f.ForResource(kubevirt.Migrations).Informer()
+
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.notify() },
 		UpdateFunc: func(any, any) { c.notify() },
@@ -275,8 +277,30 @@ func (c *Cluster) Migration(ns, name string) executor.MigrationState {
 	if err != nil {
 		return executor.MigrationState{}
 	}
+	return migrationState(m)
+}
+
+func migrationState(m *kubevirtv1.VirtualMachineInstanceMigration) executor.MigrationState {
 	done, success := kubevirt.MigrationDone(m)
-	return executor.MigrationState{Exists: true, Phase: string(m.Status.Phase), Done: done, Success: success}
+	return executor.MigrationState{Name: m.Name, Exists: true, Phase: string(m.Status.Phase), Done: done, Success: success}
+}
+
+// ActiveMigration implements executor.Cluster from the watch cache.
+func (c *Cluster) ActiveMigration(ns, vmi, prefix string) (executor.MigrationState, bool) {
+	objs, err := c.migrations.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
+	if err != nil {
+		return executor.MigrationState{}, false
+	}
+	for _, o := range objs {
+		m, err := kubevirt.ToMigration(o.(*unstructured.Unstructured))
+		if err != nil || m.Spec.VMIName != vmi || !strings.HasPrefix(m.Name, prefix) {
+			continue
+		}
+		if st := migrationState(m); !st.Done {
+			return st, true
+		}
+	}
+	return executor.MigrationState{}, false
 }
 
 // Record implements executor.Cluster. Events are an audit trail, not a step: a failure

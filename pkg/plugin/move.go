@@ -307,8 +307,13 @@ func (mo *moveOptions) run(parent context.Context) error {
 		}
 	}()
 
-	fmt.Fprintf(mo.Out, "Move %s by %s: %s to %s, %d VM(s).\n", moveID, actor, p.Selection, p.Request.To, len(p.Steps))
-	prog := newProgress(mo.Out, mo.progress, len(p.Steps))
+	// With -o json|yaml, stdout carries only the report; progress goes to stderr.
+	progOut := mo.Out
+	if mo.output != "" {
+		progOut = mo.ErrOut
+	}
+	fmt.Fprintf(progOut, "Move %s by %s: %s to %s, %d VM(s).\n", moveID, actor, p.Selection, p.Request.To, len(p.Steps))
+	prog := newProgress(progOut, mo.progress, len(p.Steps))
 	ex := executor.New(kc, executor.Config{
 		MoveID: moveID, Actor: actor, MaxInFlight: mo.maxInFlight, MaxPerNode: mo.maxPerNode, Rate: mo.rate,
 		NoBarrier: mo.noBarrier, ReadyTimeout: mo.readyTimeout, MaxFailures: mo.maxFailures,

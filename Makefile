@@ -1,0 +1,40 @@
+# kubectl-sitefail
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/sitefail/kubectl-sitefail/pkg/plugin.Version=$(VERSION)
+BIN       := bin/kubectl-sitefail
+PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+
+.PHONY: all build test unit e2e lint bench demo tools dist clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kubectl-sitefail
+
+## test: lint, unit tests, then the end-to-end suite on a real local control plane
+## (the first run on a machine builds it from the Go module proxy: about 15 minutes).
+test: lint unit e2e
+
+unit:
+	$(GO) test -count=1 ./pkg/... ./cmd/...
+
+tools:
+	hack/build-tools.sh all >/dev/null
+
+e2e: tools
+	SITEFAIL_TOOLS_BIN=$$(hack/build-tools.sh all) $(GO) test -count=1 -timeout 30m ./test/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+
+## demo: a local stretched cluster with VMs, the plugin walking through a failover.
+demo: build tools
+	SITEFAIL_TOOLS_BIN=$$(hack/build-tools.sh all) $(GO) run ./test/cmd/stretched-cluster -walkthrough -plugin-dir $(CURDIR)/bin -kubeconfig-link $(CURDIR)/.demo/kubeconfig
+
+clean:
+	rm -rf bin dist .demo
