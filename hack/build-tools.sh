@@ -2,7 +2,7 @@
 # Builds the test cluster's binaries from the pinned tools modules and caches them by
 # version, so that only the first run on a machine pays the cold build.
 # Prints the directory that holds them.
-#   hack/build-tools.sh cluster|kwok|krew|all
+#   hack/build-tools.sh cluster|kwok|krew|kubectl|all
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,8 +39,12 @@ kwok|all)
 krew|all)
 	build krew "$cache/krew-$krew_version" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
 	;;&
+kubectl)
+	# Only where the machine has no kubectl of its own.
+	build cluster "$cache/kube-$kube_version" k8s.io/kubernetes/cmd/kubectl
+	;;
 cluster|kwok|krew|all) ;;
-*) echo "usage: $0 cluster|kwok|krew|all" >&2; exit 2 ;;
+*) echo "usage: $0 cluster|kwok|krew|kubectl|all" >&2; exit 2 ;;
 esac
 
 # One directory of links so that callers need a single path.

@@ -24,6 +24,8 @@ func main() {
 	boot := flag.Duration("boot-delay", 2*time.Second, "simulated VM boot time")
 	kubeconfigLink := flag.String("kubeconfig-link", "", "also copy the kubeconfig here")
 	verbose := flag.Bool("v", false, "log component starts")
+	walk := flag.Bool("walkthrough", false, "drive the plugin through a relocate, a site loss, a failover and a failback before waiting")
+	pluginDir := flag.String("plugin-dir", "", "directory holding kubectl-sitefail (put first on PATH for the walk-through)")
 	flag.Parse()
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -58,6 +60,11 @@ func main() {
 			}
 		}
 	}
+	if *walk {
+		if err := walkthrough(ctx, env, kc, *pluginDir, *primary, *dr); err != nil {
+			fail(err)
+		}
+	}
 	fmt.Printf(`
 Local stretched cluster ready in %s: sites %s and %s, %d nodes each, %d VMs.
 
@@ -75,8 +82,6 @@ Make site %s go dark (its kwok stops; its nodes turn NotReady in about 20s):
   kill %d
 then fail the rest over:
   kubectl sitefail move --all --to %s -A --confirm-site-down=%s
-and, after the site is back ('kill -CONT' does not apply: restart the demo), fail back:
-  kubectl sitefail failback --all -A
 
 Ctrl-C here stops the cluster and removes everything it started.
 `, time.Since(start).Round(time.Second), *primary, *dr, *nodes, len(stretched.DemoVMs(*primary, *dr)), kc, *dr, *dr, *primary, env.KwokPID(*primary), *dr, *primary)

@@ -1,0 +1,297 @@
+package plan
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
+)
+
+const siteKey = selector.DefaultSiteKey
+
+func node(name, site string, state snapshot.NodeState) snapshot.Node {
+	return snapshot.Node{Name: name, Site: site, State: state, CPUMilli: 8000, MemoryBytes: 32 << 30,
+		Labels: map[string]string{siteKey: site, "kubernetes.io/hostname": name}}
+}
+
+// vm builds a VM homed on home; running places its instance on node.
+func vm(ns, name string, tier int, home string, rs kubevirtv1.VirtualMachineRunStrategy, onNode string, migratable bool) snapshot.VM {
+	v := snapshot.VM{Namespace: ns, Name: name, Tier: tier, HomeSite: home, RunStrategy: rs, CPUMilli: 1000, MemoryBytes: 2 << 30}
+	if home != "" {
+		v.NodeSelector = map[string]string{siteKey: home}
+		v.HasSelector = true
+	}
+	if onNode != "" {
+		v.Instance = &snapshot.VMI{UID: types.UID("uid-" + name), Phase: "Running", NodeName: onNode, Ready: true, LiveMigratable: migratable}
+		if !migratable {
+			v.Instance.NotMigratable = "DisksNotLiveMigratable"
+		}
+	}
+	return v
+}
+
+func twoSites(primaryState snapshot.NodeState) *snapshot.Snapshot {
+	return &snapshot.Snapshot{Keys: selector.DefaultKeys(), Nodes: []snapshot.Node{
+		node("p1", "Primary", primaryState), node("p2", "Primary", primaryState),
+		node("d1", "DR", snapshot.NodeReady), node("d2", "DR", snapshot.NodeReady),
+	}}
+}
+
+func build(t *testing.T, s *snapshot.Snapshot, req Request) *Plan {
+	t.Helper()
+	s.Derive()
+	if req.Mode == "" {
+		req.Mode = ModeAuto
+	}
+	if req.MaxInFlight == 0 {
+		req.MaxInFlight = 5
+	}
+	p, err := Build(s, req)
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	return p
+}
+
+func stepOf(p *Plan, key string) *Step {
+	for i := range p.Steps {
+		if p.Steps[i].Key() == key {
+			return &p.Steps[i]
+		}
+	}
+	return nil
+}
+
+func hasIssue(issues []Issue, code, vm string) bool {
+	for _, i := range issues {
+		if i.Code == code && (vm == "" || i.VM == vm) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestActionsByShape(t *testing.T) {
+	tests := []struct {
+		name   string
+		vm     snapshot.VM
+		mode   Mode
+		dead   bool
+		action Action
+		// blocker, when set, is the code the plan must raise for this VM.
+		blocker string
+	}{
+		{name: "always migratable", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true), action: ActionMigrate},
+		{name: "always not migratable", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", false), action: ActionRestart},
+		{name: "manual running", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyManual, "p1", false), action: ActionRestart},
+		{name: "manual stopped", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyManual, "", false), action: ActionPatch},
+		{name: "halted", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyHalted, "", false), action: ActionPatch},
+		{name: "rerun on failure migratable", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyRerunOnFailure, "p1", true), action: ActionMigrate},
+		{name: "once not migratable cannot restart", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyOnce, "p1", false), action: ActionRestart, blocker: "RestartRefused"},
+		{name: "once migratable", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyOnce, "p1", true), action: ActionMigrate},
+		{name: "mode restart", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true), mode: ModeRestart, action: ActionRestart},
+		{name: "mode migrate not migratable", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", false), mode: ModeMigrate, action: ActionMigrate, blocker: "NotMigratable"},
+		{name: "already there", vm: vm("a", "v", 1, "DR", kubevirtv1.RunStrategyAlways, "d1", true), action: ActionSkip},
+		{name: "stopped already there", vm: vm("a", "v", 1, "DR", kubevirtv1.RunStrategyHalted, "", false), action: ActionSkip},
+		{name: "runs on target, template behind", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "d2", true), action: ActionPatch},
+		{name: "template ahead, runs on source (interrupted move)", vm: vm("a", "v", 1, "DR", kubevirtv1.RunStrategyAlways, "p1", true), action: ActionMigrate},
+		{name: "source site dead", vm: vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true), dead: true, action: ActionFailover},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			state := snapshot.NodeReady
+			if tc.dead {
+				state = snapshot.NodeUnknown
+			}
+			s := twoSites(state)
+			s.VMs = []snapshot.VM{tc.vm}
+			p := build(t, s, Request{To: "DR", All: true, Mode: tc.mode})
+			st := stepOf(p, "a/v")
+			if st == nil || st.Action != tc.action {
+				t.Fatalf("action %v, want %s (steps %+v)", st, tc.action, p.Steps)
+			}
+			if tc.blocker != "" && !hasIssue(p.Blockers, tc.blocker, "a/v") {
+				t.Fatalf("want blocker %s, got %+v", tc.blocker, p.Blockers)
+			}
+			if tc.blocker == "" && len(p.Blockers) > 0 {
+				t.Fatalf("unexpected blockers %+v", p.Blockers)
+			}
+		})
+	}
+}
+
+func TestOrderTiersThenNamespaceThenName(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	s.VMs = []snapshot.VM{
+		vm("z", "untiered", 0, "Primary", kubevirtv1.RunStrategyAlways, "p1", true),
+		vm("b", "x", 2, "Primary", kubevirtv1.RunStrategyAlways, "p1", true),
+		vm("a", "y", 2, "Primary", kubevirtv1.RunStrategyAlways, "p2", true),
+		vm("c", "first", 1, "Primary", kubevirtv1.RunStrategyAlways, "p2", true),
+		vm("a", "bad", 0, "Primary", kubevirtv1.RunStrategyAlways, "p2", true),
+	}
+	s.VMs[4].TierError = `label sitefail.io/tier: tier "gold" is not a positive integer`
+	p := build(t, s, Request{To: "DR", All: true, MaxInFlight: 2})
+	var got []string
+	for _, st := range p.Steps {
+		got = append(got, st.Key())
+	}
+	want := "c/first a/y b/x a/bad z/untiered"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("order %v, want %s", got, want)
+	}
+	if len(p.Batches) != 3 || p.Batches[1].Tier != 2 || len(p.Batches[1].VMs) != 2 || len(p.Batches[2].VMs) != 2 {
+		t.Fatalf("batches %+v", p.Batches)
+	}
+	if !hasIssue(p.Warnings, "MalformedTier", "a/bad") {
+		t.Fatalf("malformed tier not warned: %+v", p.Warnings)
+	}
+}
+
+func TestTierRangeAndNamesAndFrom(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	s.VMs = []snapshot.VM{
+		vm("a", "t1", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true),
+		vm("a", "t2", 2, "Primary", kubevirtv1.RunStrategyAlways, "p1", true),
+		vm("a", "t3", 3, "Primary", kubevirtv1.RunStrategyAlways, "p1", true),
+		vm("b", "t2", 2, "Primary", kubevirtv1.RunStrategyAlways, "p1", true),
+	}
+	p := build(t, s, Request{To: "DR", Tiers: &selector.TierRange{Min: 2, Max: 3}})
+	if len(p.Steps) != 3 || p.Steps[0].Tier != 2 || p.Steps[2].Tier != 3 {
+		t.Fatalf("tier 2-3: %+v", p.Steps)
+	}
+	p = build(t, s, Request{To: "DR", VMs: []string{"b/t2"}})
+	if len(p.Steps) != 1 || p.Steps[0].Key() != "b/t2" {
+		t.Fatalf("by name: %+v", p.Steps)
+	}
+	s.Derive()
+	if _, err := Build(s, Request{To: "DR", VMs: []string{"b/nope"}, Mode: ModeAuto, MaxInFlight: 1}); err == nil || !strings.Contains(err.Error(), "b/nope") {
+		t.Fatalf("unknown VM: %v", err)
+	}
+	if _, err := Build(s, Request{To: "DR", Tiers: &selector.TierRange{Min: 7, Max: 7}, Mode: ModeAuto, MaxInFlight: 1}); err == nil || !strings.Contains(err.Error(), "no VM matches") {
+		t.Fatalf("empty tier: %v", err)
+	}
+	if _, err := Build(s, Request{To: "Moon", All: true, Mode: ModeAuto, MaxInFlight: 1}); err == nil || !strings.Contains(err.Error(), "DR, Primary") {
+		t.Fatalf("unknown site must list the sites: %v", err)
+	}
+	if _, err := Build(s, Request{To: "DR", From: "DR", All: true, Mode: ModeAuto, MaxInFlight: 1}); err == nil {
+		t.Fatal("from == to accepted")
+	}
+}
+
+func TestBlockers(t *testing.T) {
+	t.Run("no ready node on target", func(t *testing.T) {
+		s := twoSites(snapshot.NodeReady)
+		for i := range s.Nodes {
+			if s.Nodes[i].Site == "DR" {
+				s.Nodes[i].State = snapshot.NodeNotReady
+			}
+		}
+		s.VMs = []snapshot.VM{vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)}
+		p := build(t, s, Request{To: "DR", All: true})
+		if !hasIssue(p.Blockers, "NoReadyTargetNode", "") || !p.Blocked(true) {
+			t.Fatalf("%+v", p.Blockers)
+		}
+	})
+	t.Run("full target site", func(t *testing.T) {
+		s := twoSites(snapshot.NodeReady)
+		for i := 0; i < 20; i++ {
+			s.VMs = append(s.VMs, vm("a", "v"+string(rune('a'+i)), 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true))
+		}
+		p := build(t, s, Request{To: "DR", All: true})
+		if !hasIssue(p.Blockers, "InsufficientCapacity", "") || !p.Blocked(false) || p.Blocked(true) {
+			t.Fatalf("capacity: %+v %+v", p.Capacity, p.Blockers)
+		}
+	})
+	t.Run("stopped VMs need no capacity", func(t *testing.T) {
+		s := twoSites(snapshot.NodeReady)
+		for i := 0; i < 20; i++ {
+			s.VMs = append(s.VMs, vm("a", "v"+string(rune('a'+i)), 1, "Primary", kubevirtv1.RunStrategyHalted, "", false))
+		}
+		p := build(t, s, Request{To: "DR", All: true})
+		if len(p.Blockers) != 0 {
+			t.Fatalf("%+v", p.Blockers)
+		}
+	})
+	t.Run("other selector keys and affinity are checked against the target", func(t *testing.T) {
+		s := twoSites(snapshot.NodeReady)
+		ssd := vm("a", "ssd", 1, "Primary", kubevirtv1.RunStrategyHalted, "", false)
+		ssd.NodeSelector["disk"] = "ssd"
+		aff := vm("a", "aff", 1, "", kubevirtv1.RunStrategyHalted, "", false)
+		aff.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: siteKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"Primary"}}}}}}}}
+		s.VMs = []snapshot.VM{ssd, aff}
+		p := build(t, s, Request{To: "DR", All: true})
+		if !hasIssue(p.Blockers, "ConstraintsExcludeTarget", "a/ssd") || !hasIssue(p.Blockers, "ConstraintsExcludeTarget", "a/aff") {
+			t.Fatalf("%+v", p.Blockers)
+		}
+		if !hasIssue(p.Warnings, "Unpinned", "a/aff") {
+			t.Fatalf("unpinned VM not warned: %+v", p.Warnings)
+		}
+		// Give one DR node the label: the ssd VM now fits.
+		s.Nodes[2].Labels["disk"] = "ssd"
+		p = build(t, s, Request{To: "DR", All: true})
+		if hasIssue(p.Blockers, "ConstraintsExcludeTarget", "a/ssd") {
+			t.Fatalf("%+v", p.Blockers)
+		}
+	})
+	t.Run("untolerated taint", func(t *testing.T) {
+		s := twoSites(snapshot.NodeReady)
+		for i := range s.Nodes {
+			if s.Nodes[i].Site == "DR" {
+				s.Nodes[i].Taints = []corev1.Taint{{Key: "dedicated", Value: "db", Effect: corev1.TaintEffectNoSchedule}}
+			}
+		}
+		plain := vm("a", "plain", 1, "Primary", kubevirtv1.RunStrategyHalted, "", false)
+		tol := vm("a", "tol", 1, "Primary", kubevirtv1.RunStrategyHalted, "", false)
+		tol.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "db", Effect: corev1.TaintEffectNoSchedule}}
+		s.VMs = []snapshot.VM{plain, tol}
+		p := build(t, s, Request{To: "DR", All: true})
+		if !hasIssue(p.Blockers, "ConstraintsExcludeTarget", "a/plain") || hasIssue(p.Blockers, "ConstraintsExcludeTarget", "a/tol") {
+			t.Fatalf("%+v", p.Blockers)
+		}
+	})
+}
+
+func TestWarnings(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	argo := vm("a", "argo", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)
+	argo.GitOps = "argocd"
+	rr := vm("a", "rr", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)
+	rr.RestartRequired = true
+	s.VMs = []snapshot.VM{argo, rr}
+	p := build(t, s, Request{To: "DR", All: true})
+	if !hasIssue(p.Warnings, "GitOpsManaged", "a/argo") || !hasIssue(p.Warnings, "RestartRequired", "a/rr") {
+		t.Fatalf("%+v", p.Warnings)
+	}
+	// With RestartRequired set, LiveUpdate will not carry the selector: restart instead.
+	if stepOf(p, "a/rr").Action != ActionRestart {
+		t.Fatalf("RestartRequired VM: %+v", stepOf(p, "a/rr"))
+	}
+}
+
+func TestNodeDownOnLiveSiteBlocks(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	s.Nodes[0].State = snapshot.NodeNotReady
+	s.VMs = []snapshot.VM{vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)}
+	p := build(t, s, Request{To: "DR", All: true})
+	if !hasIssue(p.Blockers, "NodeNotReady", "a/v") {
+		t.Fatalf("%+v", p.Blockers)
+	}
+}
+
+func TestSeveralNamespacesAndNothingToDo(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	s.VMs = []snapshot.VM{
+		vm("ns1", "a", 1, "DR", kubevirtv1.RunStrategyAlways, "d1", true),
+		vm("ns2", "a", 1, "DR", kubevirtv1.RunStrategyHalted, "", false),
+	}
+	p := build(t, s, Request{To: "DR", All: true})
+	if p.Work() || len(p.Steps) != 2 {
+		t.Fatalf("%+v", p.Steps)
+	}
+}

@@ -1,0 +1,152 @@
+package snapshot
+
+import (
+	"encoding/json"
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+)
+
+func TestVMFromRunStrategiesAndTiers(t *testing.T) {
+	yes, no := true, false
+	manual := kubevirtv1.RunStrategyManual
+	keys := selector.DefaultKeys()
+	tests := []struct {
+		name    string
+		running *bool
+		rs      *kubevirtv1.VirtualMachineRunStrategy
+		tier    string
+		want    kubevirtv1.VirtualMachineRunStrategy
+		tierOK  int
+		tierErr bool
+	}{
+		{name: "running true", running: &yes, tier: "2", want: kubevirtv1.RunStrategyAlways, tierOK: 2},
+		{name: "running false", running: &no, want: kubevirtv1.RunStrategyHalted},
+		{name: "manual", rs: &manual, tier: "0", want: kubevirtv1.RunStrategyManual, tierErr: true},
+		{name: "neither", tier: "x", want: kubevirtv1.RunStrategyHalted, tierErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			vm := &kubevirtv1.VirtualMachine{
+				ObjectMeta: metav1.ObjectMeta{Name: "v", Namespace: "n", Labels: map[string]string{keys.Tier: tc.tier}},
+				Spec: kubevirtv1.VirtualMachineSpec{Running: tc.running, RunStrategy: tc.rs, Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
+					Spec: kubevirtv1.VirtualMachineInstanceSpec{NodeSelector: map[string]string{keys.Site: "DR", "disk": "ssd"}}}},
+			}
+			got := VMFrom(vm, nil, keys)
+			if got.RunStrategy != tc.want || got.Tier != tc.tierOK || (got.TierError != "") != tc.tierErr {
+				t.Fatalf("got %s tier %d err %q", got.RunStrategy, got.Tier, got.TierError)
+			}
+			if got.HomeSite != "DR" || got.NodeSelector["disk"] != "ssd" {
+				t.Fatalf("selector: %+v", got.NodeSelector)
+			}
+		})
+	}
+}
+
+func TestRequests(t *testing.T) {
+	mem := resource.MustParse("4Gi")
+	d := kubevirtv1.DomainSpec{CPU: &kubevirtv1.CPU{Cores: 2, Sockets: 2}, Memory: &kubevirtv1.Memory{Guest: &mem}}
+	if cpu, m := Requests(&d); cpu != 400 || m != 4<<30 {
+		t.Fatalf("derived: %d %d", cpu, m)
+	}
+	d.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("3"), corev1.ResourceMemory: resource.MustParse("5Gi")}
+	if cpu, m := Requests(&d); cpu != 3000 || m != 5<<30 {
+		t.Fatalf("explicit: %d %d", cpu, m)
+	}
+}
+
+func unstructuredVM(t *testing.T, ns, name, site string) *unstructured.Unstructured {
+	rs := kubevirtv1.RunStrategyAlways
+	vm := &kubevirtv1.VirtualMachine{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{selector.DefaultTierKey: "1"}},
+		Spec: kubevirtv1.VirtualMachineSpec{RunStrategy: &rs, Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
+			Spec: kubevirtv1.VirtualMachineInstanceSpec{NodeSelector: map[string]string{selector.DefaultSiteKey: site}}}},
+	}
+	return toU(t, vm)
+}
+
+// toU converts through JSON, as the API server would serve the object.
+func toU(t *testing.T, obj any) *unstructured.Unstructured {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(data); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func unstructuredVMI(t *testing.T, ns, name, nodeName string) *unstructured.Unstructured {
+	vmi := &kubevirtv1.VirtualMachineInstance{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstance"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: "u-" + "x"},
+		Status: kubevirtv1.VirtualMachineInstanceStatus{NodeName: nodeName, Phase: kubevirtv1.Running, Conditions: []kubevirtv1.VirtualMachineInstanceCondition{
+			{Type: kubevirtv1.VirtualMachineInstanceReady, Status: corev1.ConditionTrue}}},
+	}
+	return toU(t, vmi)
+}
+
+// FakeDynamic returns a fake dynamic client that knows the KubeVirt list kinds.
+func FakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList",
+	}, objs...)
+}
+
+func readyNode(name, site string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{selector.DefaultSiteKey: site}},
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("16Gi")}}}
+}
+
+func TestReadDerivesPlacementWithOneListPerKind(t *testing.T) {
+	kube := kubefake.NewSimpleClientset(readyNode("p1", "Primary"), readyNode("d1", "DR"))
+	var objs []runtime.Object
+	for i, name := range []string{"a", "b", "c"} {
+		objs = append(objs, unstructuredVM(t, "ns", name, "Primary"))
+		node := []string{"p1", "d1", ""}[i]
+		if node != "" {
+			objs = append(objs, unstructuredVMI(t, "ns", name, node))
+		}
+	}
+	dyn := FakeDynamic(objs...)
+	s, err := Read(context.Background(), Source{Kube: kube, Dynamic: dyn, Keys: selector.DefaultKeys()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]VMState{}
+	for _, vm := range s.VMs {
+		states[vm.Name] = vm.State
+	}
+	if states["a"] != StateAligned || states["b"] != StatePendingMove || states["c"] != StateStopped {
+		t.Fatalf("states %v", states)
+	}
+	gets := 0
+	for _, a := range append(kube.Actions(), dyn.Actions()...) {
+		if a.GetVerb() != "list" {
+			gets++
+		}
+		if _, ok := a.(k8stesting.GetAction); ok {
+			gets++
+		}
+	}
+	if gets != 0 || len(kube.Actions())+len(dyn.Actions()) != 5 {
+		t.Fatalf("want exactly 5 LIST calls, got %d actions (%d non-list)", len(kube.Actions())+len(dyn.Actions()), gets)
+	}
+}
