@@ -20,7 +20,7 @@ const (
 	// DefaultNamespace holds the Lease unless --lock-namespace says otherwise.
 	DefaultNamespace = "kube-system"
 	// Duration is how long a holder that stops renewing keeps the lock.
-	Duration = 60 * time.Second
+	Duration         = 60 * time.Second
 	annotationMoveID = "sitefail.io/move-id"
 )
 

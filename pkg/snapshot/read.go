@@ -308,4 +308,3 @@ func (e *AccessError) Error() string {
 }
 
 func (e *AccessError) Unwrap() error { return e.Err }
-

@@ -1,8 +1,8 @@
 package snapshot
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"

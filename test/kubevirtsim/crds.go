@@ -41,9 +41,9 @@ func crd(plural, singular, kind string, short []string, status bool) *unstructur
 		"kind":       "CustomResourceDefinition",
 		"metadata":   map[string]any{"name": plural + ".kubevirt.io"},
 		"spec": map[string]any{
-			"group": "kubevirt.io",
-			"scope": "Namespaced",
-			"names": map[string]any{"plural": plural, "singular": singular, "kind": kind, "shortNames": shortNames, "categories": []any{"all"}},
+			"group":    "kubevirt.io",
+			"scope":    "Namespaced",
+			"names":    map[string]any{"plural": plural, "singular": singular, "kind": kind, "shortNames": shortNames, "categories": []any{"all"}},
 			"versions": []any{version},
 		},
 	}}

@@ -1,0 +1,240 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+)
+
+const delay = 40 * time.Millisecond
+
+func planFor(t *testing.T, f *fakeCluster, maxInFlight int) *plan.Plan {
+	t.Helper()
+	p, err := plan.Build(f.snapshot(), plan.Request{To: "DR", All: true, Mode: plan.ModeAuto, MaxInFlight: maxInFlight})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Blocked(false) {
+		t.Fatalf("blocked: %+v", p.Blockers)
+	}
+	return p
+}
+
+func config(moveID string, maxInFlight int) Config {
+	return Config{MoveID: moveID, Actor: "test", MaxInFlight: maxInFlight, MaxPerNode: 0, ReadyTimeout: 5 * time.Second,
+		Backoff: DefaultBackoff, TargetNodes: []string{"d1", "d2", "d3"}}
+}
+
+func run(t *testing.T, f *fakeCluster, cfg Config) *Report {
+	t.Helper()
+	rep, err := New(f, cfg, nil).Run(context.Background(), context.Background(), planFor(t, f, cfg.MaxInFlight))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func populate(f *fakeCluster, tiers, perTier int) {
+	for tier := 1; tier <= tiers; tier++ {
+		for i := 0; i < perTier; i++ {
+			f.add("ns", fmt.Sprintf("t%d-vm%d", tier, i), tier, "Primary", true, i%2 == 0)
+		}
+	}
+}
+
+func assertAllMovedOnce(t *testing.T, f *fakeCluster) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, vm := range f.vms {
+		if vm.inst == nil || vm.inst.Site != "DR" || !vm.inst.Ready || vm.home != "DR" {
+			t.Errorf("%s: home %s, instance %+v", k, vm.home, vm.inst)
+		}
+		if vm.restarts+vm.migrations != 1 {
+			t.Errorf("%s: %d restarts and %d migrations; want exactly one of them", k, vm.restarts, vm.migrations)
+		}
+	}
+}
+
+func TestThrottleAndTierBarrier(t *testing.T) {
+	f := newFake(delay)
+	populate(f, 3, 6)
+	rep := run(t, f, config("sf-a-000001", 2))
+	if rep.Failed() || rep.Interrupted {
+		t.Fatalf("report %+v", rep)
+	}
+	assertAllMovedOnce(t, f)
+	if f.peak > 2 || rep.PeakInFlight > 2 {
+		t.Fatalf("throttle exceeded: cluster saw %d starting at once, executor %d", f.peak, rep.PeakInFlight)
+	}
+	if f.peak < 2 {
+		t.Fatalf("throttle never reached its limit (%d): the test would not notice a broken limit", f.peak)
+	}
+	for tier := 2; tier <= 3; tier++ {
+		var lastReady, firstStart time.Time
+		for _, r := range f.tierReady[tier-1] {
+			if r.After(lastReady) {
+				lastReady = r
+			}
+		}
+		firstStart = f.tierStarts[tier][0]
+		for _, s := range f.tierStarts[tier] {
+			if s.Before(firstStart) {
+				firstStart = s
+			}
+		}
+		if firstStart.Before(lastReady) {
+			t.Errorf("tier %d started at %s before tier %d was Ready at %s", tier, firstStart, tier-1, lastReady)
+		}
+	}
+	if len(rep.Tiers) != 3 || rep.Tiers[0].Moved != 6 {
+		t.Fatalf("tiers %+v", rep.Tiers)
+	}
+}
+
+func TestNoBarrierLetsTiersOverlap(t *testing.T) {
+	f := newFake(delay)
+	populate(f, 2, 2)
+	cfg := config("sf-a-000002", 10)
+	cfg.NoBarrier = true
+	rep := run(t, f, cfg)
+	if rep.Failed() {
+		t.Fatalf("%+v", rep)
+	}
+	if f.peak < 3 {
+		t.Fatalf("with --no-barrier tier 2 should start while tier 1 runs; peak %d", f.peak)
+	}
+}
+
+func TestPerNodeLimit(t *testing.T) {
+	f := newFake(delay)
+	f.nodes["DR"] = []string{"d1"}
+	for i := 0; i < 6; i++ {
+		f.add("ns", fmt.Sprintf("vm%d", i), 1, "Primary", true, false)
+	}
+	cfg := config("sf-a-000003", 5)
+	cfg.MaxPerNode, cfg.TargetNodes = 2, []string{"d1"}
+	rep := run(t, f, cfg)
+	if rep.Failed() || f.peak > 2 {
+		t.Fatalf("one target node with --max-per-node 2: peak %d, %+v", f.peak, rep)
+	}
+}
+
+func TestRetriesTransientErrors(t *testing.T) {
+	f := newFake(delay)
+	populate(f, 1, 4)
+	f.failures["patch"] = []error{tooMany(), conflict(), serverError()}
+	f.failures["restart"] = []error{serverError(), tooMany()}
+	f.failures["migrate"] = []error{conflict()}
+	rep := run(t, f, config("sf-a-000004", 4))
+	if rep.Failed() {
+		t.Fatalf("%+v", rep)
+	}
+	assertAllMovedOnce(t, f)
+}
+
+func TestMaxFailuresStopsBeforeNextTier(t *testing.T) {
+	f := newFake(delay)
+	populate(f, 2, 2)
+	f.failures["restart"] = []error{apierrors.NewBadRequest("refused")}
+	rep := run(t, f, config("sf-a-000005", 1))
+	if !rep.Failed() || rep.Stopped == "" || len(rep.Failures) != 1 {
+		t.Fatalf("want a stop after one failure: %+v", rep)
+	}
+	if len(f.tierStarts[2]) != 0 {
+		t.Fatalf("tier 2 started after tier 1 exceeded --max-failures")
+	}
+	if rep.Tiers[1].Pending != 2 {
+		t.Fatalf("tier 2 should be reported as not started: %+v", rep.Tiers)
+	}
+}
+
+func TestStopLetsStepsInFlightReachASafePoint(t *testing.T) {
+	f := newFake(delay * 5)
+	populate(f, 2, 3)
+	stop, cancel := context.WithCancel(context.Background())
+	ex := New(f, config("sf-a-000006", 2), func(e Event) {
+		if e.Kind == StepPhase && (e.Phase == PhaseRestarting || e.Phase == PhaseMigrating) {
+			cancel()
+		}
+	})
+	rep, err := ex.Run(context.Background(), stop, planFor(t, f, 2))
+	if err != nil || !rep.Interrupted {
+		t.Fatalf("want an interrupted report: %v %+v", err, rep)
+	}
+	// Rerun finishes the move without moving anything twice.
+	time.Sleep(delay * 6)
+	rep = run(t, f, config("sf-a-000007", 2))
+	if rep.Failed() {
+		t.Fatalf("%+v", rep)
+	}
+	assertAllMovedOnce(t, f)
+}
+
+// TestCrashAtEveryWriteResumes kills the "process" at each write in turn, with the write
+// applied or lost, then runs the move again from a fresh snapshot.
+func TestCrashAtEveryWriteResumes(t *testing.T) {
+	total := func() int {
+		f := newFake(delay)
+		populate(f, 2, 2)
+		run(t, f, config("sf-count-000000", 2))
+		return f.writes
+	}()
+	for k := 1; k <= total; k++ {
+		for _, applied := range []bool{false, true} {
+			t.Run(fmt.Sprintf("write%d-applied=%v", k, applied), func(t *testing.T) {
+				f := newFake(delay)
+				populate(f, 2, 2)
+				f.crashAt, f.applyCrash = k, applied
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					_, _ = New(f, config("sf-crash-000001", 2), func(Event) {
+						f.mu.Lock()
+						crashed := f.crashed
+						f.mu.Unlock()
+						if crashed {
+							cancel()
+						}
+					}).Run(ctx, ctx, planFor(t, f, 2))
+				}()
+				for {
+					f.mu.Lock()
+					crashed := f.crashed
+					f.mu.Unlock()
+					if crashed {
+						cancel()
+						break
+					}
+					select {
+					case <-done:
+						f.mu.Lock()
+						crashed := f.crashed
+						f.mu.Unlock()
+						if !crashed {
+							t.Fatalf("the move finished without reaching write %d", k)
+						}
+					case <-time.After(time.Millisecond):
+					}
+				}
+				<-done
+				// The process is gone; the cluster goes on. Then the operator reruns it.
+				time.Sleep(2 * delay)
+				f.mu.Lock()
+				f.crashed, f.crashAt = false, 0
+				f.mu.Unlock()
+				rep := run(t, f, config("sf-resume-000002", 2))
+				if rep.Failed() {
+					t.Fatalf("resume: %+v", rep)
+				}
+				assertAllMovedOnce(t, f)
+			})
+		}
+	}
+}

@@ -1,0 +1,312 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
+)
+
+var errCrashed = fmt.Errorf("process crashed")
+
+type fakeVM struct {
+	ns, name    string
+	tier        int
+	home        string
+	strategy    kubevirtv1.VirtualMachineRunStrategy
+	migratable  bool
+	inst        *Instance
+	annotations map[string]string
+	restarts    int
+	migrations  int
+	readyAt     time.Time
+}
+
+// fakeCluster is an in-memory KubeVirt: instances start after a delay, LiveUpdate
+// copies the site, migrations and restarts move instances. It records the throttle's
+// behaviour and can fail or "crash" on demand.
+type fakeCluster struct {
+	mu         sync.Mutex
+	vms        map[string]*fakeVM
+	migs       map[string]*MigrationState
+	migVMI     map[string]string
+	changed    chan struct{}
+	delay      time.Duration
+	nodes      map[string][]string // site -> nodes
+	uid        int
+	starting   map[string]bool
+	peak       int
+	tierStarts map[int][]time.Time
+	tierReady  map[int][]time.Time
+	// failures: call name -> errors to return before succeeding
+	failures map[string][]error
+	// crashAt: the write call number at which the process dies; applyCrash says whether
+	// that call took effect before the crash.
+	writes     int
+	crashAt    int
+	applyCrash bool
+	crashed    bool
+}
+
+func newFake(delay time.Duration) *fakeCluster {
+	return &fakeCluster{vms: map[string]*fakeVM{}, migs: map[string]*MigrationState{}, migVMI: map[string]string{}, changed: make(chan struct{}), delay: delay,
+		nodes: map[string][]string{"Primary": {"p1", "p2"}, "DR": {"d1", "d2", "d3"}}, starting: map[string]bool{},
+		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{}}
+}
+
+func (f *fakeCluster) add(ns, name string, tier int, home string, running, migratable bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	vm := &fakeVM{ns: ns, name: name, tier: tier, home: home, strategy: kubevirtv1.RunStrategyAlways, migratable: migratable, annotations: map[string]string{}}
+	if running {
+		f.uid++
+		vm.inst = &Instance{UID: fmt.Sprint("uid-", f.uid), NodeName: f.nodes[home][0], Site: home, Phase: "Running", Ready: true, SelectorSite: home}
+	} else {
+		vm.strategy = kubevirtv1.RunStrategyHalted
+	}
+	f.vms[ns+"/"+name] = vm
+}
+
+func (f *fakeCluster) notifyLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// write gates every mutating call: injected errors, then the crash point.
+func (f *fakeCluster) write(call string, apply func()) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.crashed {
+		return errCrashed
+	}
+	if errs := f.failures[call]; len(errs) > 0 {
+		f.failures[call] = errs[1:]
+		return errs[0]
+	}
+	f.writes++
+	if f.crashAt > 0 && f.writes == f.crashAt {
+		f.crashed = true
+		if f.applyCrash {
+			apply()
+			f.notifyLocked()
+		}
+		return errCrashed
+	}
+	apply()
+	f.notifyLocked()
+	return nil
+}
+
+func (f *fakeCluster) PatchSite(_ context.Context, st plan.Step, j map[string]string) error {
+	return f.write("patch", func() {
+		vm := f.vms[st.Key()]
+		vm.home = st.To
+		for k, v := range j {
+			vm.annotations[k] = v
+		}
+		// LiveUpdate, a moment later.
+		if vm.inst != nil {
+			inst := vm.inst
+			time.AfterFunc(f.delay/4, func() {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				if vm.inst == inst {
+					inst.SelectorSite = vm.home
+				}
+				f.notifyLocked()
+			})
+		}
+	})
+}
+
+func (f *fakeCluster) Annotate(_ context.Context, ns, name string, j map[string]string) error {
+	return f.write("annotate", func() {
+		for k, v := range j {
+			f.vms[ns+"/"+name].annotations[k] = v
+		}
+	})
+}
+
+// startOn schedules a new instance of vm on site; callers hold mu.
+func (f *fakeCluster) startOn(vm *fakeVM, site string) {
+	f.uid++
+	node := f.nodes[site][f.uid%len(f.nodes[site])]
+	inst := &Instance{UID: fmt.Sprint("uid-", f.uid), NodeName: node, Site: site, Phase: "Scheduled", SelectorSite: site}
+	vm.inst = inst
+	key := vm.ns + "/" + vm.name
+	f.starting[key] = true
+	if n := len(f.starting); n > f.peak {
+		f.peak = n
+	}
+	f.tierStarts[vm.tier] = append(f.tierStarts[vm.tier], time.Now())
+	time.AfterFunc(f.delay, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if vm.inst == inst {
+			inst.Phase, inst.Ready = "Running", true
+			vm.readyAt = time.Now()
+			f.tierReady[vm.tier] = append(f.tierReady[vm.tier], time.Now())
+		}
+		delete(f.starting, key)
+		f.notifyLocked()
+	})
+}
+
+func (f *fakeCluster) Restart(_ context.Context, ns, name string) error {
+	return f.write("restart", func() {
+		vm := f.vms[ns+"/"+name]
+		vm.restarts++
+		f.startOn(vm, vm.home)
+	})
+}
+
+func (f *fakeCluster) Start(_ context.Context, ns, name string) error {
+	return f.write("start", func() { f.startOn(f.vms[ns+"/"+name], f.vms[ns+"/"+name].home) })
+}
+
+func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name string) error {
+	return f.write("migrate", func() {
+		if _, ok := f.migs[ns+"/"+name]; ok {
+			return
+		}
+		vm := f.vms[ns+"/"+vmi]
+		m := &MigrationState{Name: name, Exists: true, Phase: "Running"}
+		f.migs[ns+"/"+name] = m
+		f.migVMI[ns+"/"+name] = ns + "/" + vmi
+		vm.migrations++
+		key := ns + "/" + vmi
+		f.starting[key] = true
+		if n := len(f.starting); n > f.peak {
+			f.peak = n
+		}
+		f.tierStarts[vm.tier] = append(f.tierStarts[vm.tier], time.Now())
+		target := vm.inst.SelectorSite
+		time.AfterFunc(f.delay, func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			m.Phase, m.Done, m.Success = "Succeeded", true, true
+			vm.inst.Site, vm.inst.NodeName = target, f.nodes[target][0]
+			vm.readyAt = time.Now()
+			f.tierReady[vm.tier] = append(f.tierReady[vm.tier], time.Now())
+			delete(f.starting, key)
+			f.notifyLocked()
+		})
+	})
+}
+
+func (f *fakeCluster) Release(_ context.Context, ns, uid string) error {
+	return f.write("release", func() {
+		for _, vm := range f.vms {
+			if vm.inst != nil && vm.inst.UID == uid {
+				vm.restarts++
+				f.startOn(vm, vm.home)
+			}
+		}
+	})
+}
+
+func (f *fakeCluster) FenceNodes(context.Context, []string) error { return f.write("fence", func() {}) }
+
+func (f *fakeCluster) Instance(ns, name string) *Instance {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	vm := f.vms[ns+"/"+name]
+	if vm == nil || vm.inst == nil {
+		return nil
+	}
+	c := *vm.inst
+	return &c
+}
+
+func (f *fakeCluster) Migration(ns, name string) MigrationState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m := f.migs[ns+"/"+name]; m != nil {
+		return *m
+	}
+	return MigrationState{}
+}
+
+func (f *fakeCluster) ActiveMigration(ns, vmi, prefix string) (MigrationState, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, m := range f.migs {
+		if f.migVMI[k] == ns+"/"+vmi && !m.Done {
+			return *m, true
+		}
+	}
+	return MigrationState{}, false
+}
+
+func (f *fakeCluster) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+func (f *fakeCluster) Record(string, string, string, string) {}
+
+// snapshot renders the fake's state for the planner, as a fresh LIST would.
+func (f *fakeCluster) snapshot() *snapshot.Snapshot {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := &snapshot.Snapshot{Keys: selector.DefaultKeys(), ActiveMigrations: map[string]string{}}
+	sites := make([]string, 0, len(f.nodes))
+	for site := range f.nodes {
+		sites = append(sites, site)
+	}
+	sort.Strings(sites)
+	for _, site := range sites {
+		for _, n := range f.nodes[site] {
+			s.Nodes = append(s.Nodes, snapshot.Node{Name: n, Site: site, State: snapshot.NodeReady, CPUMilli: 64000, MemoryBytes: 256 << 30,
+				Labels: map[string]string{selector.DefaultSiteKey: site}})
+		}
+	}
+	for k, m := range f.migs {
+		if !m.Done {
+			s.ActiveMigrations[f.migVMI[k]] = m.Name
+		}
+	}
+	keys := make([]string, 0, len(f.vms))
+	for k := range f.vms {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		vm := f.vms[k]
+		v := snapshot.VM{Namespace: vm.ns, Name: vm.name, Tier: vm.tier, HomeSite: vm.home, RunStrategy: vm.strategy,
+			NodeSelector: map[string]string{selector.DefaultSiteKey: vm.home}, HasSelector: true, CPUMilli: 100, MemoryBytes: 1 << 30}
+		if vm.inst != nil {
+			v.Instance = &snapshot.VMI{UID: types.UID(vm.inst.UID), Phase: vm.inst.Phase, NodeName: vm.inst.NodeName, Ready: vm.inst.Ready,
+				LiveMigratable: vm.migratable, Terminating: vm.inst.Terminating, NodeSelector: map[string]string{selector.DefaultSiteKey: vm.inst.SelectorSite}}
+			if !vm.migratable {
+				v.Instance.NotMigratable = "DisksNotLiveMigratable"
+			}
+		}
+		s.VMs = append(s.VMs, v)
+	}
+	s.Derive()
+	return s
+}
+
+func tooMany() error {
+	return apierrors.NewTooManyRequests("slow down", 0)
+}
+
+func conflict() error {
+	return apierrors.NewConflict(schema.GroupResource{Group: "kubevirt.io", Resource: "virtualmachines"}, "x", fmt.Errorf("changed"))
+}
+
+func serverError() error {
+	return apierrors.NewInternalError(fmt.Errorf("etcd hiccup"))
+}
