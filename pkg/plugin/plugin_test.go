@@ -1,0 +1,227 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+)
+
+type fakeFactory struct {
+	c  *Clients
+	ns string
+}
+
+func (f *fakeFactory) Clients() (*Clients, error) { return f.c, nil }
+func (f *fakeFactory) Namespace() (string, error) { return f.ns, nil }
+
+func toU(t *testing.T, obj any) *unstructured.Unstructured {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(data); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func testVM(t *testing.T, ns, name, tier, site string, running bool) []runtime.Object {
+	rs := kubevirtv1.RunStrategyAlways
+	if !running {
+		rs = kubevirtv1.RunStrategyHalted
+	}
+	vm := &kubevirtv1.VirtualMachine{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"sitefail.io/tier": tier}},
+		Spec: kubevirtv1.VirtualMachineSpec{RunStrategy: &rs, Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
+			Spec: kubevirtv1.VirtualMachineInstanceSpec{NodeSelector: map[string]string{"topology.kubernetes.io/site": site}}}},
+	}
+	out := []runtime.Object{toU(t, vm)}
+	if running {
+		vmi := &kubevirtv1.VirtualMachineInstance{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstance"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: "uid-" + "1"},
+			Status: kubevirtv1.VirtualMachineInstanceStatus{Phase: kubevirtv1.Running, NodeName: strings.ToLower(site) + "-1", Conditions: []kubevirtv1.VirtualMachineInstanceCondition{
+				{Type: kubevirtv1.VirtualMachineInstanceReady, Status: corev1.ConditionTrue},
+				{Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: corev1.ConditionTrue}}},
+		}
+		out = append(out, toU(t, vmi))
+	}
+	return out
+}
+
+func testNode(name, site string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"topology.kubernetes.io/site": site}},
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi")}}}
+}
+
+// runCmd runs the root command against fake clients and returns stdout, stderr, error.
+func runCmd(t *testing.T, kube *kubefake.Clientset, objs []runtime.Object, args ...string) (string, string, error) {
+	t.Helper()
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList",
+	}, objs...)
+	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
+	cmd := NewRootCommand(streams, &fakeFactory{c: &Clients{Kube: kube, Dynamic: dyn, Context: "test"}, ns: "prod"})
+	cmd.SetArgs(append(args, "--config", "", "--site-label", "", "--tier-label", ""))
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+func fixture(t *testing.T) (*kubefake.Clientset, []runtime.Object) {
+	kube := kubefake.NewSimpleClientset(testNode("primary-1", "Primary"), testNode("dr-1", "DR"))
+	var objs []runtime.Object
+	objs = append(objs, testVM(t, "prod", "db", "1", "Primary", true)...)
+	objs = append(objs, testVM(t, "prod", "cold", "2", "Primary", false)...)
+	objs = append(objs, testVM(t, "dev", "web", "1", "DR", true)...)
+	return kube, objs
+}
+
+func TestPlanOutputs(t *testing.T) {
+	kube, objs := fixture(t)
+	out, _, err := runCmd(t, kube, objs, "plan", "--tier", "1", "--to", "DR", "-A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"prod", "db", "live-migrate", "dev", "skip", "tier 1 batch 1: prod/db"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = runCmd(t, kube, objs, "plan", "--all", "--to", "DR", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p plan.Plan
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Kind != "Plan" || len(p.Steps) != 2 || p.Steps[0].Name != "db" || p.Steps[1].Action != plan.ActionPatch {
+		t.Fatalf("-n prod --all: %+v", p.Steps)
+	}
+	out, _, err = runCmd(t, kube, objs, "plan", "--all", "--to", "DR", "-o", "yaml")
+	if err != nil || !strings.Contains(out, "apiVersion: sitefail.io/v1alpha1") {
+		t.Fatalf("yaml: %v\n%s", err, out)
+	}
+}
+
+func TestNothingToDo(t *testing.T) {
+	kube, objs := fixture(t)
+	out, _, err := runCmd(t, kube, objs, "plan", "--to", "DR", "dev/web")
+	if err != nil || !strings.Contains(out, "Nothing to do") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	kube, objs := fixture(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"plan", "--tier", "one", "--to", "DR"}, "positive integer"},
+		{[]string{"plan", "--tier", "2-1", "--to", "DR"}, "N <= M"},
+		{[]string{"plan", "--tier", "1", "--to", "Mars"}, "DR, Primary"},
+		{[]string{"plan", "--tier", "1"}, "--to is required"},
+		{[]string{"plan", "--to", "DR"}, "say which VMs move"},
+		{[]string{"plan", "--to", "DR", "--all", "db"}, "exclude each other"},
+		{[]string{"plan", "--to", "DR", "--tier", "7"}, "no VM matches"},
+		{[]string{"plan", "--to", "DR", "nope"}, "no such VM: prod/nope"},
+		{[]string{"plan", "--to", "DR", "--all", "-o", "xml"}, "not supported"},
+		{[]string{"move", "--to", "DR", "--all", "--max-in-flight", "0"}, "at least 1"},
+		{[]string{"move", "--to", "DR", "--all", "--max-per-node", "-1"}, "at least 1"},
+		{[]string{"move", "--to", "DR", "--all", "--mode", "teleport"}, "auto, migrate, restart"},
+		{[]string{"move", "--to", "Primary", "--from", "Primary", "--all"}, "pick a different target"},
+		{[]string{"failback", "--all", "--to", "DR"}, "takes no --to"},
+		{[]string{"status", "--site", "Moon"}, "unknown site"},
+		{[]string{"sites", "label", "node-1"}, "--site is required"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, _, err := runCmd(t, kube, objs, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to mention %q", err, tc.want)
+			}
+			for _, a := range kube.Actions() {
+				if a.GetVerb() != "list" && a.GetVerb() != "get" {
+					t.Fatalf("bad input changed something: %v", a)
+				}
+			}
+		})
+	}
+}
+
+func TestBlockedPlanExitCode(t *testing.T) {
+	kube := kubefake.NewSimpleClientset(testNode("primary-1", "Primary"), testNode("dr-1", "DR"))
+	kube.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("nodes"), "", "dr-1")
+	dr := testNode("dr-1", "DR")
+	dr.Status.Conditions[0].Status = corev1.ConditionFalse
+	_ = kube.Tracker().Add(dr)
+	_, objs := fixture(t)
+	_, _, err := runCmd(t, kube, objs, "plan", "--to", "DR", "prod/db")
+	if Code(err) != ExitBlocked {
+		t.Fatalf("exit %d (%v), want %d", Code(err), err, ExitBlocked)
+	}
+}
+
+func TestStatusAndSites(t *testing.T) {
+	kube, objs := fixture(t)
+	out, _, err := runCmd(t, kube, objs, "status", "-A", "-o", "wide")
+	if err != nil || !strings.Contains(out, "primary-1") || !strings.Contains(out, "stopped") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	out, _, err = runCmd(t, kube, objs, "sites")
+	if err != nil || !strings.Contains(out, "t1:1 t2:1") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+func TestMissingKubeVirt(t *testing.T) {
+	kube := kubefake.NewSimpleClientset(testNode("primary-1", "Primary"))
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList",
+	})
+	// A cluster without the CRDs answers 404 to the list.
+	dyn.PrependReactor("list", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewNotFound(a.GetResource().GroupResource(), "")
+	})
+	streams, _, _, _ := genericiooptions.NewTestIOStreams()
+	cmd := NewRootCommand(streams, &fakeFactory{c: &Clients{Kube: kube, Dynamic: dyn}, ns: "default"})
+	cmd.SetArgs([]string{"status", "--config", ""})
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "KubeVirt CRDs are not installed") {
+		t.Fatalf("%v", err)
+	}
+}
+
+func TestForbiddenNamesVerbAndResource(t *testing.T) {
+	kube := kubefake.NewSimpleClientset()
+	kube.PrependReactor("list", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "", fmt.Errorf("RBAC"))
+	})
+	_, objs := fixture(t)
+	_, _, err := runCmd(t, kube, objs, "sites")
+	if err == nil || !strings.Contains(err.Error(), `verb "list" on "nodes"`) {
+		t.Fatalf("%v", err)
+	}
+}
