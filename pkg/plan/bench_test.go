@@ -17,7 +17,7 @@ func bigSnapshot(vms int) *snapshot.Snapshot {
 		s.Nodes = append(s.Nodes, node(fmt.Sprintf("p%d", i), "Primary", snapshot.NodeReady), node(fmt.Sprintf("d%d", i), "DR", snapshot.NodeReady))
 	}
 	for i := range s.Nodes {
-		s.Nodes[i].CPUMilli, s.Nodes[i].MemoryBytes = 1 << 20, 1 << 50
+		s.Nodes[i].CPUMilli, s.Nodes[i].MemoryBytes = 1<<20, 1<<50
 	}
 	for i := 0; i < vms; i++ {
 		s.VMs = append(s.VMs, vm(fmt.Sprintf("ns%d", i%20), fmt.Sprintf("vm%d", i), i%4, "Primary", kubevirtv1.RunStrategyAlways, fmt.Sprintf("p%d", i%50), i%3 != 0))
