@@ -97,7 +97,7 @@ throttled, tiered, journaled and resumable; all its flags apply.`
 		cmd.Example = `  kubectl sitefail failback --all -A
   kubectl sitefail failback --tier 1 -A --dry-run`
 	}
-	mo.selection.addFlags(cmd)
+	mo.selection.addFlags(cmd, o)
 	if failback {
 		_ = cmd.Flags().MarkHidden("to")
 	}
@@ -212,6 +212,9 @@ func (mo *moveOptions) run(parent context.Context) error {
 	}
 	s, c, err := mo.readSnapshot(parent, mo.snapshotScope(), mo.labelSelector)
 	if err != nil {
+		return err
+	}
+	if err := mo.resolve(s); err != nil {
 		return err
 	}
 	if mo.failback {

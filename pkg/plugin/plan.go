@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
@@ -23,12 +24,23 @@ type selection struct {
 	all         bool
 	mode        string
 	maxInFlight int
+	toOther     bool
+	tierOf      string
 	args        []string
 	req         plan.Request
 }
 
-func (s *selection) addFlags(cmd *cobra.Command) {
+func (s *selection) addFlags(cmd *cobra.Command, o *Options) {
 	s.scope.addFlags(cmd)
+	cmd.Flags().BoolVar(&s.toOther, "to-other", false, "target the other site of a two-site cluster (the one the selected VMs are not on)")
+	cmd.Flags().StringVar(&s.tierOf, "tier-of", "", "move the whole tier of this VM (NAME or NAMESPACE/NAME)")
+	defer func() {
+		_ = cmd.RegisterFlagCompletionFunc("to", completeSites(o))
+		_ = cmd.RegisterFlagCompletionFunc("from", completeSites(o))
+		_ = cmd.RegisterFlagCompletionFunc("tier", completeTiers(o))
+		_ = cmd.RegisterFlagCompletionFunc("tier-of", completeVMs(o, &s.scope))
+		cmd.ValidArgsFunction = completeVMs(o, &s.scope)
+	}()
 	cmd.Flags().StringVar(&s.to, "to", "", "target site (required)")
 	cmd.Flags().StringVar(&s.from, "from", "", "only VMs whose home or current site is this one")
 	cmd.Flags().StringVar(&s.tier, "tier", "", "move this tier or range of tiers, e.g. 1 or 1-3")
@@ -44,19 +56,22 @@ func (s *selection) complete(o *Options, args []string) error {
 	}
 	s.args = args
 	chosen := 0
-	for _, set := range []bool{s.tier != "", s.all, len(args) > 0} {
+	for _, set := range []bool{s.tier != "", s.all, len(args) > 0, s.tierOf != ""} {
 		if set {
 			chosen++
 		}
 	}
 	switch {
 	case chosen == 0:
-		return errors.New("say which VMs move: --tier N, --tier N-M, --all, or VM names")
+		return errors.New("say which VMs move: --tier N, --tier N-M, --tier-of VM, --all, or VM names")
 	case chosen > 1:
-		return errors.New("--tier, --all and VM names exclude each other: pick one")
+		return errors.New("--tier, --tier-of, --all and VM names exclude each other: pick one")
 	}
-	if s.to == "" {
-		return errors.New("--to is required: name the target site (see 'kubectl sitefail sites')")
+	if s.toOther && s.to != "" {
+		return errors.New("--to and --to-other exclude each other: pick one")
+	}
+	if s.to == "" && !s.toOther {
+		return errors.New("--to is required: name the target site (see 'kubectl sitefail sites'), or use --to-other")
 	}
 	if s.maxInFlight < 1 {
 		return fmt.Errorf("--max-in-flight must be at least 1 (got %d)", s.maxInFlight)
@@ -74,6 +89,64 @@ func (s *selection) complete(o *Options, args []string) error {
 		return err
 	}
 	s.req = plan.Request{To: s.to, From: s.from, Tiers: tiers, All: s.all, VMs: keys, Mode: mode, MaxInFlight: s.maxInFlight}
+	if s.tierOf != "" {
+		k, err := s.vmKeys([]string{s.tierOf})
+		if err != nil {
+			return err
+		}
+		s.tierOf = k[0]
+	}
+	return nil
+}
+
+// resolve turns --tier-of and --to-other into a plain request, now that the cluster is read.
+func (s *selection) resolve(snap *snapshot.Snapshot) error {
+	if s.tierOf != "" {
+		var found *snapshot.VM
+		for i := range snap.VMs {
+			if snap.VMs[i].Key() == s.tierOf {
+				found = &snap.VMs[i]
+			}
+		}
+		switch {
+		case found == nil:
+			return fmt.Errorf("--tier-of: no such VM %s in the selected namespaces (check -n/-A and -l)", s.tierOf)
+		case found.Tier == 0:
+			return fmt.Errorf("--tier-of: %s has no tier (label %s)", s.tierOf, snap.Keys.Tier)
+		}
+		s.req.Tiers = &selector.TierRange{Min: found.Tier, Max: found.Tier}
+	}
+	if !s.toOther {
+		return nil
+	}
+	sites := snap.SiteNames()
+	if len(sites) != 2 {
+		return fmt.Errorf("--to-other needs exactly two sites; this cluster has %d (%s): use --to", len(sites), strings.Join(sites, ", "))
+	}
+	probe := s.req
+	probe.To = sites[0]
+	p, err := plan.Build(snap, probe)
+	if err != nil {
+		return err
+	}
+	from := map[string]bool{}
+	for _, st := range p.Steps {
+		switch {
+		case st.Action != plan.ActionSkip:
+			from[st.From] = true
+		default:
+			from[sites[0]] = true
+		}
+	}
+	if len(from) != 1 {
+		return fmt.Errorf("--to-other: the selected VMs are on both sites; name the target with --to")
+	}
+	for f := range from {
+		s.req.To = sites[0]
+		if f == sites[0] {
+			s.req.To = sites[1]
+		}
+	}
 	return nil
 }
 
@@ -89,6 +162,9 @@ func (s *selection) snapshotScope() string {
 func (o *Options) buildPlan(ctx context.Context, sel *selection) (*plan.Plan, *snapshot.Snapshot, *Clients, error) {
 	s, c, err := o.readSnapshot(ctx, sel.snapshotScope(), sel.labelSelector)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := sel.resolve(s); err != nil {
 		return nil, nil, nil, err
 	}
 	p, err := plan.Build(s, sel.req)
@@ -133,7 +209,7 @@ Exit codes: 0 the plan can run (or nothing to do), 2 the plan is blocked, 1 any 
 			return po.run(cmd.Context())
 		},
 	}
-	po.selection.addFlags(cmd)
+	po.selection.addFlags(cmd, o)
 	cmd.Flags().StringVarP(&po.output, "output", "o", "", "output format: json or yaml (schema "+plan.APIVersion+" Plan)")
 	return cmd
 }

@@ -83,7 +83,10 @@ func runCmd(t *testing.T, kube *kubefake.Clientset, objs []runtime.Object, args 
 	}, objs...)
 	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
 	cmd := NewRootCommand(streams, &fakeFactory{c: &Clients{Kube: kube, Dynamic: dyn, Context: "test"}, ns: "prod"})
-	cmd.SetArgs(append(args, "--config", "", "--site-label", "", "--tier-label", ""))
+	if args[0] != "__complete" {
+		args = append(args, "--config", "", "--site-label", "", "--tier-label", "")
+	}
+	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(context.Background())
 	return out.String(), errOut.String(), err
 }
@@ -223,5 +226,41 @@ func TestForbiddenNamesVerbAndResource(t *testing.T) {
 	_, _, err := runCmd(t, kube, objs, "sites")
 	if err == nil || !strings.Contains(err.Error(), `verb "list" on "nodes"`) {
 		t.Fatalf("%v", err)
+	}
+}
+
+func TestToOtherAndTierOf(t *testing.T) {
+	kube, objs := fixture(t)
+	out, _, err := runCmd(t, kube, objs, "plan", "--to-other", "--tier-of", "db", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p plan.Plan
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Request.To != "DR" || p.Selection != "tier 1" || len(p.Steps) != 1 {
+		t.Fatalf("--to-other --tier-of db: to %s, %s, %+v", p.Request.To, p.Selection, p.Steps)
+	}
+	_, _, err = runCmd(t, kube, objs, "plan", "--to-other", "--all", "-A")
+	if err == nil || !strings.Contains(err.Error(), "both sites") {
+		t.Fatalf("VMs on both sites: %v", err)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	t.Setenv("SITEFAIL_CONFIG", "/nonexistent/config.yaml")
+	kube, objs := fixture(t)
+	out, _, err := runCmd(t, kube, objs, "__complete", "plan", "--to", "")
+	if err != nil || !strings.Contains(out, "DR\nPrimary\n") {
+		t.Fatalf("site completion: %v\n%s", err, out)
+	}
+	out, _, err = runCmd(t, kube, objs, "__complete", "move", "--to", "DR", "")
+	if err != nil || !strings.Contains(out, "cold\ndb\n") {
+		t.Fatalf("VM completion: %v\n%s", err, out)
+	}
+	out, _, err = runCmd(t, kube, objs, "__complete", "plan", "--tier", "")
+	if err != nil || !strings.Contains(out, "1\n2\n") {
+		t.Fatalf("tier completion: %v\n%s", err, out)
 	}
 }

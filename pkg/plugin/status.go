@@ -58,6 +58,9 @@ nodeSelector). States:
 	cmd.Flags().StringVar(&so.tier, "tier", "", "only VMs of this tier or range, e.g. 1 or 1-2")
 	cmd.Flags().StringVar(&so.site, "site", "", "only VMs whose home or current site is this one")
 	cmd.Flags().StringVarP(&so.output, "output", "o", "", "output format: wide, json or yaml")
+	_ = cmd.RegisterFlagCompletionFunc("site", completeSites(o))
+	_ = cmd.RegisterFlagCompletionFunc("tier", completeTiers(o))
+	cmd.ValidArgsFunction = completeVMs(o, &so.scope)
 	return cmd
 }
 
