@@ -3,6 +3,7 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/sitefail/kubectl-sitefail/pkg/plugin.Version=$(VERSION)
 BIN       := bin/kubectl-sitefail
+DIST_VERSION ?= $(shell git describe --tags --exact-match 2>/dev/null || echo v0.1.0)
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 
 .PHONY: all build test unit e2e lint bench demo tools dist clean
@@ -35,6 +36,10 @@ bench:
 ## demo: a local stretched cluster with VMs, the plugin walking through a failover.
 demo: build tools
 	SITEFAIL_TOOLS_BIN=$$(hack/build-tools.sh all) $(GO) run ./test/cmd/stretched-cluster -walkthrough -plugin-dir $(CURDIR)/bin -kubeconfig-link $(CURDIR)/.demo/kubeconfig
+
+## dist: release archives for every platform, SHA256SUMS, and krew/sitefail.yaml with real sums.
+dist:
+	VERSION=$(DIST_VERSION) hack/dist.sh
 
 clean:
 	rm -rf bin dist .demo

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
@@ -43,6 +44,8 @@ type moveOptions struct {
 	takeOverLock    bool
 	output          string
 	progress        string
+	// noPrompt is set when stdin belongs to someone else (the TUI).
+	noPrompt bool
 }
 
 func newMoveCommand(o *Options, failback bool) *cobra.Command {
@@ -245,49 +248,9 @@ func (mo *moveOptions) run(parent context.Context) error {
 		PrintPlan(mo.ErrOut, p)
 		return &ExitCodeError{Code: ExitBlocked, Err: errors.New("the plan is blocked; nothing was changed (see the blockers above)")}
 	}
-	deadNodes, err := mo.guardFailover(s, p)
-	if err != nil {
-		return err
-	}
-	if err := mo.checkAccess(parent, c, p); err != nil {
-		return err
-	}
-
-	actor := whoAmI(parent, c)
-	moveID := newMoveID(time.Now())
-	nodeSite := map[string]string{}
-	var targetNodes []string
-	for _, n := range s.Nodes {
-		nodeSite[n.Name] = n.Site
-		if n.Site == p.Request.To && n.Schedulable() {
-			targetNodes = append(targetNodes, n.Name)
-		}
-	}
-	kc, err := kubecluster.New(kubecluster.Options{Config: c.Config, Kube: c.Kube, Dynamic: c.Dynamic, Namespace: mo.snapshotScope(),
-		SiteKey: mo.Keys.Site, NodeSite: nodeSite, Launchers: s.LauncherPods, DryRun: mo.dryRun == "server", Actor: actor, MoveID: moveID})
-	if err != nil {
-		return err
-	}
-
 	if mo.dryRun == "server" {
-		return mo.serverDryRun(parent, kc, p)
+		return mo.serverDryRun(parent, s, c, p)
 	}
-
-	lk, err := lock.Acquire(parent, c.Kube, mo.lockNamespace, lock.DefaultName, actor+" ("+moveID+")", moveID, mo.takeOverLock, time.Now)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = lk.Release(ctx)
-	}()
-
-	if err := kc.Watch(parent); err != nil {
-		return err
-	}
-	defer kc.Stop()
-
 	ctx, abort := context.WithCancel(parent)
 	defer abort()
 	stop, stopNew := context.WithCancel(ctx)
@@ -315,14 +278,8 @@ func (mo *moveOptions) run(parent context.Context) error {
 	if mo.output != "" {
 		progOut = mo.ErrOut
 	}
-	fmt.Fprintf(progOut, "Move %s by %s: %s to %s, %d VM(s).\n", moveID, actor, p.Selection, p.Request.To, len(p.Steps))
 	prog := newProgress(progOut, mo.progress, len(p.Steps))
-	ex := executor.New(kc, executor.Config{
-		MoveID: moveID, Actor: actor, MaxInFlight: mo.maxInFlight, MaxPerNode: mo.maxPerNode, Rate: mo.rate,
-		NoBarrier: mo.noBarrier, ReadyTimeout: mo.readyTimeout, MaxFailures: mo.maxFailures,
-		TargetNodes: targetNodes, Fence: mo.fence, DeadNodes: deadNodes,
-	}, prog.event)
-	rep, err := ex.Run(ctx, stop, p)
+	rep, err := mo.execute(ctx, stop, s, c, p, prog.event, progOut)
 	prog.close()
 	if err != nil {
 		return err
@@ -337,6 +294,53 @@ func (mo *moveOptions) run(parent context.Context) error {
 		return &ExitCodeError{Code: ExitMoveFailed, Err: fmt.Errorf("move finished with %d failed VM(s)%s", len(rep.Failures), stoppedSuffix(rep))}
 	}
 	return nil
+}
+
+// execute runs a plan that passed the blocker check: the split-brain guard, the RBAC
+// preflight and the lock come first, then the executor. The CLI and the TUI share it.
+func (mo *moveOptions) execute(ctx, stop context.Context, s *snapshot.Snapshot, c *Clients, p *plan.Plan, emit func(executor.Event), out io.Writer) (*executor.Report, error) {
+	deadNodes, err := mo.guardFailover(s, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := mo.checkAccess(ctx, c, p); err != nil {
+		return nil, err
+	}
+	actor := whoAmI(ctx, c)
+	moveID := newMoveID(time.Now())
+	nodeSite := map[string]string{}
+	var targetNodes []string
+	for _, n := range s.Nodes {
+		nodeSite[n.Name] = n.Site
+		if n.Site == p.Request.To && n.Schedulable() {
+			targetNodes = append(targetNodes, n.Name)
+		}
+	}
+	kc, err := kubecluster.New(kubecluster.Options{Config: c.Config, Kube: c.Kube, Dynamic: c.Dynamic, Namespace: mo.snapshotScope(),
+		SiteKey: mo.Keys.Site, NodeSite: nodeSite, Launchers: s.LauncherPods, DryRun: mo.dryRun == "server", Actor: actor, MoveID: moveID})
+	if err != nil {
+		return nil, err
+	}
+	lk, err := lock.Acquire(ctx, c.Kube, mo.lockNamespace, lock.DefaultName, actor+" ("+moveID+")", moveID, mo.takeOverLock, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = lk.Release(rctx)
+	}()
+	if err := kc.Watch(ctx); err != nil {
+		return nil, err
+	}
+	defer kc.Stop()
+	fmt.Fprintf(out, "Move %s by %s: %s to %s, %d VM(s).\n", moveID, actor, p.Selection, p.Request.To, len(p.Steps))
+	ex := executor.New(kc, executor.Config{
+		MoveID: moveID, Actor: actor, MaxInFlight: mo.maxInFlight, MaxPerNode: mo.maxPerNode, Rate: mo.rate,
+		NoBarrier: mo.noBarrier, ReadyTimeout: mo.readyTimeout, MaxFailures: mo.maxFailures,
+		TargetNodes: targetNodes, Fence: mo.fence, DeadNodes: deadNodes,
+	}, emit)
+	return ex.Run(ctx, stop, p)
 }
 
 func stoppedSuffix(r *executor.Report) string {
@@ -364,7 +368,7 @@ func (mo *moveOptions) guardFailover(s *snapshot.Snapshot, p *plan.Plan) ([]stri
 			}
 			dead = append(dead, n.Name)
 		}
-		if !contains(mo.confirmSiteDown, site) && !mo.promptSiteDown(site, len(dead)) {
+		if !contains(mo.confirmSiteDown, site) && (mo.noPrompt || !mo.promptSiteDown(site, len(dead))) {
 			return nil, &ExitCodeError{Code: ExitBlocked, Err: fmt.Errorf(
 				"failover from %s needs confirmation: its %d node(s) are NotReady or Unknown, which is also what a network partition looks like. "+
 					"If a partitioned node still runs a VM, releasing it starts a second copy on the same disks. "+
@@ -462,7 +466,17 @@ func (mo *moveOptions) checkAccess(ctx context.Context, c *Clients, p *plan.Plan
 
 // serverDryRun sends every template patch with dryRun=All and reports what admission
 // rejects.
-func (mo *moveOptions) serverDryRun(ctx context.Context, kc *kubecluster.Cluster, p *plan.Plan) error {
+func (mo *moveOptions) serverDryRun(ctx context.Context, s *snapshot.Snapshot, c *Clients, p *plan.Plan) error {
+	if _, err := mo.guardFailover(s, p); err != nil {
+		return err
+	}
+	if err := mo.checkAccess(ctx, c, p); err != nil {
+		return err
+	}
+	kc, err := kubecluster.New(kubecluster.Options{Config: c.Config, Kube: c.Kube, Dynamic: c.Dynamic, SiteKey: mo.Keys.Site, DryRun: true})
+	if err != nil {
+		return err
+	}
 	var failed []string
 	n := 0
 	for _, st := range p.Steps {

@@ -1,17 +1,116 @@
 package plugin
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/lock"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/tui"
 )
 
+type uiOptions struct {
+	*Options
+	scope
+	readOnly    bool
+	maxInFlight int
+	maxPerNode  int
+	mode        string
+	interval    time.Duration
+	lockNS      string
+	readyTO     time.Duration
+}
+
 func newUICommand(o *Options) *cobra.Command {
-	return &cobra.Command{
+	uo := &uiOptions{Options: o}
+	cmd := &cobra.Command{
 		Use:   "ui",
-		Short: "Interactive incident view (not built yet)",
+		Short: "Interactive incident view: VMs per site, live, and moves from the keyboard",
+		Long: `A live view of every VM per site, fed by watches, with each site's health. Pick a tier
+(1-9) or the VM under the cursor, a target site (t), see the plan (p) with its blockers
+and warnings, and move (m): the same planner and executor as 'plan' and 'move'. A
+failover asks you to type the dead site's name. Press ? for the keys.
+
+Works at 80x24 and honours NO_COLOR.`,
+		Example: `  kubectl sitefail ui -A
+  kubectl sitefail ui -n prod --read-only`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("the ui command is not built yet")
+			if err := uo.scope.complete(o); err != nil {
+				return err
+			}
+			if uo.maxInFlight < 1 || uo.maxPerNode < 1 {
+				return errors.New("--max-in-flight and --max-per-node must be at least 1")
+			}
+			mode, err := plan.ParseMode(uo.mode)
+			if err != nil {
+				return err
+			}
+			return uo.run(cmd.Context(), mode)
 		},
 	}
+	uo.scope.addFlags(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&uo.readOnly, "read-only", false, "hide the actions: watch only")
+	f.IntVar(&uo.maxInFlight, "max-in-flight", 5, "VMs starting at once during a move")
+	f.IntVar(&uo.maxPerNode, "max-per-node", 2, "VMs starting at once per target node")
+	f.StringVar(&uo.mode, "mode", "auto", "how running VMs move: auto, migrate, restart")
+	f.DurationVar(&uo.interval, "refresh", 500*time.Millisecond, "at most one redraw per interval while the cluster changes")
+	f.StringVar(&uo.lockNS, "lock-namespace", lock.DefaultNamespace, "namespace of the move Lease")
+	f.DurationVar(&uo.readyTO, "ready-timeout", 10*time.Minute, "how long each VM may take to be Ready on the target")
+	return cmd
 }
+
+func (uo *uiOptions) run(ctx context.Context, mode plan.Mode) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c, err := uo.Factory.Clients()
+	if err != nil {
+		return err
+	}
+	// Fail early and plainly (not inside the full-screen view) when the cluster is
+	// unreachable or forbids reading.
+	if _, _, err := uo.readSnapshot(ctx, uo.namespace, uo.labelSelector); err != nil {
+		return err
+	}
+	m := tui.New(tui.Options{Context: c.Context, ReadOnly: uo.readOnly, MaxInFlight: uo.maxInFlight, Mode: mode, Run: uo.runMove})
+	prog := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithInput(uo.In), tea.WithOutput(uo.Out))
+	m.Attach(prog.Send)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := tui.Watch(wctx, c.Kube, c.Dynamic, uo.namespace, uo.Keys, uo.interval, func(msg any) { prog.Send(msg) }); err != nil {
+		return err
+	}
+	_, err = prog.Run()
+	return err
+}
+
+// runMove executes a plan made in the view with the move command's machinery.
+func (uo *uiOptions) runMove(ctx, stop context.Context, p *plan.Plan, confirm string, emit func(executor.Event)) (*executor.Report, error) {
+	mo := &moveOptions{Options: uo.Options, maxPerNode: uo.maxPerNode, readyTimeout: uo.readyTO, fence: "pod",
+		dryRun: "none", lockNamespace: uo.lockNS, noPrompt: true}
+	mo.scope = uo.scope
+	mo.maxInFlight = uo.maxInFlight
+	if confirm != "" {
+		mo.confirmSiteDown = []string{confirm}
+	}
+	// The plan was made on the view's snapshot; the executor needs current node and
+	// launcher pod names, so read once more.
+	s, c, err := uo.readSnapshot(ctx, uo.namespace, uo.labelSelector)
+	if err != nil {
+		return nil, err
+	}
+	if p.Blocked(false) {
+		return nil, fmt.Errorf("the plan is blocked")
+	}
+	return mo.execute(ctx, stop, s, c, p, emit, io.Discard)
+}
+

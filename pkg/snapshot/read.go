@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/pager"
@@ -39,72 +38,41 @@ type Source struct {
 // each, and derives every VM's placement. The request count does not grow with the
 // number of VMs.
 func Read(ctx context.Context, src Source) (*Snapshot, error) {
-	s := &Snapshot{Keys: src.Keys, LauncherPods: map[types.UID][]string{}, ActiveMigrations: map[string]string{}}
-
-	err := listAll(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		return src.Kube.CoreV1().Nodes().List(ctx, o)
+	var o Objects
+	err := listAll(ctx, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		return src.Kube.CoreV1().Nodes().List(ctx, opts)
 	}, func(obj runtime.Object) error {
-		s.Nodes = append(s.Nodes, NodeFrom(obj.(*corev1.Node), src.Keys.Site))
+		o.Nodes = append(o.Nodes, obj.(*corev1.Node))
 		return nil
 	}, metav1.ListOptions{})
 	if err != nil {
 		return nil, describe(err, "list", "nodes", "")
 	}
-
-	vmis := map[string]*kubevirtv1.VirtualMachineInstance{}
-	err = listDynamic(ctx, src.Dynamic, kubevirt.VMIs, src.Namespace, "", func(u *unstructured.Unstructured) error {
-		vmi, err := kubevirt.ToVMI(u)
-		if err != nil {
-			return err
+	collect := func(dst *[]*unstructured.Unstructured) func(*unstructured.Unstructured) error {
+		return func(u *unstructured.Unstructured) error {
+			*dst = append(*dst, u)
+			return nil
 		}
-		vmis[vmi.Namespace+"/"+vmi.Name] = vmi
-		return nil
-	})
-	if err != nil {
+	}
+	if err := listDynamic(ctx, src.Dynamic, kubevirt.VMIs, src.Namespace, "", collect(&o.VMIs)); err != nil {
 		return nil, describe(err, "list", "virtualmachineinstances.kubevirt.io", src.Namespace)
 	}
-
-	err = listDynamic(ctx, src.Dynamic, kubevirt.VMs, src.Namespace, src.LabelSelector, func(u *unstructured.Unstructured) error {
-		vm, err := kubevirt.ToVM(u)
-		if err != nil {
-			return err
-		}
-		s.VMs = append(s.VMs, VMFrom(vm, vmis[vm.Namespace+"/"+vm.Name], src.Keys))
-		return nil
-	})
-	if err != nil {
+	if err := listDynamic(ctx, src.Dynamic, kubevirt.VMs, src.Namespace, src.LabelSelector, collect(&o.VMs)); err != nil {
 		return nil, describe(err, "list", "virtualmachines.kubevirt.io", src.Namespace)
 	}
-
-	err = listAll(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		return src.Kube.CoreV1().Pods(src.Namespace).List(ctx, o)
+	err = listAll(ctx, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		return src.Kube.CoreV1().Pods(src.Namespace).List(ctx, opts)
 	}, func(obj runtime.Object) error {
-		p := obj.(*corev1.Pod)
-		if uid := p.Labels[kubevirt.CreatedByLabel]; uid != "" {
-			s.LauncherPods[types.UID(uid)] = append(s.LauncherPods[types.UID(uid)], p.Name)
-		}
+		o.Pods = append(o.Pods, obj.(*corev1.Pod))
 		return nil
 	}, metav1.ListOptions{LabelSelector: kubevirt.LauncherSelector})
 	if err != nil {
 		return nil, describe(err, "list", "pods", src.Namespace)
 	}
-
-	err = listDynamic(ctx, src.Dynamic, kubevirt.Migrations, src.Namespace, "", func(u *unstructured.Unstructured) error {
-		m, err := kubevirt.ToMigration(u)
-		if err != nil {
-			return err
-		}
-		if done, _ := kubevirt.MigrationDone(m); !done {
-			s.ActiveMigrations[m.Namespace+"/"+m.Spec.VMIName] = m.Name
-		}
-		return nil
-	})
-	if err != nil {
+	if err := listDynamic(ctx, src.Dynamic, kubevirt.Migrations, src.Namespace, "", collect(&o.Migrations)); err != nil {
 		return nil, describe(err, "list", "virtualmachineinstancemigrations.kubevirt.io", src.Namespace)
 	}
-
-	s.Derive()
-	return s, nil
+	return Assemble(src.Keys, o)
 }
 
 // Derive fills each VM's current site and state from its instance and the nodes.
