@@ -113,4 +113,3 @@ func (uo *uiOptions) runMove(ctx, stop context.Context, p *plan.Plan, confirm st
 	}
 	return mo.execute(ctx, stop, s, c, p, emit, io.Discard)
 }
-

@@ -370,19 +370,25 @@ func dashIf(s string) string {
 }
 
 func (m *Model) helpView() string {
-	return `Keys
-  ←/→ h/l tab   focus a site column        ↑/↓ j/k   move the cursor
-  enter         details of the VM           /         filter by namespace/name
-  1-9           act on that tier            0         act on the VM under the cursor
-  t             cycle the target site       p         plan the move (changes nothing)
-  m             move, after the plan; type the dead site's name to confirm a failover
-  c             cancel a running move: no new starts, steps in flight reach a safe point
-  esc           close the plan, details or filter        q  quit
-
-Glyphs
-  ● R running and ready     ◐ s starting         ⇄ M migrating
-  → P pending a move        ○ - stopped          ✖ S stranded on a dead site
-
-press any key
-`
+	lines := []string{
+		"Keys",
+		"  left/right h/l tab  focus a site      up/down j/k  move the cursor",
+		"  enter   details of the VM             /    filter by namespace/name",
+		"  1-9     act on that tier              0    act on the VM under the cursor",
+		"  t       cycle the target site         p    plan the move (changes nothing)",
+		"  m       move, after the plan; a failover asks for the dead site's name",
+		"  c       cancel a move: no new starts, steps in flight reach a safe point",
+		"  esc     close the plan, details or filter      q  quit",
+		"",
+		"Glyphs",
+		"  ● R running and ready   ◐ s starting   ⇄ M migrating",
+		"  → P pending a move      ○ - stopped    ✖ S stranded on a dead site",
+		"",
+		"press any key",
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(fit(l, m.width) + "\n")
+	}
+	return b.String()
 }

@@ -1,0 +1,245 @@
+package tui
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden screens")
+
+func TestMain(m *testing.M) {
+	// Golden screens are compared without colour, as NO_COLOR users see them.
+	lipgloss.SetColorProfile(termenv.Ascii)
+	os.Exit(m.Run())
+}
+
+func testSnapshot(primaryDown bool) *snapshot.Snapshot {
+	state := snapshot.NodeReady
+	if primaryDown {
+		state = snapshot.NodeUnknown
+	}
+	s := &snapshot.Snapshot{Keys: selector.DefaultKeys()}
+	for _, n := range []snapshot.Node{{Name: "p1", Site: "Primary", State: state}, {Name: "d1", Site: "DR", State: snapshot.NodeReady}} {
+		n.CPUMilli, n.MemoryBytes = 16000, 64<<30
+		n.Labels = map[string]string{selector.DefaultSiteKey: n.Site}
+		s.Nodes = append(s.Nodes, n)
+	}
+	add := func(ns, name string, tier int, home, node string, ready, migrating bool) {
+		vm := snapshot.VM{Namespace: ns, Name: name, Tier: tier, HomeSite: home, RunStrategy: kubevirtv1.RunStrategyAlways,
+			NodeSelector: map[string]string{selector.DefaultSiteKey: home}, HasSelector: true, CPUMilli: 1000, MemoryBytes: 2 << 30,
+			PrintableStatus: "Running", Ready: ready,
+			Annotations: map[string]string{"sitefail.io/move-phase": "done", "sitefail.io/move-from": "Primary"}}
+		if node != "" {
+			vm.Instance = &snapshot.VMI{UID: types.UID("u-" + name), Phase: "Running", NodeName: node, Ready: ready, LiveMigratable: true, Migrating: migrating}
+		} else {
+			vm.RunStrategy, vm.PrintableStatus = kubevirtv1.RunStrategyHalted, "Stopped"
+		}
+		s.VMs = append(s.VMs, vm)
+	}
+	add("prod", "db-1", 1, "Primary", "p1", true, false)
+	add("prod", "db-2", 1, "Primary", "p1", true, true)
+	add("prod", "web-1", 2, "Primary", "p1", false, false)
+	add("prod", "cold", 2, "Primary", "", false, false)
+	add("prod", "moved", 1, "Primary", "d1", true, false)
+	add("dev", "ci", 0, "DR", "d1", true, false)
+	s.Derive()
+	return s
+}
+
+func newModel(w, h int, s *snapshot.Snapshot, o Options) *Model {
+	o.Context = "test"
+	m := New(o)
+	m.Update(tea.WindowSizeMsg{Width: w, Height: h})
+	m.Update(SnapshotMsg{Snapshot: s})
+	return m
+}
+
+func keys(m *Model, ks ...string) {
+	for _, k := range ks {
+		switch k {
+		case "enter":
+			m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+		case "esc":
+			m.Update(tea.KeyMsg{Type: tea.KeyEsc})
+		case "right":
+			m.Update(tea.KeyMsg{Type: tea.KeyRight})
+		case "down":
+			m.Update(tea.KeyMsg{Type: tea.KeyDown})
+		default:
+			m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(k)})
+		}
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./pkg/tui -update to create it)", err)
+	}
+	if string(want) != got {
+		t.Fatalf("screen %s differs from %s:\n--- got ---\n%s\n--- want ---\n%s", name, path, got, want)
+	}
+}
+
+func checkSize(t *testing.T, screen string, w, h int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(screen, "\n"), "\n")
+	if len(lines) > h {
+		t.Errorf("%d lines for a %d-line terminal", len(lines), h)
+	}
+	for i, l := range lines {
+		if lipgloss.Width(l) > w {
+			t.Errorf("line %d is %d wide for a %d-column terminal: %q", i, lipgloss.Width(l), w, l)
+		}
+	}
+}
+
+func TestScreens(t *testing.T) {
+	tests := []struct {
+		name string
+		w, h int
+		down bool
+		opts Options
+		keys []string
+	}{
+		{name: "states-80x24", w: 80, h: 24},
+		{name: "narrow-50x16", w: 50, h: 16},
+		{name: "detail-80x24", w: 80, h: 24, keys: []string{"right", "enter"}},
+		{name: "readonly-80x24", w: 80, h: 24, opts: Options{ReadOnly: true}, keys: []string{"p"}},
+		{name: "failover-confirm-80x24", w: 80, h: 24, down: true, keys: []string{"right", "1", "p", "m", "Prim"}},
+		{name: "help-80x24", w: 80, h: 24, keys: []string{"?"}},
+		{name: "filter-80x24", w: 80, h: 24, keys: []string{"/", "web", "enter"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newModel(tc.w, tc.h, testSnapshot(tc.down), tc.opts)
+			keys(m, tc.keys...)
+			screen := m.View()
+			checkSize(t, screen, tc.w, tc.h)
+			golden(t, tc.name, screen)
+		})
+	}
+}
+
+func TestStrandedFlagged(t *testing.T) {
+	m := newModel(80, 24, testSnapshot(true), Options{})
+	if !strings.Contains(m.View(), "✖ S prod/db-1") || !strings.Contains(m.View(), "Primary DOWN 0/1") {
+		t.Fatalf("stranded VMs not flagged:\n%s", m.View())
+	}
+}
+
+func TestFailoverNeedsTheSiteNameThenRuns(t *testing.T) {
+	var got *plan.Plan
+	var confirmed string
+	run := func(ctx, stop context.Context, p *plan.Plan, confirm string, emit func(executor.Event)) (*executor.Report, error) {
+		got, confirmed = p, confirm
+		emit(executor.Event{Kind: executor.StepDone, VM: "prod/db-1", Action: plan.ActionFailover, Done: 1, Total: 3})
+		return &executor.Report{Tiers: []executor.TierReport{{Tier: 1, Moved: 3, RTO: "5s"}}}, nil
+	}
+	m := newModel(80, 24, testSnapshot(true), Options{Run: run})
+	var sent []tea.Msg
+	m.Attach(func(msg tea.Msg) { sent = append(sent, msg) })
+	keys(m, "right", "1", "p", "m", "yes")
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	if cmd != nil || got != nil {
+		t.Fatal("a failover ran without the dead site's name")
+	}
+	keys(m, "Primary")
+	_, cmd = m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	if cmd == nil {
+		t.Fatalf("typing the site name did not start the move:\n%s", m.View())
+	}
+	m.Update(cmd())
+	for _, msg := range sent {
+		m.Update(msg)
+	}
+	if got == nil || confirmed != "Primary" || got.Summary.ByAction[plan.ActionFailover] != 2 {
+		t.Fatalf("ran %+v confirmed %q", got, confirmed)
+	}
+	if v := m.View(); !strings.Contains(v, "DONE") || !strings.Contains(v, "prod/db-1 failover done") || !strings.Contains(v, "RTO 5s") {
+		t.Fatalf("progress not shown:\n%s", v)
+	}
+}
+
+func TestReadOnlyHidesActions(t *testing.T) {
+	ran := false
+	m := newModel(80, 24, testSnapshot(false), Options{ReadOnly: true, Run: func(context.Context, context.Context, *plan.Plan, string, func(executor.Event)) (*executor.Report, error) {
+		ran = true
+		return nil, nil
+	}})
+	keys(m, "1", "p", "m", "yes")
+	m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	if ran || strings.Contains(m.View(), "PLAN") {
+		t.Fatal("read-only view planned or moved")
+	}
+}
+
+func TestLargeClusterRendersOnlyVisibleRows(t *testing.T) {
+	s := testSnapshot(false)
+	base := s.VMs[0]
+	for i := 0; i < 5000; i++ {
+		vm := base
+		vm.Name = "bulk-" + strings.Repeat("x", i%3) + string(rune('a'+i%26)) + "-" + itoa(i)
+		s.VMs = append(s.VMs, vm)
+	}
+	s.Derive()
+	m := newModel(80, 24, s, Options{})
+	for i := 0; i < 3000; i++ {
+		m.Update(tea.KeyMsg{Type: tea.KeyDown})
+	}
+	checkSize(t, m.View(), 80, 24)
+}
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; i > 0; i /= 10 {
+		b = append([]byte{digits[i%10]}, b...)
+	}
+	return string(b)
+}
+
+// BenchmarkView5000 is the cost of one redraw with 5,000 VMs.
+func BenchmarkView5000(b *testing.B) {
+	s := testSnapshot(false)
+	base := s.VMs[0]
+	for i := 0; i < 5000; i++ {
+		vm := base
+		vm.Name = "bulk-" + itoa(i)
+		s.VMs = append(s.VMs, vm)
+	}
+	s.Derive()
+	m := newModel(120, 40, s, Options{})
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = m.View()
+	}
+}
