@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
@@ -166,6 +167,32 @@ func TestPlanBlockedThenClear(t *testing.T) {
 	r = sitefail(t, "plan", "--tier", "1", "--to", "DR", "-A", "prod/db-1")
 	if r.code != 1 || !strings.Contains(r.stderr, "exclude each other") {
 		t.Fatalf("conflicting selection: %s", r)
+	}
+}
+
+func TestUnreachableAndMissingKubeconfig(t *testing.T) {
+	r := sitefail(t, "--server", "https://127.0.0.1:1", "--insecure-skip-tls-verify", "sites")
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot reach the cluster") {
+		t.Fatalf("unreachable: %s", r)
+	}
+	r = sitefail(t, "--kubeconfig", "/nonexistent/kubeconfig", "sites")
+	if r.code != 1 || !strings.Contains(r.stderr, "kubeconfig") {
+		t.Fatalf("missing kubeconfig: %s", r)
+	}
+}
+
+func TestServerDryRunChangesNothing(t *testing.T) {
+	r := sitefail(t, "move", "--to", "DR", "-n", "shop", "web-1", "web-2", "--dry-run=server")
+	if r.code != 0 || !strings.Contains(r.stdout, "accepted by the API server") {
+		t.Fatalf("server dry run: %s", r)
+	}
+	vm, err := env.Dynamic.Resource(vmGVR()).Namespace("shop").Get(context.Background(), "web-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, _, _ := unstructured.NestedStringMap(vm.Object, "spec", "template", "spec", "nodeSelector")
+	if sel["topology.kubernetes.io/site"] != "Primary" || vm.GetAnnotations()[executor.AnnotationPhase] != "" {
+		t.Fatalf("server dry run changed the VM: %v %v", sel, vm.GetAnnotations())
 	}
 }
 
