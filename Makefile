@@ -24,7 +24,7 @@ tools:
 	hack/build-tools.sh all >/dev/null
 
 e2e: tools
-	SITEFAIL_TOOLS_BIN=$$(hack/build-tools.sh all) $(GO) test -count=1 -timeout 30m ./test/...
+	SITEFAIL_TOOLS_BIN=$$(hack/build-tools.sh all) $(GO) test -p 1 -count=1 -timeout 45m ./test/...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
