@@ -3,6 +3,7 @@
 package kubevirt
 
 import (
+	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -96,4 +97,18 @@ func MigrationDone(m *kubevirtv1.VirtualMachineInstanceMigration) (done, ok bool
 		return true, false
 	}
 	return false, false
+}
+
+// ToUnstructured converts a typed object through JSON, as the API server would serve
+// it (the reflection converter rejects some of KubeVirt's unsigned fields on deep copy).
+func ToUnstructured(obj any) (*unstructured.Unstructured, error) {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(data); err != nil {
+		return nil, err
+	}
+	return u, nil
 }

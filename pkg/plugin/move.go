@@ -164,14 +164,10 @@ func (mo *moveOptions) complete(args []string) error {
 func (mo *moveOptions) failbackTarget(s *snapshot.Snapshot) error {
 	mo.req.To = ""
 	froms := map[string][]string{}
+	// Plan towards any site only to apply the selection rules; the target comes from
+	// the journal below.
 	probe := mo.req
 	probe.To = s.SiteNames()[0]
-	for _, site := range s.SiteNames() {
-		if site != "" {
-			probe.To = site
-			break
-		}
-	}
 	sel, err := plan.Build(s, probe)
 	if err != nil {
 		return err

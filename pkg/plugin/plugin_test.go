@@ -33,12 +33,8 @@ func (f *fakeFactory) Clients() (*Clients, error) { return f.c, nil }
 func (f *fakeFactory) Namespace() (string, error) { return f.ns, nil }
 
 func toU(t *testing.T, obj any) *unstructured.Unstructured {
-	data, err := json.Marshal(obj)
+	u, err := kubevirt.ToUnstructured(obj)
 	if err != nil {
-		t.Fatal(err)
-	}
-	u := &unstructured.Unstructured{}
-	if err := u.UnmarshalJSON(data); err != nil {
 		t.Fatal(err)
 	}
 	return u

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -81,12 +80,8 @@ func unstructuredVM(t *testing.T, ns, name, site string) *unstructured.Unstructu
 
 // toU converts through JSON, as the API server would serve the object.
 func toU(t *testing.T, obj any) *unstructured.Unstructured {
-	data, err := json.Marshal(obj)
+	u, err := kubevirt.ToUnstructured(obj)
 	if err != nil {
-		t.Fatal(err)
-	}
-	u := &unstructured.Unstructured{}
-	if err := u.UnmarshalJSON(data); err != nil {
 		t.Fatal(err)
 	}
 	return u
