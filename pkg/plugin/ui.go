@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sort"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -81,7 +83,19 @@ func (uo *uiOptions) run(ctx context.Context, mode plan.Mode) error {
 	if _, _, err := uo.readSnapshot(ctx, uo.namespace, uo.labelSelector); err != nil {
 		return err
 	}
-	m := tui.New(tui.Options{Context: c.Context, ReadOnly: uo.readOnly, MaxInFlight: uo.maxInFlight, Mode: mode, Run: uo.runMove})
+	events := func(ctx context.Context, ns, name string) ([]string, error) {
+		list, err := c.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+		if err != nil {
+			return nil, err
+		}
+		sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].LastTimestamp.Before(&list.Items[j].LastTimestamp) })
+		out := make([]string, 0, len(list.Items))
+		for _, e := range list.Items {
+			out = append(out, fmt.Sprintf("%s %s %s", e.LastTimestamp.Format("15:04:05"), e.Reason, e.Message))
+		}
+		return out, nil
+	}
+	m := tui.New(tui.Options{Context: c.Context, ReadOnly: uo.readOnly, MaxInFlight: uo.maxInFlight, Mode: mode, Run: uo.runMove, Events: events})
 	prog := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithInput(uo.In), tea.WithOutput(uo.Out))
 	m.Attach(prog.Send)
 	wctx, cancel := context.WithCancel(ctx)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 
@@ -26,6 +27,8 @@ type Options struct {
 	Context  string
 	ReadOnly bool
 	Run      RunFunc
+	// Events lists a VM's recent Events, newest last; nil hides them.
+	Events func(ctx context.Context, namespace, name string) ([]string, error)
 	// MaxInFlight and Mode shape the plans the view makes.
 	MaxInFlight int
 	Mode        plan.Mode
@@ -44,6 +47,12 @@ type (
 	}
 	// ErrMsg reports a data source error.
 	ErrMsg struct{ Err error }
+	// EventsMsg carries the recent Events of the VM in the detail pane.
+	EventsMsg struct {
+		VM     string
+		Events []string
+		Err    error
+	}
 )
 
 type stage int
@@ -86,6 +95,10 @@ type Model struct {
 	moveErr  error
 	stopMove context.CancelFunc
 	send     func(tea.Msg)
+
+	eventsVM string
+	events   []string
+	eventErr error
 }
 
 // New returns a model waiting for its first snapshot.
@@ -191,6 +204,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 				m.log = m.log[len(m.log)-200:]
 			}
 		}
+	case EventsMsg:
+		if msg.VM == m.eventsVM {
+			m.events, m.eventErr = msg.Events, msg.Err
+		}
 	case MoveDoneMsg:
 		m.stage, m.report, m.moveErr = finished, msg.Report, msg.Err
 		m.stopMove = nil
@@ -295,6 +312,16 @@ func (m *Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.editing = true
 	case "enter":
 		m.detail = !m.detail
+		if vm := m.current(); m.detail && vm != nil && m.opts.Events != nil {
+			key, ns, name, list := vm.Key(), vm.Namespace, vm.Name, m.opts.Events
+			m.eventsVM, m.events, m.eventErr = key, nil, nil
+			return m, func() tea.Msg {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				ev, err := list(ctx, ns, name)
+				return EventsMsg{VM: key, Events: ev, Err: err}
+			}
+		}
 	case "up", "k":
 		if len(m.cursor) > 0 && m.cursor[m.col] > 0 {
 			m.cursor[m.col]--

@@ -243,3 +243,21 @@ func BenchmarkView5000(b *testing.B) {
 		_ = m.View()
 	}
 }
+
+func TestDetailShowsConditionsAndEvents(t *testing.T) {
+	m := newModel(80, 30, testSnapshot(false), Options{Events: func(_ context.Context, ns, name string) ([]string, error) {
+		return []string{"09:00:00 SitefailMoved live-migrate: now on Primary (" + ns + "/" + name + ")"}, nil
+	}})
+	keys(m, "right")
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	if cmd == nil {
+		t.Fatal("opening the detail pane did not fetch events")
+	}
+	m.Update(cmd())
+	v := m.View()
+	for _, want := range []string{"conditions: Ready=true LiveMigratable=true RestartRequired=false", "SitefailMoved live-migrate: now on Primary (prod/db-1)", "journal: move-from=Primary"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("detail lacks %q:\n%s", want, v)
+		}
+	}
+}

@@ -345,10 +345,12 @@ func (m *Model) detailView() string {
 			migr += " (" + vm.Instance.NotMigratable + ")"
 		}
 	}
-	b.WriteString(fmt.Sprintf("  home %s  current %s  node %s  runStrategy %s  migratable %s\n", dashIf(vm.HomeSite), dashIf(vm.CurrentSite), node, vm.RunStrategy, migr))
-	if vm.RestartRequired {
-		b.WriteString(styleWarn.Render("  RestartRequired") + "\n")
+	b.WriteString(fmt.Sprintf("  home %s  current %s  node %s  runStrategy %s\n", dashIf(vm.HomeSite), dashIf(vm.CurrentSite), node, vm.RunStrategy))
+	ready := "-"
+	if vm.Instance != nil {
+		ready = fmt.Sprint(vm.Instance.Ready)
 	}
+	b.WriteString(fit(fmt.Sprintf("  conditions: Ready=%s LiveMigratable=%s RestartRequired=%v", ready, migr, vm.RestartRequired), m.width) + "\n")
 	var journal []string
 	for k, v := range vm.Annotations {
 		if strings.HasPrefix(k, "sitefail.io/") {
@@ -358,6 +360,21 @@ func (m *Model) detailView() string {
 	sort.Strings(journal)
 	if len(journal) > 0 {
 		b.WriteString(fit("  journal: "+strings.Join(journal, " "), m.width) + "\n")
+	}
+	if m.eventsVM == vm.Key() {
+		switch {
+		case m.eventErr != nil:
+			b.WriteString(fit(styleWarn.Render("  events: "+m.eventErr.Error()), m.width) + "\n")
+		case len(m.events) > 0:
+			b.WriteString("  recent events:\n")
+			start := len(m.events) - (m.height/2 - 7)
+			if start < 0 {
+				start = 0
+			}
+			for _, e := range m.events[start:] {
+				b.WriteString(fit("    "+e, m.width) + "\n")
+			}
+		}
 	}
 	return b.String()
 }
