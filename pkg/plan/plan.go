@@ -402,7 +402,7 @@ func vmWarnings(vm *snapshot.VM, st Step) []Issue {
 	}
 	if vm.GitOps != "" {
 		out = append(out, Issue{Code: "GitOpsManaged", VM: vm.Key(),
-			Message: fmt.Sprintf("managed by %s, which will revert a direct patch at its next sync: commit the change to Git ('kubectl sitefail gitops') or pause the sync", vm.GitOps)})
+			Message: fmt.Sprintf("managed by %s, which will revert a direct patch at its next sync: commit the change to Git (see 'kubectl sitefail gitops') or pause the sync", vm.GitOps)})
 	}
 	if vm.RestartRequired {
 		out = append(out, Issue{Code: "RestartRequired", VM: vm.Key(), Message: "RestartRequired is already set: pending template changes apply at the restart this move causes"})

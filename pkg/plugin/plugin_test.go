@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sigs.k8s.io/yaml"
 	"strings"
 	"testing"
 
@@ -258,5 +259,30 @@ func TestCompletion(t *testing.T) {
 	out, _, err = runCmd(t, kube, objs, "__complete", "plan", "--tier", "")
 	if err != nil || !strings.Contains(out, "1\n2\n") {
 		t.Fatalf("tier completion: %v\n%s", err, out)
+	}
+}
+
+func TestGitOpsComponent(t *testing.T) {
+	kube, objs := fixture(t)
+	out, _, err := runCmd(t, kube, objs, "gitops", "--all", "--to", "DR", "-A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Kind    string `json:"kind"`
+		Patches []struct {
+			Target map[string]string `json:"target"`
+			Patch  string            `json:"patch"`
+		} `json:"patches"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// dev/web is already on DR: only the two prod VMs are in the delta.
+	if doc.Kind != "Component" || len(doc.Patches) != 2 || doc.Patches[0].Target["name"] != "db" {
+		t.Fatalf("%s", out)
+	}
+	if !strings.Contains(doc.Patches[0].Patch, "path: /spec/template/spec/nodeSelector/topology.kubernetes.io~1site") || !strings.Contains(doc.Patches[0].Patch, "value: DR") {
+		t.Fatalf("patch %q", doc.Patches[0].Patch)
 	}
 }

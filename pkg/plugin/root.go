@@ -146,6 +146,7 @@ a tier label (default sitefail.io/tier, a positive integer; tier 1 moves first).
 		newMoveCommand(o, false),
 		newMoveCommand(o, true),
 		newUICommand(o),
+		newGitOpsCommand(o),
 		newVersionCommand(o),
 	)
 	return cmd
