@@ -108,7 +108,7 @@ throttled, tiered, journaled and resumable; all its flags apply.`
 	f.IntVar(&mo.maxPerNode, "max-per-node", 2, "VMs starting at once per target node")
 	f.Float64Var(&mo.rate, "rate", 0, "at most this many VM starts per minute (0: no limit)")
 	f.BoolVar(&mo.noBarrier, "no-barrier", false, "let tier N+1 start before tier N is Ready")
-	f.DurationVar(&mo.readyTimeout, "ready-timeout", 10*time.Minute, "how long each VM may take to be Ready on the target")
+	f.DurationVar(&mo.readyTimeout, "ready-timeout", defaultReadyTimeout, "how long each VM may take to be Ready on the target")
 	f.IntVar(&mo.maxFailures, "max-failures", 0, "failed VMs a tier may have before the move stops")
 	f.BoolVar(&mo.force, "force", false, "run despite overridable blockers (insufficient capacity)")
 	f.StringSliceVar(&mo.confirmSiteDown, "confirm-site-down", nil, "confirm that this site is down and fenced, allowing its VMs to be released")
@@ -530,3 +530,5 @@ func whoAmI(ctx context.Context, c *Clients) string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s@%s", os.Getenv("USER"), host)
 }
+
+const defaultReadyTimeout = 10 * time.Minute

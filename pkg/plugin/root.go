@@ -147,6 +147,7 @@ a tier label (default sitefail.io/tier, a positive integer; tier 1 moves first).
 		newMoveCommand(o, true),
 		newUICommand(o),
 		newGitOpsCommand(o),
+		newDrillCommand(o),
 		newVersionCommand(o),
 	)
 	return cmd

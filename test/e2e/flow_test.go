@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -251,6 +252,25 @@ func TestRelocateTier1(t *testing.T) {
 	r = sitefail(t, "move", "--tier", "1", "--to", "DR", "-A")
 	if r.code != 0 || !strings.Contains(r.stdout, "Nothing to do") {
 		t.Fatalf("second run: %s", r)
+	}
+}
+
+func TestDrill(t *testing.T) {
+	r := sitefail(t, "drill", "--tier", "3", "--to", "DR", "-A", "--progress", "lines")
+	if r.code != 0 || !strings.Contains(r.stdout, "Drill complete") {
+		t.Fatalf("drill: %s", r)
+	}
+	if strings.Count(r.stdout, "RTO") < 2 {
+		t.Fatalf("drill should report both legs: %s", r.stdout)
+	}
+	for i := 1; i <= 5; i++ {
+		name := fmt.Sprintf("batch-%d", i)
+		if s := siteOf(t, "shop", name); s != "Primary" {
+			t.Errorf("shop/%s on %q after the drill", name, s)
+		}
+		if starts, migs := counts("shop", name); starts != 1 || migs != 2 {
+			t.Errorf("shop/%s: %d starts, %d migrations; want one migration out and one back", name, starts, migs)
+		}
 	}
 }
 
