@@ -70,15 +70,7 @@ Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 		},
 	}
 	mo.selection.addFlags(cmd, o)
-	f := cmd.Flags()
-	f.IntVar(&mo.maxPerNode, "max-per-node", 2, "VMs starting at once per target node")
-	f.Float64Var(&mo.rate, "rate", 0, "at most this many VM starts per minute (0: no limit)")
-	f.BoolVar(&mo.noBarrier, "no-barrier", false, "let tier N+1 start before tier N is Ready")
-	f.DurationVar(&mo.readyTimeout, "ready-timeout", defaultReadyTimeout, "how long each VM may take to be Ready on the target")
-	f.IntVar(&mo.maxFailures, "max-failures", 0, "failed VMs a tier may have before the drill stops")
-	f.StringVar(&mo.lockNamespace, "lock-namespace", "kube-system", "namespace of the Lease that allows one move at a time")
-	f.StringVarP(&mo.output, "output", "o", "", "report format for each leg: json or yaml")
-	f.StringVar(&mo.progress, "progress", "auto", "progress display: auto, bar or lines")
+	mo.addRunFlags(cmd)
 	mo.fence, mo.dryRun = "pod", "none"
 	return cmd
 }

@@ -104,22 +104,28 @@ throttled, tiered, journaled and resumable; all its flags apply.`
 	if failback {
 		_ = cmd.Flags().MarkHidden("to")
 	}
+	mo.addRunFlags(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&mo.force, "force", false, "run despite overridable blockers (insufficient capacity)")
+	f.StringSliceVar(&mo.confirmSiteDown, "confirm-site-down", nil, "confirm that this site is down and fenced, allowing its VMs to be released")
+	f.StringVar(&mo.fence, "fence", "pod", "how to release VMs from a dead site: pod (force-delete launcher pods) or out-of-service (taint the dead nodes; remove the taint by hand once they are repaired)")
+	f.StringVar(&mo.dryRun, "dry-run", "none", `"none", "client" (print the plan only) or "server" (send every patch with dryRun and report what admission rejects)`)
+	f.Lookup("dry-run").NoOptDefVal = "client"
+	f.BoolVar(&mo.takeOverLock, "take-over-stale-lock", false, "take over a lock whose holder stopped renewing it")
+	return cmd
+}
+
+// addRunFlags adds the flags that shape an execution; move, failback and drill share them.
+func (mo *moveOptions) addRunFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.IntVar(&mo.maxPerNode, "max-per-node", 2, "VMs starting at once per target node")
 	f.Float64Var(&mo.rate, "rate", 0, "at most this many VM starts per minute (0: no limit)")
 	f.BoolVar(&mo.noBarrier, "no-barrier", false, "let tier N+1 start before tier N is Ready")
 	f.DurationVar(&mo.readyTimeout, "ready-timeout", defaultReadyTimeout, "how long each VM may take to be Ready on the target")
 	f.IntVar(&mo.maxFailures, "max-failures", 0, "failed VMs a tier may have before the move stops")
-	f.BoolVar(&mo.force, "force", false, "run despite overridable blockers (insufficient capacity)")
-	f.StringSliceVar(&mo.confirmSiteDown, "confirm-site-down", nil, "confirm that this site is down and fenced, allowing its VMs to be released")
-	f.StringVar(&mo.fence, "fence", "pod", "how to release VMs from a dead site: pod (force-delete launcher pods) or out-of-service (taint the dead nodes; remove the taint by hand once they are repaired)")
-	f.StringVar(&mo.dryRun, "dry-run", "none", `"none", "client" (print the plan only) or "server" (send every patch with dryRun and report what admission rejects)`)
-	f.Lookup("dry-run").NoOptDefVal = "client"
 	f.StringVar(&mo.lockNamespace, "lock-namespace", lock.DefaultNamespace, "namespace of the Lease that allows one move at a time")
-	f.BoolVar(&mo.takeOverLock, "take-over-stale-lock", false, "take over a lock whose holder stopped renewing it")
 	f.StringVarP(&mo.output, "output", "o", "", "final report format: json or yaml")
 	f.StringVar(&mo.progress, "progress", "auto", "progress display: auto, bar (live on a terminal) or lines")
-	return cmd
 }
 
 func (mo *moveOptions) complete(args []string) error {
