@@ -359,7 +359,7 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 			}
 		}
 		if e.cfg.MaxFailures >= 0 && failed > e.cfg.MaxFailures {
-			out.stopReason = fmt.Sprintf("tier %s: %d VM(s) failed, more than --max-failures=%d", tierName(t.tier), failed, e.cfg.MaxFailures)
+			out.stopReason = e.tooManyFailures(t.tier, failed)
 			out.report.Pending++
 			continue
 		}
@@ -397,7 +397,7 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 		collect(<-results)
 	}
 	if out.stopReason == "" && e.cfg.MaxFailures >= 0 && failed > e.cfg.MaxFailures {
-		out.stopReason = fmt.Sprintf("tier %s: %d VM(s) failed, more than --max-failures=%d", tierName(t.tier), failed, e.cfg.MaxFailures)
+		out.stopReason = e.tooManyFailures(t.tier, failed)
 	}
 	out.report.Finished = e.cfg.Now()
 	out.report.Elapsed = out.report.Finished.Sub(start)
@@ -409,6 +409,10 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 		Message: fmt.Sprintf("moved %d, failed %d, skipped %d, not started %d, RTO %s", out.report.Moved, out.report.Failed, out.report.Skipped, out.report.Pending, out.report.RTO),
 		Done:    e.doneCount(), Total: e.total})
 	return out
+}
+
+func (e *Executor) tooManyFailures(tier, failed int) string {
+	return fmt.Sprintf("tier %s: %d VM(s) failed, more than --max-failures=%d", tierName(tier), failed, e.cfg.MaxFailures)
 }
 
 func tierName(t int) string {

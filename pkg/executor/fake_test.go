@@ -143,6 +143,18 @@ func (f *fakeCluster) startOn(vm *fakeVM, site string) {
 	node := f.nodes[site][f.uid%len(f.nodes[site])]
 	inst := &Instance{UID: fmt.Sprint("uid-", f.uid), NodeName: node, Site: site, Phase: "Scheduled", SelectorSite: site}
 	vm.inst = inst
+	f.begin(vm, func() bool {
+		if vm.inst != inst {
+			return false
+		}
+		inst.Phase, inst.Ready = "Running", true
+		return true
+	})
+}
+
+// begin records a VM starting on the target and, after the delay, lets done finish it
+// (done reports whether the VM came up); callers hold mu, done runs with mu held.
+func (f *fakeCluster) begin(vm *fakeVM, done func() bool) {
 	key := vm.ns + "/" + vm.name
 	f.starting[key] = true
 	if n := len(f.starting); n > f.peak {
@@ -152,8 +164,7 @@ func (f *fakeCluster) startOn(vm *fakeVM, site string) {
 	time.AfterFunc(f.delay, func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if vm.inst == inst {
-			inst.Phase, inst.Ready = "Running", true
+		if done() {
 			vm.readyAt = time.Now()
 			f.tierReady[vm.tier] = append(f.tierReady[vm.tier], time.Now())
 		}
@@ -184,22 +195,11 @@ func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name string) error {
 		f.migs[ns+"/"+name] = m
 		f.migVMI[ns+"/"+name] = ns + "/" + vmi
 		vm.migrations++
-		key := ns + "/" + vmi
-		f.starting[key] = true
-		if n := len(f.starting); n > f.peak {
-			f.peak = n
-		}
-		f.tierStarts[vm.tier] = append(f.tierStarts[vm.tier], time.Now())
 		target := vm.inst.SelectorSite
-		time.AfterFunc(f.delay, func() {
-			f.mu.Lock()
-			defer f.mu.Unlock()
+		f.begin(vm, func() bool {
 			m.Phase, m.Done, m.Success = "Succeeded", true, true
 			vm.inst.Site, vm.inst.NodeName = target, f.nodes[target][0]
-			vm.readyAt = time.Now()
-			f.tierReady[vm.tier] = append(f.tierReady[vm.tier], time.Now())
-			delete(f.starting, key)
-			f.notifyLocked()
+			return true
 		})
 	})
 }

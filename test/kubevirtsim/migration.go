@@ -55,11 +55,9 @@ func (s *Sim) updateMigrationStatus(ctx context.Context, m *kubevirtv1.VirtualMa
 
 func (s *Sim) failMigration(ctx context.Context, m *kubevirtv1.VirtualMachineInstanceMigration, vmi *kubevirtv1.VirtualMachineInstance, reason string) (time.Duration, error) {
 	m.Status.Phase = kubevirtv1.MigrationFailed
+	// KubeVirt reports why in a condition; the phase is what sitefail reads.
 	m.Status.PhaseTransitionTimestamps = append(m.Status.PhaseTransitionTimestamps, kubevirtv1.VirtualMachineInstanceMigrationPhaseTransitionTimestamp{Phase: kubevirtv1.MigrationFailed, PhaseTransitionTimestamp: metav1.Now()})
-	if m.Annotations == nil {
-		m.Annotations = map[string]string{}
-	}
-	m.Annotations["sim.kubevirt.io/failure"] = reason
+	m.Status.Conditions = append(m.Status.Conditions, kubevirtv1.VirtualMachineInstanceMigrationCondition{Type: "Failed", Status: corev1.ConditionTrue, Message: reason})
 	if vmi != nil && vmi.Status.MigrationState != nil && string(vmi.Status.MigrationState.MigrationUID) == string(m.UID) {
 		vmi.Status.MigrationState.Failed = true
 		vmi.Status.MigrationState.Completed = true
@@ -145,28 +143,10 @@ func (s *Sim) syncMigration(ctx context.Context, key string) (time.Duration, err
 	case target.Spec.NodeName == "":
 		return 0, nil // the scheduler has not placed it (yet); the pod event requeues us
 	case target.Status.Phase != corev1.PodRunning:
-		if m.Status.Phase != kubevirtv1.MigrationScheduled {
-			m.Status.Phase = kubevirtv1.MigrationScheduled
-			vmi.Status.MigrationState.TargetNode = target.Spec.NodeName
-			vmi.Status.MigrationState.TargetPod = target.Name
-			if err := s.updateVMI(ctx, vmi); err != nil {
-				return 0, err
-			}
-			return 0, s.updateMigrationStatus(ctx, m)
-		}
-		return 0, nil
+		return 0, s.advance(ctx, m, vmi, target, kubevirtv1.MigrationScheduled)
 	}
 	if m.Status.Phase != kubevirtv1.MigrationRunning {
-		m.Status.Phase = kubevirtv1.MigrationRunning
-		vmi.Status.MigrationState.TargetNode = target.Spec.NodeName
-		vmi.Status.MigrationState.TargetPod = target.Name
-		if err := s.updateVMI(ctx, vmi); err != nil {
-			return 0, err
-		}
-		if err := s.updateMigrationStatus(ctx, m); err != nil {
-			return 0, err
-		}
-		return s.cfg.MigrationDelay, nil
+		return s.cfg.MigrationDelay, s.advance(ctx, m, vmi, target, kubevirtv1.MigrationRunning)
 	}
 	started := target.Status.StartTime
 	if started != nil && time.Since(started.Time) < s.cfg.MigrationDelay {
@@ -192,4 +172,19 @@ func (s *Sim) syncMigration(ctx context.Context, key string) (time.Duration, err
 	}
 	s.count(vmi.Namespace+"/"+vmi.Name, func(c *Counts) { c.Migrations++ })
 	return 0, nil
+}
+
+// advance moves a migration to phase, recording its target on the VMI; it writes
+// nothing when the migration is already there.
+func (s *Sim) advance(ctx context.Context, m *kubevirtv1.VirtualMachineInstanceMigration, vmi *kubevirtv1.VirtualMachineInstance, target *corev1.Pod, phase kubevirtv1.VirtualMachineInstanceMigrationPhase) error {
+	if m.Status.Phase == phase {
+		return nil
+	}
+	m.Status.Phase = phase
+	vmi.Status.MigrationState.TargetNode = target.Spec.NodeName
+	vmi.Status.MigrationState.TargetPod = target.Name
+	if err := s.updateVMI(ctx, vmi); err != nil {
+		return err
+	}
+	return s.updateMigrationStatus(ctx, m)
 }

@@ -362,7 +362,7 @@ func (s *Sim) liveUpdate(ctx context.Context, vm *kubevirtv1.VirtualMachine, vmi
 
 func (s *Sim) setDesired(ctx context.Context, vm *kubevirtv1.VirtualMachine, v string) error {
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, desiredAnnotation, v)
-	_, err := s.dyn.Resource(kubevirt.VMs).Namespace(vm.Namespace).Patch(context.Background(), vm.Name, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
+	_, err := s.dyn.Resource(kubevirt.VMs).Namespace(vm.Namespace).Patch(ctx, vm.Name, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
 	return err
 }
 

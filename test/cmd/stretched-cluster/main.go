@@ -60,6 +60,7 @@ func main() {
 			}
 		}
 	}
+	ready := time.Since(start).Round(time.Second)
 	if *walk {
 		if err := walkthrough(ctx, env, kc, *pluginDir, *primary, *dr); err != nil {
 			fail(err)
@@ -84,7 +85,7 @@ then fail the rest over:
   kubectl sitefail move --all --to %s -A --confirm-site-down=%s
 
 Ctrl-C here stops the cluster and removes everything it started.
-`, time.Since(start).Round(time.Second), *primary, *dr, *nodes, len(stretched.DemoVMs(*primary, *dr)), kc, *dr, *dr, *primary, env.KwokPID(*primary), *dr, *primary)
+`, ready, *primary, *dr, *nodes, len(stretched.DemoVMs(*primary, *dr)), kc, *dr, *dr, *primary, env.KwokPID(*primary), *dr, *primary)
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "Stopping the cluster...")
 }
