@@ -173,7 +173,12 @@ func (mo *moveOptions) failbackTarget(s *snapshot.Snapshot) error {
 	// Plan towards any site only to apply the selection rules; the target comes from
 	// the journal below.
 	probe := mo.req
-	probe.To = s.SiteNames()[0]
+	for _, site := range s.SiteNames() {
+		if site != probe.From {
+			probe.To = site
+			break
+		}
+	}
 	sel, err := plan.Build(s, probe)
 	if err != nil {
 		return err

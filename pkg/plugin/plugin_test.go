@@ -286,3 +286,18 @@ func TestGitOpsComponent(t *testing.T) {
 		t.Fatalf("patch %q", doc.Patches[0].Patch)
 	}
 }
+
+func TestFailbackWithFromPicksVMsByJournal(t *testing.T) {
+	kube, objs := fixture(t)
+	// dev/web came from Primary according to its journal and is now homed on DR.
+	for _, o := range objs {
+		u := o.(*unstructured.Unstructured)
+		if u.GetKind() == "VirtualMachine" && u.GetName() == "web" {
+			u.SetAnnotations(map[string]string{"sitefail.io/move-from": "Primary", "sitefail.io/move-to": "DR"})
+		}
+	}
+	out, _, err := runCmd(t, kube, objs, "failback", "--all", "-A", "--from", "DR", "--dry-run")
+	if err != nil || !strings.Contains(out, "to Primary") || !strings.Contains(out, "dev") {
+		t.Fatalf("failback --from DR: %v\n%s", err, out)
+	}
+}
