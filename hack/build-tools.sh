@@ -2,7 +2,7 @@
 # Builds the test cluster's binaries from the pinned tools modules and caches them by
 # version, so that only the first run on a machine pays the cold build.
 # Prints the directory that holds them.
-#   hack/build-tools.sh cluster|kwok|krew|kubectl|all
+#   hack/build-tools.sh cluster|kwok|krew|kubevirt|kubectl|all
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,6 +10,10 @@ cache=${SITEFAIL_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-sitefail/t
 kube_version=v1.34.4
 kwok_version=v0.7.0
 krew_version=v0.4.4
+kubevirt_version=v1.8.0
+# The objects generator is this project's code inside the KubeVirt tools module: key its
+# cache by the module's content so that a change to it rebuilds it.
+kubevirt_objects=$(cd "$root/test/tools/kubevirt" && cat go.mod go.sum cmd/kubevirt-objects/*.go | sha256sum | cut -c1-12)
 
 build() { # dir outdir pkg...
 	local dir=$1 out=$2; shift 2
@@ -36,6 +40,10 @@ cluster|all)
 kwok|all)
 	build kwok "$cache/kwok-$kwok_version" sigs.k8s.io/kwok/cmd/kwok
 	;;&
+kubevirt|all)
+	build kubevirt "$cache/kubevirt-$kubevirt_version" kubevirt.io/kubevirt/cmd/virt-api kubevirt.io/kubevirt/cmd/virt-controller
+	build kubevirt "$cache/kubevirt-objects-$kubevirt_objects" ./cmd/kubevirt-objects
+	;;&
 krew|all)
 	build krew "$cache/krew-$krew_version" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
 	;;&
@@ -43,14 +51,15 @@ kubectl)
 	# Only where the machine has no kubectl of its own.
 	build cluster "$cache/kube-$kube_version" k8s.io/kubernetes/cmd/kubectl
 	;;
-cluster|kwok|krew|all) ;;
-*) echo "usage: $0 cluster|kwok|krew|kubectl|all" >&2; exit 2 ;;
+cluster|kwok|krew|kubevirt|all) ;;
+*) echo "usage: $0 cluster|kwok|krew|kubevirt|kubectl|all" >&2; exit 2 ;;
 esac
 
 # One directory of links so that callers need a single path.
 bin="$cache/bin"
 mkdir -p "$bin"
-for d in "$cache/kube-$kube_version" "$cache/kwok-$kwok_version" "$cache/krew-$krew_version"; do
+for d in "$cache/kube-$kube_version" "$cache/kwok-$kwok_version" "$cache/krew-$krew_version" \
+	"$cache/kubevirt-$kubevirt_version" "$cache/kubevirt-objects-$kubevirt_objects"; do
 	[ -d "$d" ] || continue
 	for f in "$d"/*; do
 		case $f in *.tmp) continue ;; esac

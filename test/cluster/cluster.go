@@ -37,6 +37,11 @@ import (
 const (
 	AdminToken  = "sitefail-admin-token"
 	ViewerToken = "sitefail-viewer-token"
+	// KubeVirt's components authenticate as their service accounts (virt-api reverts
+	// VMI status written by anyone else), through static tokens.
+	KubeVirtControllerToken = "sitefail-kubevirt-controller-token"
+	KubeVirtAPIToken        = "sitefail-kubevirt-apiserver-token"
+	KubeVirtHandlerToken    = "sitefail-kubevirt-handler-token"
 	// KwokGroupLabel ties a node to its site's kwok, independently of the site label the
 	// plugin reads, so relabeling a node does not change which kwok runs it.
 	KwokGroupLabel = "sitefail.test/kwok-group"
@@ -235,7 +240,11 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		return err
 	}
 	tokens := filepath.Join(pki, "tokens.csv")
-	if err := os.WriteFile(tokens, []byte(fmt.Sprintf("%s,admin,admin-uid,system:masters\n%s,viewer,viewer-uid,\n", AdminToken, ViewerToken)), 0o600); err != nil {
+	lines := []string{AdminToken + ",admin,admin-uid,system:masters", ViewerToken + ",viewer,viewer-uid,"}
+	for token, sa := range map[string]string{KubeVirtControllerToken: "kubevirt-controller", KubeVirtAPIToken: "kubevirt-apiserver", KubeVirtHandlerToken: "kubevirt-handler"} {
+		lines = append(lines, fmt.Sprintf(`%s,system:serviceaccount:kubevirt:%s,%s-uid,"system:serviceaccounts,system:serviceaccounts:kubevirt,system:authenticated"`, token, sa, sa))
+	}
+	if err := os.WriteFile(tokens, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
 	port, err := freePort()
@@ -306,6 +315,25 @@ func (c *Cluster) writeKubeconfig() error {
 	return err
 }
 
+// KubeconfigFor writes a kubeconfig that authenticates with token and returns its path.
+func (c *Cluster) KubeconfigFor(name, token string) (string, error) {
+	path := filepath.Join(c.dir, "kubeconfig-"+name)
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["sitefail-local"] = &clientcmdapi.Cluster{Server: c.Host, InsecureSkipTLSVerify: true}
+	kc.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: token}
+	kc.Contexts[name] = &clientcmdapi.Context{Cluster: "sitefail-local", AuthInfo: name}
+	kc.CurrentContext = name
+	return path, clientcmd.WriteToFile(*kc, path)
+}
+
+// ConfigFor is the admin's rest config with another user's token.
+func (c *Cluster) ConfigFor(token string) *rest.Config {
+	cfg := rest.AnonymousClientConfig(c.Config)
+	cfg.BearerToken = token
+	cfg.QPS, cfg.Burst = c.Config.QPS, c.Config.Burst
+	return cfg
+}
+
 // NodeName names node i of a site.
 func NodeName(site string, i int) string {
 	return fmt.Sprintf("%s-node-%d", strings.ToLower(site), i)
@@ -313,15 +341,26 @@ func NodeName(site string, i int) string {
 
 func (c *Cluster) createNodes(ctx context.Context) error {
 	mk := func(name, site, group string) error {
-		labels := map[string]string{"kubernetes.io/hostname": name, "type": "kwok", KwokGroupLabel: group}
+		// As KubeVirt's own kwok fixture makes them: schedulable for VMIs, a machine type,
+		// and a host-model CPU, which a migration's target pod must match. No
+		// kubevirt.io/heartbeat annotation: a stale one makes virt-controller fail the
+		// node's VMIs.
+		labels := map[string]string{"kubernetes.io/hostname": name, "type": "kwok", KwokGroupLabel: group,
+			"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux",
+			"kubevirt.io/schedulable":                                  "true",
+			"machine-type.node.kubevirt.io/q35":                        "true",
+			"host-model-cpu.node.kubevirt.io/Skylake-Client-IBRS":      "true",
+			"cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS": "true",
+			"cpu-model.node.kubevirt.io/Skylake-Client-IBRS":           "true",
+		}
 		if site != "" {
 			labels[selector.DefaultSiteKey] = site
 		}
 		n := &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"}},
 			Status: corev1.NodeStatus{
-				Capacity:    corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(c.cfg.NodeCPU), corev1.ResourceMemory: resource.MustParse(c.cfg.NodeMemory), corev1.ResourcePods: resource.MustParse("250")},
-				Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(c.cfg.NodeCPU), corev1.ResourceMemory: resource.MustParse(c.cfg.NodeMemory), corev1.ResourcePods: resource.MustParse("250")},
+				Capacity:    c.nodeResources(),
+				Allocatable: c.nodeResources(),
 			},
 		}
 		_, err := c.Kube.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
@@ -341,6 +380,23 @@ func (c *Cluster) createNodes(ctx context.Context) error {
 	}
 	return nil
 }
+
+func (c *Cluster) nodeResources() corev1.ResourceList {
+	return corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse(c.cfg.NodeCPU),
+		corev1.ResourceMemory: resource.MustParse(c.cfg.NodeMemory),
+		corev1.ResourcePods:   resource.MustParse("250"),
+		// Launcher pods request scratch space for the domain.
+		corev1.ResourceEphemeralStorage: resource.MustParse("200Gi"),
+		// The device plugins of a KubeVirt node; every launcher pod requests kvm and tun.
+		"devices.kubevirt.io/kvm":       resource.MustParse("1k"),
+		"devices.kubevirt.io/tun":       resource.MustParse("1k"),
+		"devices.kubevirt.io/vhost-net": resource.MustParse("1k"),
+	}
+}
+
+// KwokGroup is the value of KwokGroupLabel on a site's nodes.
+func KwokGroup(site string) string { return strings.ToLower(site) }
 
 // StartSite starts (again) the kwok that runs a site's kubelets.
 func (c *Cluster) StartSite(site string) error {
@@ -431,6 +487,25 @@ func hasTaint(n *corev1.Node, key string) bool {
 	}
 	return false
 }
+
+// Spawn starts a process beside the control plane, logging to the work directory; Stop
+// ends it with the rest.
+func (c *Cluster) Spawn(name, bin string, args ...string) error {
+	_, err := c.spawn(name, bin, args...)
+	return err
+}
+
+// Exited reports whether the named process has exited, and its error.
+func (c *Cluster) Exited(name string) (bool, error) {
+	p := c.find(name)
+	if p == nil || !p.done() {
+		return false, nil
+	}
+	return true, p.err
+}
+
+// WithLogs appends the last lines of the named components' logs to err.
+func (c *Cluster) WithLogs(err error, names ...string) error { return c.withLogs(err, names...) }
 
 func (c *Cluster) spawn(name, bin string, args ...string) (*proc, error) {
 	c.mu.Lock()

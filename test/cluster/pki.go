@@ -109,3 +109,21 @@ func ServingCert(hosts ...string) (tls.Certificate, error) {
 	}
 	return tls.X509KeyPair(kp.certPEM(), kp.keyPEM())
 }
+
+// IssueCA writes a new CA and a certificate it signed for hosts (usable as server and
+// client) into dir, as name-ca.crt, name.crt and name.key.
+func IssueCA(dir, name string, hosts ...string) (caFile, certFile, keyFile string, err error) {
+	ca, err := newCA(name + "-ca")
+	if err != nil {
+		return
+	}
+	if caFile, _, err = ca.write(dir, name+"-ca"); err != nil {
+		return
+	}
+	kp, err := newCert(name, ca, false, hosts, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})
+	if err != nil {
+		return
+	}
+	certFile, keyFile, err = kp.write(dir, name)
+	return
+}

@@ -205,7 +205,7 @@ func TestForbiddenNamesTheMissingPermission(t *testing.T) {
 }
 
 func counts(ns, name string) (starts, migrations int) {
-	c := env.Sim.Counts(ns, name)
+	c := env.Counts(ns, name)
 	return c.Starts, c.Migrations
 }
 

@@ -1,5 +1,5 @@
 // Package e2e drives the real kubectl-sitefail binary, through kubectl's plugin
-// mechanism, against the local stretched cluster and the KubeVirt simulator.
+// mechanism, against the local stretched cluster running KubeVirt's own controllers.
 package e2e
 
 import (
@@ -20,7 +20,7 @@ import (
 
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
-	"github.com/sitefail/kubectl-sitefail/test/kubevirtsim"
+	"github.com/sitefail/kubectl-sitefail/test/kubevirtstack"
 	"github.com/sitefail/kubectl-sitefail/test/stretched"
 )
 
@@ -58,8 +58,8 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	env, err = stretched.Start(ctx, stretched.Options{
-		Cluster: cluster.Config{Sites: []string{"Primary", "DR"}, NodesPerSite: 3, UnlabeledNodes: 2},
-		Sim:     kubevirtsim.Config{BootDelay: time.Second, MigrationDelay: time.Second},
+		Cluster:  cluster.Config{Sites: []string{"Primary", "DR"}, NodesPerSite: 3, UnlabeledNodes: 2},
+		KubeVirt: kubevirtstack.Config{BootDelay: time.Second, MigrationDelay: time.Second},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: start cluster:", err)

@@ -1,35 +1,47 @@
-// Package stretched assembles the local stretched cluster, the KubeVirt simulator and a
-// set of VMs into one environment for the end-to-end tests, the benchmarks and the demo.
+// Package stretched assembles the local stretched cluster, KubeVirt's own control plane
+// on it and a set of VMs into one environment for the end-to-end tests, the benchmarks
+// and the demo.
 package stretched
 
 import (
 	"context"
-	"fmt"
 	"io"
+	"path/filepath"
+	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
-	"github.com/sitefail/kubectl-sitefail/test/kubevirtsim"
+	"github.com/sitefail/kubectl-sitefail/test/kubevirtstack"
 )
 
 // Options configure an environment.
 type Options struct {
-	Cluster cluster.Config
-	Sim     kubevirtsim.Config
-	Log     io.Writer
+	Cluster  cluster.Config
+	KubeVirt kubevirtstack.Config
+	Log      io.Writer
 }
 
 // Env is a running environment.
 type Env struct {
 	*cluster.Cluster
-	Dynamic dynamic.Interface
-	Sim     *kubevirtsim.Sim
-	cancel  context.CancelFunc
+	Dynamic  dynamic.Interface
+	KubeVirt *kubevirtstack.Stack
+	cancel   context.CancelFunc
+
+	mu sync.Mutex
+	// instances records every VMI UID seen per VM, to count starts from KubeVirt's objects.
+	instances map[string]map[string]bool
 }
 
-// Start brings up the cluster and the simulator. Stop tears both down.
+// Start brings up the cluster and KubeVirt. Stop tears both down.
 func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if o.Cluster.BinDir == "" {
 		if o.Cluster.BinDir, err = cluster.BinDirFromEnv(); err != nil {
@@ -38,12 +50,13 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	}
 	if o.Log != nil {
 		o.Cluster.Log = o.Log
+		o.KubeVirt.Log = o.Log
 	}
 	c, err := cluster.Start(ctx, o.Cluster)
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Cluster: c}
+	e := &Env{Cluster: c, instances: map[string]map[string]bool{}}
 	defer func() {
 		if err != nil {
 			e.Stop()
@@ -52,36 +65,115 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if e.Dynamic, err = dynamic.NewForConfig(c.Config); err != nil {
 		return nil, err
 	}
-	if err := kubevirtsim.InstallCRDs(ctx, e.Dynamic, c.Kube.Discovery()); err != nil {
-		return nil, err
+	if o.KubeVirt.BinDir == "" {
+		o.KubeVirt.BinDir = o.Cluster.BinDir
 	}
-	simCtx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	e.Sim = kubevirtsim.New(c.Kube, e.Dynamic, o.Sim)
-	if err := e.Sim.Run(simCtx, 4); err != nil {
-		return nil, err
-	}
-	cert, err := cluster.ServingCert("localhost", "127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
-	if err := e.Sim.ServeAPI(simCtx, cert); err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !e.Sim.APIAvailable(ctx) {
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the simulated virt-api (APIService v1.subresources.kubevirt.io) did not become Available in 60s\n--- kube-apiserver log ---\n%s", c.LogTail("kube-apiserver", 20))
+	if len(o.KubeVirt.Sites) == 0 {
+		o.KubeVirt.Sites = o.Cluster.Sites
+		if len(o.KubeVirt.Sites) == 0 {
+			o.KubeVirt.Sites = []string{"Primary", "DR"}
 		}
-		time.Sleep(300 * time.Millisecond)
 	}
+	if e.KubeVirt, err = kubevirtstack.Start(ctx, c, o.KubeVirt); err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.watchInstances(bg)
+	go e.followKwoks(bg, o.KubeVirt.Sites)
 	return e, nil
 }
 
-// Stop ends the simulator and the cluster.
+// StopSite makes a site go dark: its kwok and its virt-handler stop.
+func (e *Env) StopSite(site string) error {
+	e.KubeVirt.StopHandler(site)
+	return e.Cluster.StopSite(site)
+}
+
+// StartSite brings a site back: its kwok and its virt-handler.
+func (e *Env) StartSite(site string) error {
+	if err := e.Cluster.StartSite(site); err != nil {
+		return err
+	}
+	return e.KubeVirt.StartHandler(site)
+}
+
+// followKwoks stops a site's handler when its kwok dies by other hands (the demo tells
+// the operator to kill it), so that a dark site has no handler either.
+func (e *Env) followKwoks(ctx context.Context, sites []string) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, s := range sites {
+				if e.KwokPID(s) == 0 {
+					e.KubeVirt.StopHandler(s)
+				}
+			}
+		}
+	}
+}
+
+func (e *Env) watchInstances(ctx context.Context) {
+	f := dynamicinformer.NewDynamicSharedInformerFactory(e.Dynamic, 0)
+	inf := f.ForResource(kubevirt.VMIs).Informer()
+	record := func(obj any) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return
+		}
+		key := u.GetNamespace() + "/" + u.GetName()
+		e.mu.Lock()
+		if e.instances[key] == nil {
+			e.instances[key] = map[string]bool{}
+		}
+		e.instances[key][string(u.GetUID())] = true
+		e.mu.Unlock()
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, n any) { record(n) }})
+	go inf.Run(ctx.Done())
+	cache.WaitForCacheSync(ctx.Done(), inf.HasSynced)
+}
+
+// Counts are what a VM went through, read from KubeVirt's own objects.
+type Counts struct {
+	// Starts counts distinct VMIs of the VM (the first start included).
+	Starts int
+	// Migrations counts the VMI's succeeded migrations.
+	Migrations int
+}
+
+// Counts reports the VM's starts and succeeded migrations so far.
+func (e *Env) Counts(ns, name string) Counts {
+	e.mu.Lock()
+	c := Counts{Starts: len(e.instances[ns+"/"+name])}
+	e.mu.Unlock()
+	list, err := e.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return c
+	}
+	for i := range list.Items {
+		m, err := kubevirt.ToMigration(&list.Items[i])
+		if err == nil && m.Spec.VMIName == name && m.Status.Phase == kubevirtv1.MigrationSucceeded {
+			c.Migrations++
+		}
+	}
+	return c
+}
+
+// LogDir is where the components' logs are.
+func (e *Env) LogDir() string { return filepath.Clean(e.Dir()) }
+
+// Stop ends the handlers and the cluster (virt-api and virt-controller with it).
 func (e *Env) Stop() {
 	if e.cancel != nil {
 		e.cancel()
+	}
+	if e.KubeVirt != nil {
+		e.KubeVirt.Stop()
 	}
 	e.Cluster.Stop()
 }

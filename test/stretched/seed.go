@@ -15,7 +15,7 @@ import (
 
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
-	"github.com/sitefail/kubectl-sitefail/test/kubevirtsim"
+	"github.com/sitefail/kubectl-sitefail/test/virthandler"
 )
 
 // VMSpec describes one VM to create.
@@ -26,7 +26,7 @@ type VMSpec struct {
 	RunStrategy     kubevirtv1.VirtualMachineRunStrategy
 	// Running uses the deprecated spec.running instead of runStrategy when set.
 	Running *bool
-	// NotMigratable makes the simulator report LiveMigratable=False with this reason.
+	// NotMigratable makes the fake virt-handler report LiveMigratable=False with this reason.
 	NotMigratable string
 	Cores         uint32
 	Memory        string
@@ -60,7 +60,7 @@ func (v VMSpec) VM() *kubevirtv1.VirtualMachine {
 	q := resource.MustParse(mem)
 	tplAnn := map[string]string{}
 	if v.NotMigratable != "" {
-		tplAnn[kubevirtsim.NotMigratableAnnotation] = v.NotMigratable
+		tplAnn[virthandler.NotMigratableAnnotation] = v.NotMigratable
 	}
 	vm := &kubevirtv1.VirtualMachine{
 		TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: "VirtualMachine"},

@@ -1,5 +1,5 @@
-// Command stretched-cluster starts the local stretched cluster with the KubeVirt
-// simulator and a demo set of VMs, prints how to use it, and runs until interrupted.
+// Command stretched-cluster starts the local stretched cluster with KubeVirt's own
+// controllers and a demo set of VMs, prints how to use it, and runs until interrupted.
 package main
 
 import (
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
-	"github.com/sitefail/kubectl-sitefail/test/kubevirtsim"
+	"github.com/sitefail/kubectl-sitefail/test/kubevirtstack"
 	"github.com/sitefail/kubectl-sitefail/test/stretched"
 )
 
@@ -21,7 +21,7 @@ func main() {
 	nodes := flag.Int("nodes-per-site", 4, "nodes per site")
 	primary := flag.String("primary", "Primary", "name of the first site")
 	dr := flag.String("dr", "DR", "name of the second site")
-	boot := flag.Duration("boot-delay", 2*time.Second, "simulated VM boot time")
+	boot := flag.Duration("boot-delay", 2*time.Second, "how long the fake virt-handler takes to boot a VM (and to migrate one)")
 	kubeconfigLink := flag.String("kubeconfig-link", "", "also copy the kubeconfig here")
 	verbose := flag.Bool("v", false, "log component starts")
 	walk := flag.Bool("walkthrough", false, "drive the plugin through a relocate, a site loss, a failover and a failback before waiting")
@@ -31,10 +31,10 @@ func main() {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	start := time.Now()
-	fmt.Fprintln(os.Stderr, "Starting the local stretched cluster (etcd, kube-apiserver, scheduler, controller-manager, one kwok per site, KubeVirt simulator)...")
+	fmt.Fprintln(os.Stderr, "Starting the local stretched cluster (etcd, kube-apiserver, scheduler, controller-manager, one kwok per site, KubeVirt v1.8.0 virt-api and virt-controller, a fake virt-handler per site)...")
 	o := stretched.Options{
-		Cluster: cluster.Config{Sites: []string{*primary, *dr}, NodesPerSite: *nodes},
-		Sim:     kubevirtsim.Config{BootDelay: *boot, MigrationDelay: *boot},
+		Cluster:  cluster.Config{Sites: []string{*primary, *dr}, NodesPerSite: *nodes},
+		KubeVirt: kubevirtstack.Config{BootDelay: *boot, MigrationDelay: *boot},
 	}
 	if *verbose {
 		o.Log = os.Stderr

@@ -1,0 +1,336 @@
+// Package virthandler is the test cluster's stand-in for KubeVirt's virt-handler, the
+// per-node agent that runs QEMU and so needs KVM. Everything else in the test cluster's
+// KubeVirt is KubeVirt's own code (virt-controller, virt-api); this package reports only
+// what a real handler would report about a domain, in KubeVirt's order:
+//
+//   - a VMI that virt-controller handed over (phase Scheduled, pod ready) on one of the
+//     site's nodes boots: phase Running, LiveMigratable, an interface;
+//   - a VMI being deleted on one of the site's nodes shuts down cleanly: Succeeded;
+//   - a migration hand-off: the target reports its address, the source the start time,
+//     the target the domain-ready time, the source completion, the target takes the VMI
+//     over (status.nodeName and the node label), and the source launcher ends.
+//
+// One Handler runs per site, on that site's nodes; the test cluster stops it together
+// with the site's kwok, so a dark site has no handler either, as in a real outage.
+package virthandler
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+)
+
+// NotMigratableAnnotation on a VM template (so on its VMIs) makes the handler report
+// LiveMigratable=False with the annotation's value as the reason. The real handler
+// derives it from the VMI's disks and interfaces; the test cluster has no storage.
+const NotMigratableAnnotation = "sitefail.test/not-migratable"
+
+// Config tunes a handler.
+type Config struct {
+	// NodeSelector selects the nodes this handler runs (a label selector).
+	NodeSelector string
+	// BootDelay is how long a handed-over VMI takes to report Running.
+	BootDelay time.Duration
+	// MigrationDelay is how long memory transfer takes once the source started it.
+	MigrationDelay time.Duration
+	// Address is what the target reports as its migration address.
+	Address string
+}
+
+// Handler is one site's fake virt-handler.
+type Handler struct {
+	cfg  Config
+	kube kubernetes.Interface
+	// kubelet reports launcher pods ending, as the node's kubelet would (kwok runs the
+	// pods but knows nothing of the QEMU inside them).
+	kubelet kubernetes.Interface
+	dyn     dynamic.Interface
+	nodes   cache.SharedIndexInformer
+	vmis    cache.SharedIndexInformer
+	queue   workqueue.TypedRateLimitingInterface[string]
+
+	mu sync.Mutex
+	// scheduledAt remembers when a VMI was first seen handed over, for the boot delay.
+	scheduledAt map[string]time.Time
+	// ended holds the migrations whose source launcher has ended.
+	ended map[string]bool
+}
+
+// New builds a handler. kube and dyn authenticate as KubeVirt's handler service account
+// (virt-api reverts VMI status written by anyone else); kubelet writes pod status.
+func New(kube, kubelet kubernetes.Interface, dyn dynamic.Interface, cfg Config) *Handler {
+	if cfg.Address == "" {
+		cfg.Address = "127.0.0.1"
+	}
+	h := &Handler{cfg: cfg, kube: kube, kubelet: kubelet, dyn: dyn, scheduledAt: map[string]time.Time{}, ended: map[string]bool{},
+		queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](20*time.Millisecond, 2*time.Second))}
+	kf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.LabelSelector = cfg.NodeSelector
+	}))
+	h.nodes = kf.Core().V1().Nodes().Informer()
+	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	h.vmis = df.ForResource(kubevirt.VMIs).Informer()
+	enqueue := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if k, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+			h.queue.Add(k)
+		}
+	}
+	_, _ = h.vmis.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, n any) { enqueue(n) }, DeleteFunc: enqueue})
+	return h
+}
+
+// Run starts the informers and workers and returns once the caches are synced; the
+// handler stops when ctx ends.
+func (h *Handler) Run(ctx context.Context, workers int) error {
+	go h.nodes.Run(ctx.Done())
+	go h.vmis.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), h.nodes.HasSynced, h.vmis.HasSynced) {
+		return fmt.Errorf("fake virt-handler (%s): caches did not sync", h.cfg.NodeSelector)
+	}
+	go func() {
+		<-ctx.Done()
+		h.queue.ShutDown()
+	}()
+	for i := 0; i < workers; i++ {
+		go func() {
+			for h.work(ctx) {
+			}
+		}()
+	}
+	return nil
+}
+
+func (h *Handler) work(ctx context.Context) bool {
+	key, quit := h.queue.Get()
+	if quit {
+		return false
+	}
+	defer h.queue.Done(key)
+	if err := h.sync(ctx, key); err != nil {
+		if ctx.Err() == nil {
+			h.queue.AddRateLimited(key)
+		}
+		return true
+	}
+	h.queue.Forget(key)
+	return true
+}
+
+func (h *Handler) mine(node string) bool {
+	if node == "" {
+		return false
+	}
+	_, ok, _ := h.nodes.GetStore().GetByKey(node)
+	return ok
+}
+
+func (h *Handler) sync(ctx context.Context, key string) error {
+	obj, exists, err := h.vmis.GetStore().GetByKey(key)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		h.mu.Lock()
+		delete(h.scheduledAt, key)
+		h.mu.Unlock()
+		return nil
+	}
+	vmi, err := kubevirt.ToVMI(obj.(*unstructured.Unstructured))
+	if err != nil {
+		return err
+	}
+	if ms := vmi.Status.MigrationState; ms != nil && !(ms.Completed && vmi.Status.NodeName == ms.TargetNode && !h.mine(ms.SourceNode)) {
+		if done, err := h.migrate(ctx, key, vmi); done || err != nil {
+			return err
+		}
+	}
+	if !h.mine(vmi.Status.NodeName) {
+		return nil
+	}
+	switch {
+	case vmi.DeletionTimestamp != nil && !vmi.IsFinal():
+		// The domain shuts down cleanly.
+		vmi.Status.Phase = kubevirtv1.Succeeded
+		return h.update(ctx, vmi)
+	case vmi.IsScheduled() && vmi.DeletionTimestamp == nil:
+		h.mu.Lock()
+		at, seen := h.scheduledAt[key]
+		if !seen {
+			at = time.Now()
+			h.scheduledAt[key] = at
+		}
+		h.mu.Unlock()
+		if wait := time.Until(at.Add(h.cfg.BootDelay)); wait > 0 {
+			h.queue.AddAfter(key, wait)
+			return nil
+		}
+		h.boot(vmi)
+		return h.update(ctx, vmi)
+	}
+	return nil
+}
+
+// boot reports the domain running, as the handler does once QEMU started.
+func (h *Handler) boot(vmi *kubevirtv1.VirtualMachineInstance) {
+	vmi.Status.Phase = kubevirtv1.Running
+	// No SELinux on the node: a migration's target pod is labelled from this field.
+	vmi.Status.SelinuxContext = "none"
+	vmi.Status.Machine = &kubevirtv1.Machine{Type: "q35"}
+	now := metav1.Now()
+	migratable := kubevirtv1.VirtualMachineInstanceCondition{
+		Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: corev1.ConditionTrue, LastTransitionTime: now,
+	}
+	if reason := vmi.Annotations[NotMigratableAnnotation]; reason != "" {
+		migratable.Status = corev1.ConditionFalse
+		migratable.Reason = reason
+		migratable.Message = "cannot migrate VMI: " + reason
+	}
+	setCondition(vmi, migratable)
+	if len(vmi.Status.Interfaces) == 0 {
+		vmi.Status.Interfaces = []kubevirtv1.VirtualMachineInstanceNetworkInterface{{
+			Name: "default", IP: "10.244.0.10", IPs: []string{"10.244.0.10"}, InterfaceName: "eth0",
+			InfoSource: "domain, guest-agent",
+		}}
+	}
+}
+
+// migrate plays this site's part of a live migration, if it has one now. done reports
+// that the VMI was written (the next event continues).
+func (h *Handler) migrate(ctx context.Context, key string, vmi *kubevirtv1.VirtualMachineInstance) (done bool, err error) {
+	ms := vmi.Status.MigrationState
+	if ms.MigrationUID == "" || ms.TargetNode == "" || ms.Failed || ms.AbortRequested {
+		return false, nil
+	}
+	source, target := h.mine(ms.SourceNode) && vmi.Status.NodeName == ms.SourceNode, h.mine(ms.TargetNode)
+	switch {
+	case target && !ms.Completed && ms.TargetNodeAddress == "":
+		ms.TargetNodeAddress = h.cfg.Address
+		ms.TargetDirectMigrationNodePorts = map[string]int{"49152": 0, "49153": 49153}
+	case source && !ms.Completed && ms.TargetNodeAddress != "" && ms.StartTimestamp == nil:
+		now := metav1.Now()
+		ms.StartTimestamp = &now
+		ms.Mode = kubevirtv1.MigrationPreCopy
+	case target && !ms.Completed && ms.StartTimestamp != nil && ms.TargetNodeDomainReadyTimestamp == nil:
+		if wait := time.Until(ms.StartTimestamp.Add(h.cfg.MigrationDelay)); wait > 0 {
+			h.queue.AddAfter(key, wait)
+			return true, nil
+		}
+		now := metav1.Now()
+		ms.TargetNodeDomainDetected = true
+		ms.TargetNodeDomainReadyTimestamp = &now
+	case source && !ms.Completed && ms.TargetNodeDomainReadyTimestamp != nil:
+		now := metav1.Now()
+		ms.Completed = true
+		ms.EndTimestamp = &now
+	case target && ms.Completed && vmi.Status.NodeName != ms.TargetNode:
+		// The target acknowledges completion and takes the VMI over.
+		if vmi.Labels == nil {
+			vmi.Labels = map[string]string{}
+		}
+		vmi.Labels[kubevirtv1.NodeNameLabel] = ms.TargetNode
+		vmi.Status.NodeName = ms.TargetNode
+		vmi.Status.MigrationTransport = kubevirtv1.MigrationTransportUnix
+	case h.mine(ms.SourceNode) && ms.Completed && vmi.Status.NodeName == ms.TargetNode:
+		// The source launcher's QEMU has left: its pod ends.
+		h.mu.Lock()
+		ended := h.ended[string(ms.MigrationUID)]
+		h.mu.Unlock()
+		if ended {
+			return true, nil
+		}
+		if err := h.endSourceLauncher(ctx, vmi); err != nil {
+			return true, err
+		}
+		h.mu.Lock()
+		h.ended[string(ms.MigrationUID)] = true
+		h.mu.Unlock()
+		return true, nil
+	default:
+		return false, nil
+	}
+	return true, h.update(ctx, vmi)
+}
+
+// endSourceLauncher reports the source launcher pod Succeeded, as its kubelet does once
+// the launcher exits after handing the domain over.
+func (h *Handler) endSourceLauncher(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) error {
+	pods, err := h.kubelet.CoreV1().Pods(vmi.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: kubevirt.CreatedByLabel + "=" + string(vmi.UID),
+		FieldSelector: "spec.nodeName=" + vmi.Status.MigrationState.SourceNode,
+	})
+	if err != nil {
+		return err
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded {
+			continue
+		}
+		now := metav1.Now()
+		p.Status.Phase = corev1.PodSucceeded
+		for j := range p.Status.ContainerStatuses {
+			cs := &p.Status.ContainerStatuses[j]
+			started := now
+			if cs.State.Running != nil {
+				started = cs.State.Running.StartedAt
+			}
+			cs.Ready = false
+			cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: started, FinishedAt: now}}
+		}
+		for j := range p.Status.Conditions {
+			if c := &p.Status.Conditions[j]; c.Type == corev1.PodReady || c.Type == corev1.ContainersReady {
+				c.Status, c.Reason, c.LastTransitionTime = corev1.ConditionFalse, "PodCompleted", now
+			}
+		}
+		if _, err := h.kubelet.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) update(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) error {
+	u, err := kubevirt.ToUnstructured(vmi)
+	if err != nil {
+		return err
+	}
+	u.SetAPIVersion(kubevirtv1.SchemeGroupVersion.String())
+	u.SetKind("VirtualMachineInstance")
+	_, err = h.dyn.Resource(kubevirt.VMIs).Namespace(vmi.Namespace).Update(ctx, u, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil && !apierrors.IsConflict(err) && !strings.Contains(err.Error(), "context canceled") {
+		return fmt.Errorf("fake virt-handler: update VMI %s/%s: %w", vmi.Namespace, vmi.Name, err)
+	}
+	return err
+}
+
+func setCondition(vmi *kubevirtv1.VirtualMachineInstance, c kubevirtv1.VirtualMachineInstanceCondition) {
+	for i := range vmi.Status.Conditions {
+		if vmi.Status.Conditions[i].Type == c.Type {
+			vmi.Status.Conditions[i] = c
+			return
+		}
+	}
+	vmi.Status.Conditions = append(vmi.Status.Conditions, c)
+}
