@@ -340,45 +340,45 @@ func NodeName(site string, i int) string {
 }
 
 func (c *Cluster) createNodes(ctx context.Context) error {
-	mk := func(name, site, group string) error {
-		// As KubeVirt's own kwok fixture makes them: schedulable for VMIs, a machine type,
-		// and a host-model CPU, which a migration's target pod must match. No
-		// kubevirt.io/heartbeat annotation: a stale one makes virt-controller fail the
-		// node's VMIs.
-		labels := map[string]string{"kubernetes.io/hostname": name, "type": "kwok", KwokGroupLabel: group,
-			"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux",
-			"kubevirt.io/schedulable":                                  "true",
-			"machine-type.node.kubevirt.io/q35":                        "true",
-			"host-model-cpu.node.kubevirt.io/Skylake-Client-IBRS":      "true",
-			"cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS": "true",
-			"cpu-model.node.kubevirt.io/Skylake-Client-IBRS":           "true",
-		}
-		if site != "" {
-			labels[selector.DefaultSiteKey] = site
-		}
-		n := &corev1.Node{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"}},
-			Status: corev1.NodeStatus{
-				Capacity:    c.nodeResources(),
-				Allocatable: c.nodeResources(),
-			},
-		}
-		_, err := c.Kube.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
-		return err
-	}
 	for _, site := range c.cfg.Sites {
 		for i := 1; i <= c.cfg.NodesPerSite; i++ {
-			if err := mk(NodeName(site, i), site, strings.ToLower(site)); err != nil {
+			if err := c.AddNode(ctx, NodeName(site, i), site, KwokGroup(site)); err != nil {
 				return err
 			}
 		}
 	}
 	for i := 1; i <= c.cfg.UnlabeledNodes; i++ {
-		if err := mk(fmt.Sprintf("spare-node-%d", i), "", strings.ToLower(c.cfg.Sites[0])); err != nil {
+		if err := c.AddNode(ctx, fmt.Sprintf("spare-node-%d", i), "", KwokGroup(c.cfg.Sites[0])); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// AddNode creates a node in a site ("" for none) whose kubelet is the kwok of group
+// (see StartSite: the group of site S is KwokGroup(S)).
+func (c *Cluster) AddNode(ctx context.Context, name, site, group string) error {
+	// As KubeVirt's own kwok fixture makes them: schedulable for VMIs, a machine type,
+	// and a host-model CPU, which a migration's target pod must match. No
+	// kubevirt.io/heartbeat annotation: a stale one makes virt-controller fail the
+	// node's VMIs.
+	labels := map[string]string{"kubernetes.io/hostname": name, "type": "kwok", KwokGroupLabel: group,
+		"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux",
+		"kubevirt.io/schedulable":                                  "true",
+		"machine-type.node.kubevirt.io/q35":                        "true",
+		"host-model-cpu.node.kubevirt.io/Skylake-Client-IBRS":      "true",
+		"cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS": "true",
+		"cpu-model.node.kubevirt.io/Skylake-Client-IBRS":           "true",
+	}
+	if site != "" {
+		labels[selector.DefaultSiteKey] = site
+	}
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"}},
+		Status:     corev1.NodeStatus{Capacity: c.nodeResources(), Allocatable: c.nodeResources()},
+	}
+	_, err := c.Kube.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+	return err
 }
 
 func (c *Cluster) nodeResources() corev1.ResourceList {
@@ -408,7 +408,7 @@ func (c *Cluster) StartSite(site string) error {
 	p, err := c.spawnLocked("kwok-"+site, filepath.Join(c.cfg.BinDir, "kwok"),
 		"--kubeconfig", c.Kubeconfig,
 		"--manage-all-nodes=false",
-		"--manage-nodes-with-label-selector", KwokGroupLabel+"="+strings.ToLower(site),
+		"--manage-nodes-with-label-selector", KwokGroupLabel+"="+KwokGroup(site),
 		"--server-address", "127.0.0.1:0",
 		"--node-lease-duration-seconds", "40")
 	if err != nil {

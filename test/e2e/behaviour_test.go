@@ -1,0 +1,265 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+	"github.com/sitefail/kubectl-sitefail/test/cluster"
+	"github.com/sitefail/kubectl-sitefail/test/stretched"
+)
+
+// TestKubeVirtBehaviour pins, against KubeVirt's own virt-api and virt-controller, the
+// behaviour the plugin relies on (see docs in the README, "How a move works"). If a
+// KubeVirt upgrade changes one of these, this test says which.
+//
+// It runs on a node of its own ("lab", outside both sites), so that it can kill that
+// node without touching the sites the other tests use, and removes it at the end.
+func TestKubeVirtBehaviour(t *testing.T) {
+	ctx := context.Background()
+	const ns, lab = "pins", "Lab"
+	labSel := map[string]string{cluster.KwokGroupLabel: cluster.KwokGroup(lab)}
+	if err := env.AddNode(ctx, "lab-node-1", "", cluster.KwokGroup(lab)); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.StartSite(lab); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.StopSite(lab)
+		_ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+		_ = env.Kube.CoreV1().Nodes().Delete(ctx, "lab-node-1", metav1.DeleteOptions{})
+		waitFor(t, 2*time.Minute, "namespace pins gone", func() bool {
+			_, err := env.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+	})
+	waitFor(t, time.Minute, "lab node Ready", func() bool {
+		n, err := env.Kube.CoreV1().Nodes().Get(ctx, "lab-node-1", metav1.GetOptions{})
+		return err == nil && cluster.NodeReady(n)
+	})
+	vm := func(name string, rs kubevirtv1.VirtualMachineRunStrategy) stretched.VMSpec {
+		return stretched.VMSpec{Namespace: ns, Name: name, RunStrategy: rs, ExtraSelector: labSel}
+	}
+	if err := env.CreateVMs(ctx, []stretched.VMSpec{
+		vm("halted", kubevirtv1.RunStrategyHalted),
+		vm("once", kubevirtv1.RunStrategyOnce),
+		vm("always", kubevirtv1.RunStrategyAlways),
+		vm("manual", kubevirtv1.RunStrategyManual),
+		vm("live", kubevirtv1.RunStrategyAlways),
+		vm("staged", kubevirtv1.RunStrategyAlways),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := subresource(ctx, ns, "manual", "start"); code != http.StatusAccepted {
+		t.Fatalf("start of a Manual VM: %d %v", code, err)
+	}
+	for _, name := range []string{"once", "always", "manual", "live", "staged"} {
+		waitFor(t, time.Minute, ns+"/"+name+" Ready", func() bool { return vmiReady(ctx, ns, name) })
+	}
+
+	t.Run("restart of Halted or Once answers 409", func(t *testing.T) {
+		for _, name := range []string{"halted", "once"} {
+			code, err := subresource(ctx, ns, name, "restart")
+			if code != http.StatusConflict {
+				t.Errorf("restart %s: HTTP %d (%v), want 409", name, code, err)
+			}
+		}
+	})
+
+	t.Run("restart answers 202 and yields a new VMI UID", func(t *testing.T) {
+		before := vmi(t, ns, "always").UID
+		code, err := subresource(ctx, ns, "always", "restart")
+		if code != http.StatusAccepted {
+			t.Fatalf("restart: HTTP %d (%v), want 202", code, err)
+		}
+		waitFor(t, time.Minute, "a new Ready VMI", func() bool {
+			u, err := env.Dynamic.Resource(kubevirt.VMIs).Namespace(ns).Get(ctx, "always", metav1.GetOptions{})
+			return err == nil && u.GetUID() != before && vmiReady(ctx, ns, "always")
+		})
+	})
+
+	t.Run("LiveUpdate copies a nodeSelector change into the VMI without migrating it", func(t *testing.T) {
+		before := vmi(t, ns, "live")
+		patchSelector(t, ns, "live", "sitefail.test/rack", "r2")
+		waitFor(t, 30*time.Second, "the VMI's nodeSelector to follow the template", func() bool {
+			return vmi(t, ns, "live").Spec.NodeSelector["sitefail.test/rack"] == "r2"
+		})
+		// A migration would take a while to show: give virt-controller time to start one.
+		time.Sleep(3 * time.Second)
+		after := vmi(t, ns, "live")
+		if after.UID != before.UID || after.Status.NodeName != before.Status.NodeName || after.Status.MigrationState != nil {
+			t.Fatalf("the VMI moved: %s on %s -> %s on %s (migration %v)", before.UID, before.Status.NodeName, after.UID, after.Status.NodeName, after.Status.MigrationState)
+		}
+		if n := countMigrations(t, ns, "live"); n != 0 {
+			t.Fatalf("%d migrations of the VMI, want none", n)
+		}
+	})
+
+	t.Run("under Stage a template change sets RestartRequired", func(t *testing.T) {
+		if err := env.KubeVirt.SetConfiguration(ctx, map[string]any{"vmRolloutStrategy": "Stage"}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.KubeVirt.SetConfiguration(ctx, map[string]any{"vmRolloutStrategy": "LiveUpdate"}) })
+		time.Sleep(2 * time.Second) // the configuration reaches virt-controller through a watch
+		patchSelector(t, ns, "staged", "sitefail.test/rack", "r2")
+		waitFor(t, 30*time.Second, "RestartRequired on the VM", func() bool {
+			u, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Get(ctx, "staged", metav1.GetOptions{})
+			if err != nil {
+				return false
+			}
+			v, err := kubevirt.ToVM(u)
+			return err == nil && kubevirt.VMCondition(v, kubevirtv1.VirtualMachineRestartRequired)
+		})
+		if got := vmi(t, ns, "staged").Spec.NodeSelector["sitefail.test/rack"]; got != "" {
+			t.Fatalf("under Stage the VMI's selector changed to %q", got)
+		}
+	})
+
+	t.Run("a second migration is refused while one is in flight", func(t *testing.T) {
+		// The lab has one node, so the target pod cannot be placed: the first migration
+		// stays unfinished for minutes.
+		first := migration(ns, "live", "pin-first")
+		if _, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, first, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, migration(ns, "live", "pin-second"), metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "in-flight migration detected") {
+			t.Fatalf("second migration: %v, want refused as in-flight", err)
+		}
+		if err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Delete(ctx, "pin-first", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a force-deleted launcher on a dead node: Always comes back from its template, Manual and Once do not", func(t *testing.T) {
+		before := map[string]types.UID{}
+		for _, name := range []string{"always", "manual", "once"} {
+			before[name] = vmi(t, ns, name).UID
+		}
+		// Always's template now points at DR, as a failover's patch would.
+		patchSelector(t, ns, "always", cluster.KwokGroupLabel, cluster.KwokGroup("DR"))
+		if err := env.StopSite(lab); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 90*time.Second, "lab node NotReady", func() bool {
+			n, err := env.Kube.CoreV1().Nodes().Get(ctx, "lab-node-1", metav1.GetOptions{})
+			return err == nil && !cluster.NodeReady(n)
+		})
+		pods, err := env.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=lab-node-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		zero := int64(0)
+		for _, p := range pods.Items {
+			if err := env.Kube.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 90*time.Second, "always to run again on DR", func() bool {
+			v, err := getVMI(ctx, ns, "always")
+			return err == nil && v.UID != before["always"] && vmiReady(ctx, ns, "always") && siteOf(t, ns, "always") == "DR"
+		})
+		for _, name := range []string{"manual", "once"} {
+			waitFor(t, 60*time.Second, name+"'s VMI to fail", func() bool {
+				v, err := getVMI(ctx, ns, name)
+				return apierrors.IsNotFound(err) || err == nil && v.IsFinal()
+			})
+		}
+		time.Sleep(5 * time.Second) // a recreation would have shown by now
+		for _, name := range []string{"manual", "once"} {
+			if v, err := getVMI(ctx, ns, name); err == nil && v.UID != before[name] {
+				t.Errorf("%s was recreated (%s)", name, v.UID)
+			}
+		}
+	})
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// subresource calls virt-api's VM subresource through kube-apiserver, as the plugin does.
+func subresource(ctx context.Context, ns, name, verb string) (int, error) {
+	var code int
+	err := env.Kube.CoreV1().RESTClient().Put().
+		AbsPath("/apis/subresources.kubevirt.io/v1/namespaces", ns, "virtualmachines", name, verb).
+		Body([]byte("{}")).SetHeader("Content-Type", "application/json").
+		Do(ctx).StatusCode(&code).Error()
+	return code, err
+}
+
+func getVMI(ctx context.Context, ns, name string) (*kubevirtv1.VirtualMachineInstance, error) {
+	u, err := env.Dynamic.Resource(kubevirt.VMIs).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return kubevirt.ToVMI(u)
+}
+
+func vmi(t *testing.T, ns, name string) *kubevirtv1.VirtualMachineInstance {
+	t.Helper()
+	v, err := getVMI(context.Background(), ns, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func vmiReady(ctx context.Context, ns, name string) bool {
+	v, err := getVMI(ctx, ns, name)
+	if err != nil || v.DeletionTimestamp != nil || !v.IsRunning() {
+		return false
+	}
+	c, ok := kubevirt.VMICondition(v, kubevirtv1.VirtualMachineInstanceReady)
+	return ok && c.Status == corev1.ConditionTrue
+}
+
+func patchSelector(t *testing.T, ns, name, key, value string) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"nodeSelector":{%q:%q}}}}}`, key, value)
+	if _, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Patch(context.Background(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func migration(ns, vmiName, name string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec":     map[string]any{"vmiName": vmiName},
+	}}
+}
+
+func countMigrations(t *testing.T, ns, vmiName string) int {
+	t.Helper()
+	list, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range list.Items {
+		if name, _, _ := unstructured.NestedString(m.Object, "spec", "vmiName"); name == vmiName {
+			n++
+		}
+	}
+	return n
+}
