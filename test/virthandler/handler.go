@@ -169,7 +169,7 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 	switch {
 	case vmi.DeletionTimestamp != nil && !vmi.IsFinal():
 		// The domain shuts down cleanly.
-		vmi.Status.Phase = kubevirtv1.Succeeded
+		setPhase(vmi, kubevirtv1.Succeeded)
 		return h.update(ctx, vmi)
 	case vmi.IsScheduled() && vmi.DeletionTimestamp == nil:
 		h.mu.Lock()
@@ -191,7 +191,7 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 
 // boot reports the domain running, as the handler does once QEMU started.
 func (h *Handler) boot(vmi *kubevirtv1.VirtualMachineInstance) {
-	vmi.Status.Phase = kubevirtv1.Running
+	setPhase(vmi, kubevirtv1.Running)
 	// No SELinux on the node: a migration's target pod is labelled from this field.
 	vmi.Status.SelinuxContext = "none"
 	vmi.Status.Machine = &kubevirtv1.Machine{Type: "q35"}
@@ -323,6 +323,24 @@ func (h *Handler) update(ctx context.Context, vmi *kubevirtv1.VirtualMachineInst
 		return fmt.Errorf("fake virt-handler: update VMI %s/%s: %w", vmi.Namespace, vmi.Name, err)
 	}
 	return err
+}
+
+// setPhase records the transition time too, as the real handler does: virt-controller
+// counts a VMI that failed without a Running transition as a start failure and backs the
+// VM off (CrashLoopBackOff) before starting it again.
+func setPhase(vmi *kubevirtv1.VirtualMachineInstance, phase kubevirtv1.VirtualMachineInstancePhase) {
+	if vmi.Status.Phase == phase {
+		return
+	}
+	vmi.Status.Phase = phase
+	for _, ts := range vmi.Status.PhaseTransitionTimestamps {
+		if ts.Phase == phase {
+			return
+		}
+	}
+	vmi.Status.PhaseTransitionTimestamps = append(vmi.Status.PhaseTransitionTimestamps, kubevirtv1.VirtualMachineInstancePhaseTransitionTimestamp{
+		Phase: phase, PhaseTransitionTimestamp: metav1.Now(),
+	})
 }
 
 func setCondition(vmi *kubevirtv1.VirtualMachineInstance, c kubevirtv1.VirtualMachineInstanceCondition) {
