@@ -43,17 +43,25 @@ type Cluster interface {
 	Start(ctx context.Context, namespace, name string) error
 	// Migrate creates the named migration for the VMI; an existing one is not an error.
 	Migrate(ctx context.Context, namespace, vmi, migration string) error
-	// Release force-deletes the launcher pods of the instance, which runs on a fenced node.
-	Release(ctx context.Context, namespace, instanceUID string) error
-	// FenceNodes taints the nodes node.kubernetes.io/out-of-service.
-	FenceNodes(ctx context.Context, nodes []string) error
+	// ForceDeleteLaunchers force-deletes the launcher pods of the instance. It checks
+	// each pod's node with CheckRelease(site, node) immediately before deleting it.
+	ForceDeleteLaunchers(ctx context.Context, namespace, instanceUID, site string) error
+	// FenceNodes taints the nodes node.kubernetes.io/out-of-service, checking each with
+	// CheckRelease(site, node) immediately before.
+	FenceNodes(ctx context.Context, site string, nodes []string) error
+	// CheckRelease says why an instance of the confirmed-down site, on node (empty when
+	// unknown), must not be released now: a node of the site is Ready again, the node is
+	// not a NotReady node of that site, or the site is unnamed (unlabeled nodes). It
+	// reads a live node watch, not the snapshot the plan was made from.
+	CheckRelease(site, node string) error
 	// Instance returns the VM's current instance from the watch cache; nil when none.
 	Instance(namespace, name string) *Instance
 	// Migration returns a migration's state from the watch cache.
 	Migration(namespace, name string) MigrationState
-	// ActiveMigration returns the unfinished migration of a VMI whose name starts with
-	// prefix, if any, from the watch cache: a resumed move continues it.
-	ActiveMigration(namespace, vmi, prefix string) (MigrationState, bool)
+	// ActiveMigration returns the unfinished migration of a VMI created by move moveID
+	// (its sitefail.io/move-id label), if any, from the watch cache: a resumed move
+	// continues its own migration and no other.
+	ActiveMigration(namespace, vmi, moveID string) (MigrationState, bool)
 	// Changed returns a channel closed at the next change of any watched object, so
 	// waits block on watch events instead of polling the API.
 	Changed() <-chan struct{}

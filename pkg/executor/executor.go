@@ -122,12 +122,14 @@ type Executor struct {
 	cfg     Config
 	emit    func(Event)
 
-	mu       sync.Mutex
-	done     int
-	total    int
-	inFlight map[string]*plan.Step
-	peak     int
-	starts   flowcontrol.RateLimiter
+	mu sync.Mutex
+	// haltReason, once set, stops the move: no further VM starts (the release guard).
+	haltReason string
+	done       int
+	total      int
+	inFlight   map[string]*plan.Step
+	peak       int
+	starts     flowcontrol.RateLimiter
 }
 
 // New returns an executor. emit receives progress events from any goroutine, serialised.
@@ -180,8 +182,8 @@ func (e *Executor) Run(ctx, stop context.Context, p *plan.Plan) (*Report, error)
 	}
 
 	if len(e.cfg.DeadNodes) > 0 && e.cfg.Fence == "out-of-service" && len(p.NeedsFailover()) > 0 {
-		if err := e.retry(ctx, func() error { return e.cluster.FenceNodes(ctx, e.cfg.DeadNodes) }); err != nil {
-			return rep, fmt.Errorf("fence nodes %s: %w", strings.Join(e.cfg.DeadNodes, ", "), err)
+		if err := e.fenceOutOfService(ctx, p); err != nil {
+			return rep, err
 		}
 	}
 
@@ -363,6 +365,11 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 			out.report.Pending++
 			continue
 		}
+		if reason := e.halted(); reason != "" {
+			out.stopReason = reason
+			out.report.Pending++
+			continue
+		}
 		if stop.Err() != nil || ctx.Err() != nil {
 			out.report.Pending++
 			continue
@@ -399,6 +406,10 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 	if out.stopReason == "" && e.cfg.MaxFailures >= 0 && failed > e.cfg.MaxFailures {
 		out.stopReason = e.tooManyFailures(t.tier, failed)
 	}
+	// The guard's reason says more than the failure count it caused.
+	if reason := e.halted(); reason != "" {
+		out.stopReason = reason
+	}
 	out.report.Finished = e.cfg.Now()
 	out.report.Elapsed = out.report.Finished.Sub(start)
 	out.report.RTO = "-"
@@ -409,6 +420,50 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 		Message: fmt.Sprintf("moved %d, failed %d, skipped %d, not started %d, RTO %s", out.report.Moved, out.report.Failed, out.report.Skipped, out.report.Pending, out.report.RTO),
 		Done:    e.doneCount(), Total: e.total})
 	return out
+}
+
+// halt stops the move with a reason; the first reason wins.
+func (e *Executor) halt(reason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.haltReason == "" {
+		e.haltReason = reason
+	}
+}
+
+func (e *Executor) halted() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.haltReason
+}
+
+// fenceOutOfService taints the dead nodes, which releases every VM on them at once, so
+// the templates of every failover step are patched first: KubeVirt then recreates each
+// VM on the target, never from a template that still selects the dead site.
+func (e *Executor) fenceOutOfService(ctx context.Context, p *plan.Plan) error {
+	sites := map[string]bool{}
+	for i := range p.Steps {
+		st := &p.Steps[i]
+		if st.Action != plan.ActionFailover {
+			continue
+		}
+		sites[st.From] = true
+		if err := e.checkRelease(st, st.Node); err != nil {
+			return err
+		}
+		if err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, PhasePatched)) }); err != nil {
+			return fmt.Errorf("patch nodeSelector of %s before fencing: %w", st.Key(), err)
+		}
+	}
+	for site := range sites {
+		if err := e.retry(ctx, func() error { return e.cluster.FenceNodes(ctx, site, e.cfg.DeadNodes) }); err != nil {
+			if errors.Is(err, ErrNotReleasable) {
+				e.halt(fmt.Sprintf("fencing stopped: %v", err))
+			}
+			return fmt.Errorf("fence nodes %s: %w", strings.Join(e.cfg.DeadNodes, ", "), err)
+		}
+	}
+	return nil
 }
 
 func (e *Executor) tooManyFailures(tier, failed int) string {

@@ -191,39 +191,7 @@ func TestCrashAtEveryWriteResumes(t *testing.T) {
 				f := newFake(delay)
 				populate(f, 2, 2)
 				f.crashAt, f.applyCrash = k, applied
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan struct{})
-				go func() {
-					defer close(done)
-					_, _ = New(f, config("sf-crash-000001", 2), func(Event) {
-						f.mu.Lock()
-						crashed := f.crashed
-						f.mu.Unlock()
-						if crashed {
-							cancel()
-						}
-					}).Run(ctx, ctx, planFor(t, f, 2))
-				}()
-				for {
-					f.mu.Lock()
-					crashed := f.crashed
-					f.mu.Unlock()
-					if crashed {
-						cancel()
-						break
-					}
-					select {
-					case <-done:
-						f.mu.Lock()
-						crashed := f.crashed
-						f.mu.Unlock()
-						if !crashed {
-							t.Fatalf("the move finished without reaching write %d", k)
-						}
-					case <-time.After(time.Millisecond):
-					}
-				}
-				<-done
+				runUntilCrash(t, f, config("sf-crash-000001", 2))
 				// The process is gone; the cluster goes on. Then the operator reruns it.
 				time.Sleep(2 * delay)
 				f.mu.Lock()
@@ -237,4 +205,43 @@ func TestCrashAtEveryWriteResumes(t *testing.T) {
 			})
 		}
 	}
+}
+
+// runUntilCrash runs a move until the fake's crash point, as a process killed there.
+func runUntilCrash(t *testing.T, f *fakeCluster, cfg Config) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = New(f, cfg, func(Event) {
+			f.mu.Lock()
+			crashed := f.crashed
+			f.mu.Unlock()
+			if crashed {
+				cancel()
+			}
+		}).Run(ctx, ctx, planFor(t, f, cfg.MaxInFlight))
+	}()
+	for {
+		f.mu.Lock()
+		crashed := f.crashed
+		f.mu.Unlock()
+		if crashed {
+			cancel()
+			break
+		}
+		select {
+		case <-done:
+			f.mu.Lock()
+			crashed := f.crashed
+			f.mu.Unlock()
+			if !crashed {
+				t.Fatalf("the move finished without reaching write %d", f.crashAt)
+			}
+		case <-time.After(time.Millisecond):
+		}
+	}
+	<-done
 }

@@ -52,6 +52,12 @@ type fakeCluster struct {
 	failures map[string][]error
 	// crashAt: the write call number at which the process dies; applyCrash says whether
 	// that call took effect before the crash.
+	// down marks sites whose nodes are NotReady; releases records released VMs.
+	down     map[string]bool
+	releases map[string]int
+	starts   map[string]int
+	// onRelease runs after each release, with mu held (a site coming back, say).
+	onRelease  func()
 	writes     int
 	crashAt    int
 	applyCrash bool
@@ -61,7 +67,8 @@ type fakeCluster struct {
 func newFake(delay time.Duration) *fakeCluster {
 	return &fakeCluster{vms: map[string]*fakeVM{}, migs: map[string]*MigrationState{}, migVMI: map[string]string{}, changed: make(chan struct{}), delay: delay,
 		nodes: map[string][]string{"Primary": {"p1", "p2"}, "DR": {"d1", "d2", "d3"}}, starting: map[string]bool{},
-		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{}}
+		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{},
+		down: map[string]bool{}, releases: map[string]int{}, starts: map[string]int{}}
 }
 
 func (f *fakeCluster) add(ns, name string, tier int, home string, running, migratable bool) {
@@ -182,7 +189,14 @@ func (f *fakeCluster) Restart(_ context.Context, ns, name string) error {
 }
 
 func (f *fakeCluster) Start(_ context.Context, ns, name string) error {
-	return f.write("start", func() { f.startOn(f.vms[ns+"/"+name], f.vms[ns+"/"+name].home) })
+	return f.write("start", func() {
+		vm := f.vms[ns+"/"+name]
+		if vm.inst != nil && !vm.inst.Final() {
+			return
+		}
+		f.starts[ns+"/"+name]++
+		f.startOn(vm, vm.home)
+	})
 }
 
 func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name string) error {
@@ -204,18 +218,65 @@ func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name string) error {
 	})
 }
 
-func (f *fakeCluster) Release(_ context.Context, ns, uid string) error {
+func (f *fakeCluster) ForceDeleteLaunchers(_ context.Context, ns, uid, site string) error {
+	f.mu.Lock()
+	var node string
+	for _, vm := range f.vms {
+		if vm.inst != nil && vm.inst.UID == uid {
+			node = vm.inst.NodeName
+		}
+	}
+	err := f.checkReleaseLocked(site, node)
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	return f.write("release", func() {
-		for _, vm := range f.vms {
+		for k, vm := range f.vms {
 			if vm.inst != nil && vm.inst.UID == uid {
+				f.releases[k]++
+				if vm.strategy == kubevirtv1.RunStrategyManual || vm.strategy == kubevirtv1.RunStrategyOnce {
+					// KubeVirt does not start these again by itself.
+					vm.inst.Phase, vm.inst.Ready = "Failed", false
+					continue
+				}
 				vm.restarts++
 				f.startOn(vm, vm.home)
 			}
 		}
+		if f.onRelease != nil {
+			f.onRelease()
+		}
 	})
 }
 
-func (f *fakeCluster) FenceNodes(context.Context, []string) error { return f.write("fence", func() {}) }
+func (f *fakeCluster) FenceNodes(_ context.Context, site string, nodes []string) error {
+	return f.write("fence", func() {})
+}
+
+func (f *fakeCluster) CheckRelease(site, node string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.checkReleaseLocked(site, node)
+}
+
+func (f *fakeCluster) checkReleaseLocked(site, node string) error {
+	if site == "" {
+		return fmt.Errorf("%w: node %s has no site", ErrNotReleasable, node)
+	}
+	if !f.down[site] {
+		return fmt.Errorf("%w: node %s of site %s is Ready again", ErrNotReleasable, f.nodes[site][0], site)
+	}
+	if node == "" {
+		return nil
+	}
+	for _, n := range f.nodes[site] {
+		if n == node {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: node %s is not in site %s", ErrNotReleasable, node, site)
+}
 
 func (f *fakeCluster) Instance(ns, name string) *Instance {
 	f.mu.Lock()
@@ -237,11 +298,12 @@ func (f *fakeCluster) Migration(ns, name string) MigrationState {
 	return MigrationState{}
 }
 
-func (f *fakeCluster) ActiveMigration(ns, vmi, prefix string) (MigrationState, bool) {
+func (f *fakeCluster) ActiveMigration(ns, vmi, moveID string) (MigrationState, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	own := MigrationName(moveID, vmi)
 	for k, m := range f.migs {
-		if f.migVMI[k] == ns+"/"+vmi && !m.Done {
+		if f.migVMI[k] == ns+"/"+vmi && !m.Done && m.Name == own {
 			return *m, true
 		}
 	}
@@ -268,7 +330,11 @@ func (f *fakeCluster) snapshot() *snapshot.Snapshot {
 	sort.Strings(sites)
 	for _, site := range sites {
 		for _, n := range f.nodes[site] {
-			s.Nodes = append(s.Nodes, snapshot.Node{Name: n, Site: site, State: snapshot.NodeReady, CPUMilli: 64000, MemoryBytes: 256 << 30,
+			state := snapshot.NodeReady
+			if f.down[site] {
+				state = snapshot.NodeNotReady
+			}
+			s.Nodes = append(s.Nodes, snapshot.Node{Name: n, Site: site, State: state, CPUMilli: 64000, MemoryBytes: 256 << 30,
 				Labels: map[string]string{selector.DefaultSiteKey: site}})
 		}
 	}
@@ -284,7 +350,7 @@ func (f *fakeCluster) snapshot() *snapshot.Snapshot {
 	sort.Strings(keys)
 	for _, k := range keys {
 		vm := f.vms[k]
-		v := snapshot.VM{Namespace: vm.ns, Name: vm.name, Tier: vm.tier, HomeSite: vm.home, RunStrategy: vm.strategy,
+		v := snapshot.VM{Namespace: vm.ns, Name: vm.name, Tier: vm.tier, HomeSite: vm.home, RunStrategy: vm.strategy, Annotations: vm.annotations,
 			NodeSelector: map[string]string{selector.DefaultSiteKey: vm.home}, HasSelector: true, CPUMilli: 100, MemoryBytes: 1 << 30}
 		if vm.inst != nil {
 			v.Instance = &snapshot.VMI{UID: types.UID(vm.inst.UID), Phase: vm.inst.Phase, NodeName: vm.inst.NodeName, Ready: vm.inst.Ready,

@@ -1,28 +1,30 @@
 package executor
 
-import "time"
+import (
+	"time"
 
-// Journal annotations written on each VM before each step, so that a move killed at any
-// instant can be finished by running it again, and so failback knows where a VM came from.
-const (
-	AnnotationMoveID  = "sitefail.io/move-id"
-	AnnotationFrom    = "sitefail.io/move-from"
-	AnnotationTo      = "sitefail.io/move-to"
-	AnnotationPhase   = "sitefail.io/move-phase"
-	AnnotationVMI     = "sitefail.io/move-vmi"
-	AnnotationStarted = "sitefail.io/move-started"
-	AnnotationUpdated = "sitefail.io/move-updated"
-	AnnotationActor   = "sitefail.io/move-actor"
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 )
 
-// Journal phases.
+// The journal's annotations and phases (package journal), under the names the rest of
+// the executor uses.
 const (
-	PhasePatched    = "patched"
-	PhaseMigrating  = "migrating"
-	PhaseRestarting = "restarting"
-	PhaseReleasing  = "releasing"
-	PhaseDone       = "done"
-	PhaseFailed     = "failed"
+	AnnotationMoveID  = journal.MoveID
+	AnnotationFrom    = journal.From
+	AnnotationTo      = journal.To
+	AnnotationPhase   = journal.Phase
+	AnnotationVMI     = journal.VMI
+	AnnotationStarted = journal.Started
+	AnnotationUpdated = journal.Updated
+	AnnotationActor   = journal.Actor
+
+	PhasePatched    = journal.PhasePatched
+	PhaseMigrating  = journal.PhaseMigrating
+	PhaseRestarting = journal.PhaseRestarting
+	PhaseReleasing  = journal.PhaseReleasing
+	PhaseStarting   = journal.PhaseStarting
+	PhaseDone       = journal.PhaseDone
+	PhaseFailed     = journal.PhaseFailed
 )
 
 func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -15,6 +15,10 @@ import (
 // errStopped marks a wait abandoned because the operator asked to stop.
 var errStopped = errors.New("stopped before the VM was Ready")
 
+// ErrNotReleasable is wrapped by Cluster.ForceDeleteLaunchers and FenceNodes when the
+// guard refused a release at the write.
+var ErrNotReleasable = errors.New("not releasable")
+
 func (e *Executor) journal(st *plan.Step, phase string) map[string]string {
 	now := timestamp(e.cfg.Now())
 	j := map[string]string{
@@ -64,6 +68,25 @@ func (e *Executor) runStep(ctx, stop context.Context, st *plan.Step) result {
 }
 
 func (e *Executor) doStep(ctx, stop context.Context, st *plan.Step) error {
+	switch st.Action {
+	case plan.ActionWait:
+		// An earlier move began this step: wait for it, writing nothing until it is done.
+		if err := e.waitReadyOnTarget(stop, st, e.replacedInstance(st)); err != nil {
+			return err
+		}
+		return e.finishStep(ctx, st)
+	case plan.ActionStart:
+		if err := e.startReleased(ctx, stop, st); err != nil {
+			return err
+		}
+		return e.finishStep(ctx, st)
+	case plan.ActionFailover:
+		// Checked before the first write too: a site that is back keeps its templates.
+		if err := e.checkRelease(st, st.Node); err != nil {
+			return err
+		}
+	}
+
 	// 1. The template: the journal and the new site land in one request.
 	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, PhasePatched)) })
 	if err != nil {
@@ -93,11 +116,68 @@ func (e *Executor) doStep(ctx, stop context.Context, st *plan.Step) error {
 	default:
 		return fmt.Errorf("unknown action %q", st.Action)
 	}
+	return e.finishStep(ctx, st)
+}
 
+func (e *Executor) finishStep(ctx context.Context, st *plan.Step) error {
 	if err := e.mark(ctx, st, PhaseDone); err != nil {
 		return fmt.Errorf("write journal: %w", err)
 	}
 	e.cluster.Record(st.Namespace, st.Name, "SitefailMoved", fmt.Sprintf("%s: now on %s", st.Action, st.To))
+	return nil
+}
+
+// replacedInstance is the instance an unfinished restart or release acted on: the VM is
+// Ready again only with another one.
+func (e *Executor) replacedInstance(st *plan.Step) string {
+	if st.JournalVMI != "" {
+		return st.JournalVMI
+	}
+	return ""
+}
+
+// checkRelease is the split-brain guard at the instant of a release: if the confirmed
+// site shows a Ready node again, or the instance's node is not a dead node of it, no
+// further VM is released in this move.
+func (e *Executor) checkRelease(st *plan.Step, node string) error {
+	if reason := e.halted(); reason != "" {
+		return fmt.Errorf("not released: %s", reason)
+	}
+	if err := e.cluster.CheckRelease(st.From, node); err != nil {
+		reason := fmt.Sprintf("releases stopped: %v; the site may be alive and its VMs running there, so nothing more is released (relocate instead, or fence the site and run the move again)", err)
+		e.halt(reason)
+		return fmt.Errorf("not released: %v", err)
+	}
+	return nil
+}
+
+// startReleased starts a Manual VM that an interrupted failover released.
+func (e *Executor) startReleased(ctx, stop context.Context, st *plan.Step) error {
+	if err := e.checkRelease(st, ""); err != nil {
+		return err
+	}
+	if err := e.mark(ctx, st, PhaseStarting); err != nil {
+		return err
+	}
+	if err := e.start(ctx, st); err != nil {
+		return err
+	}
+	return e.waitReadyOnTarget(stop, st, e.replacedInstance(st))
+}
+
+func (e *Executor) start(ctx context.Context, st *plan.Step) error {
+	err := e.retry(ctx, func() error {
+		err := e.cluster.Start(ctx, st.Namespace, st.Name)
+		if apierrors.IsConflict(err) {
+			// Already running or starting.
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	e.cluster.Record(st.Namespace, st.Name, "SitefailStarted", "started on "+st.To+" after its release from "+dashed(st.From))
 	return nil
 }
 
@@ -120,9 +200,14 @@ func (e *Executor) waitPatchOnly(stop context.Context, st *plan.Step) error {
 
 func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 	name := MigrationName(e.cfg.MoveID, st.Name)
-	if m, ok := e.cluster.ActiveMigration(st.Namespace, st.Name, plan.MigrationPrefix); ok {
-		// An interrupted run started it: follow it rather than migrate a second time.
+	inst := e.cluster.Instance(st.Namespace, st.Name)
+	if m, ok := e.ownMigration(st); ok {
+		// An interrupted run of this move started it: follow it rather than migrate twice.
 		name = m.Name
+	} else if inst != nil && inst.Site == st.To {
+		// Already there (a migration finished between the plan and now): never migrate a
+		// VM onto the site it runs on.
+		return e.waitReadyOnTarget(stop, st, "")
 	} else {
 		// LiveUpdate must carry the new site into the VMI first: a migration's target pod
 		// follows the VMI's own nodeSelector.
@@ -206,34 +291,52 @@ func (e *Executor) restart(ctx, stop context.Context, st *plan.Step) error {
 	return e.waitReadyOnTarget(stop, st, st.VMIUID)
 }
 
+// ownMigration finds an unfinished migration of the VMI created by this move or by the
+// interrupted move this one resumes; migrations of other moves are never followed.
+func (e *Executor) ownMigration(st *plan.Step) (MigrationState, bool) {
+	if m, ok := e.cluster.ActiveMigration(st.Namespace, st.Name, e.cfg.MoveID); ok {
+		return m, true
+	}
+	if st.JournalMoveID != "" && st.JournalMoveID != e.cfg.MoveID {
+		return e.cluster.ActiveMigration(st.Namespace, st.Name, st.JournalMoveID)
+	}
+	return MigrationState{}, false
+}
+
 func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
+	if err := e.checkRelease(st, st.Node); err != nil {
+		return err
+	}
 	if err := e.mark(ctx, st, PhaseReleasing); err != nil {
 		return err
 	}
 	if e.cfg.Fence != "out-of-service" {
-		if err := e.retry(ctx, func() error { return e.cluster.Release(ctx, st.Namespace, st.VMIUID) }); err != nil {
+		err := e.retry(ctx, func() error { return e.cluster.ForceDeleteLaunchers(ctx, st.Namespace, st.VMIUID, st.From) })
+		if err != nil {
+			if errors.Is(err, ErrNotReleasable) {
+				e.halt(fmt.Sprintf("releases stopped: %v", err))
+			}
 			return fmt.Errorf("release from dead site: %w", err)
 		}
 	}
 	e.cluster.Record(st.Namespace, st.Name, "SitefailReleased", fmt.Sprintf("released from dead site %s", st.From))
 	if st.RunStrategy == "Manual" {
 		// Manual VMs are not restarted by KubeVirt once their instance fails: start them
-		// when the old instance is over.
+		// when the old instance is over, if the site is still down.
 		if err := e.waitFor(stop, st, func(i *Instance) (bool, error) {
 			return i == nil || i.UID != st.VMIUID || i.Final(), nil
 		}); err != nil {
 			return err
 		}
 		if i := e.cluster.Instance(st.Namespace, st.Name); i == nil || i.UID == st.VMIUID {
-			err := e.retry(ctx, func() error {
-				err := e.cluster.Start(ctx, st.Namespace, st.Name)
-				if apierrors.IsConflict(err) {
-					return nil
-				}
+			if err := e.checkRelease(st, st.Node); err != nil {
 				return err
-			})
-			if err != nil {
-				return fmt.Errorf("start: %w", err)
+			}
+			if err := e.mark(ctx, st, PhaseStarting); err != nil {
+				return err
+			}
+			if err := e.start(ctx, st); err != nil {
+				return err
 			}
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -43,14 +43,14 @@ type Cluster struct {
 	siteKey string
 	// nodeSite maps node names to sites, from the snapshot the plan was made on.
 	nodeSite map[string]string
-	// launchers maps VMI UIDs to their virt-launcher pods, from the same snapshot.
-	launchers map[types.UID][]string
-	dryRun    []string
-	actor     string
-	moveID    string
+	dryRun   []string
+	actor    string
+	moveID   string
 
 	vmis, migrations cache.SharedIndexInformer
-	stopCh           chan struct{}
+	// nodes is a live watch of nodes: the release guard reads it at each release.
+	nodes  cache.SharedIndexInformer
+	stopCh chan struct{}
 
 	mu      sync.Mutex
 	changed chan struct{}
@@ -65,7 +65,6 @@ type Options struct {
 	Namespace string
 	SiteKey   string
 	NodeSite  map[string]string
-	Launchers map[types.UID][]string
 	// DryRun sends every write with dryRun=All.
 	DryRun bool
 	Actor  string
@@ -86,7 +85,7 @@ func New(o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{kube: o.Kube, dyn: o.Dynamic, subs: subs, siteKey: o.SiteKey, nodeSite: o.NodeSite,
-		launchers: o.Launchers, actor: o.Actor, moveID: o.MoveID, changed: make(chan struct{}), stopCh: make(chan struct{})}
+		actor: o.Actor, moveID: o.MoveID, changed: make(chan struct{}), stopCh: make(chan struct{})}
 	if o.DryRun {
 		c.dryRun = []string{metav1.DryRunAll}
 	}
@@ -102,6 +101,7 @@ func New(o Options) (*Cluster, error) {
 	if _, err := c.vmis.AddEventHandler(h); err != nil {
 		return nil, err
 	}
+	c.nodes = informers.NewSharedInformerFactory(o.Kube, 0).Core().V1().Nodes().Informer()
 	if _, err := c.migrations.AddEventHandler(h); err != nil {
 		return nil, err
 	}
@@ -112,10 +112,11 @@ func New(o Options) (*Cluster, error) {
 func (c *Cluster) Watch(ctx context.Context) error {
 	go c.vmis.Run(c.stopCh)
 	go c.migrations.Run(c.stopCh)
+	go c.nodes.Run(c.stopCh)
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if !cache.WaitForCacheSync(sctx.Done(), c.vmis.HasSynced, c.migrations.HasSynced) {
-		return fmt.Errorf("watching VMIs and migrations: caches did not sync within a minute")
+	if !cache.WaitForCacheSync(sctx.Done(), c.vmis.HasSynced, c.migrations.HasSynced, c.nodes.HasSynced) {
+		return fmt.Errorf("watching nodes, VMIs and migrations: caches did not sync within a minute")
 	}
 	return nil
 }
@@ -195,36 +196,90 @@ func (c *Cluster) Migrate(ctx context.Context, ns, vmi, name string) error {
 	return err
 }
 
-// Release implements executor.Cluster: a grace-0 delete of the launcher pods, which the
-// kubelet of a dead node can no longer confirm.
-func (c *Cluster) Release(ctx context.Context, ns, uid string) error {
-	pods := c.launchers[types.UID(uid)]
-	if pods == nil {
-		list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kubevirt.CreatedByLabel + "=" + uid})
-		if err != nil {
-			return err
-		}
-		for _, p := range list.Items {
-			pods = append(pods, p.Name)
+// CheckRelease implements executor.Cluster from the live node watch.
+func (c *Cluster) CheckRelease(site, node string) error {
+	if site == "" {
+		return fmt.Errorf("%w: node %s carries no %s label, so no site's confirmation covers it; label it ('kubectl sitefail sites label') or release it by hand", executor.ErrNotReleasable, dashIfEmpty(node), c.siteKey)
+	}
+	for _, obj := range c.nodes.GetStore().List() {
+		n := obj.(*corev1.Node)
+		if n.Labels[c.siteKey] == site && nodeReady(n) {
+			return fmt.Errorf("%w: node %s of site %s is Ready again", executor.ErrNotReleasable, n.Name, site)
 		}
 	}
+	if node == "" {
+		return nil
+	}
+	obj, ok, _ := c.nodes.GetStore().GetByKey(node)
+	if !ok {
+		// Deleted from the cluster: nothing can run there any more.
+		return nil
+	}
+	n := obj.(*corev1.Node)
+	if got := n.Labels[c.siteKey]; got != site {
+		return fmt.Errorf("%w: node %s is in site %q, not in the confirmed-down site %s", executor.ErrNotReleasable, node, got, site)
+	}
+	if nodeReady(n) {
+		return fmt.Errorf("%w: node %s is Ready", executor.ErrNotReleasable, node)
+	}
+	return nil
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, cond := range n.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "(unknown)"
+	}
+	return s
+}
+
+// ForceDeleteLaunchers implements executor.Cluster: a grace-0 delete of the launcher
+// pods, which the kubelet of a dead node can no longer confirm. Each pod is read and
+// its node checked immediately before its delete, which is conditional on that pod.
+func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string) error {
+	list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kubevirt.CreatedByLabel + "=" + uid})
+	if err != nil {
+		return err
+	}
 	zero := int64(0)
-	for _, p := range pods {
-		err := c.kube.CoreV1().Pods(ns).Delete(ctx, p, metav1.DeleteOptions{GracePeriodSeconds: &zero, DryRun: c.dryRun})
-		if err != nil && !apierrors.IsNotFound(err) {
+	for _, p := range list.Items {
+		if err := c.CheckRelease(site, p.Spec.NodeName); err != nil {
+			return fmt.Errorf("pod %s: %w", p.Name, err)
+		}
+		pre := &metav1.Preconditions{UID: &p.UID}
+		err := c.kube.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: pre, DryRun: c.dryRun})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return err
 		}
 	}
 	return nil
 }
 
-// FenceNodes implements executor.Cluster.
-func (c *Cluster) FenceNodes(ctx context.Context, nodes []string) error {
+// FenceNodes implements executor.Cluster: it taints those of nodes that belong to site,
+// each checked immediately before.
+func (c *Cluster) FenceNodes(ctx context.Context, site string, nodes []string) error {
 	for _, name := range nodes {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			n, err := c.kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return err
+			}
+			if n.Labels[c.siteKey] != site {
+				return nil
+			}
+			if err := c.CheckRelease(site, name); err != nil {
+				return err
+			}
+			if nodeReady(n) {
+				return fmt.Errorf("%w: node %s is Ready", executor.ErrNotReleasable, name)
 			}
 			for _, t := range n.Spec.Taints {
 				if t.Key == OutOfServiceTaint {
@@ -259,12 +314,24 @@ func (c *Cluster) Instance(ns, name string) *executor.Instance {
 	inst := &executor.Instance{
 		UID: string(vmi.UID), NodeName: vmi.Status.NodeName, Phase: string(vmi.Status.Phase),
 		Terminating: vmi.DeletionTimestamp != nil, SelectorSite: vmi.Spec.NodeSelector[c.siteKey],
-		Site: c.nodeSite[vmi.Status.NodeName],
+		Site: c.siteOfNode(vmi.Status.NodeName),
 	}
 	if cond, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceReady); ok {
 		inst.Ready = cond.Status == corev1.ConditionTrue
 	}
 	return inst
+}
+
+// siteOfNode reads the node's site from the live watch, so a node added or relabeled
+// during the move counts; the snapshot's view is the fallback until the watch has it.
+func (c *Cluster) siteOfNode(name string) string {
+	if name == "" {
+		return ""
+	}
+	if obj, ok, _ := c.nodes.GetStore().GetByKey(name); ok {
+		return obj.(*corev1.Node).Labels[c.siteKey]
+	}
+	return c.nodeSite[name]
 }
 
 // Migration implements executor.Cluster from the watch cache.
@@ -286,14 +353,14 @@ func migrationState(m *kubevirtv1.VirtualMachineInstanceMigration) executor.Migr
 }
 
 // ActiveMigration implements executor.Cluster from the watch cache.
-func (c *Cluster) ActiveMigration(ns, vmi, prefix string) (executor.MigrationState, bool) {
+func (c *Cluster) ActiveMigration(ns, vmi, moveID string) (executor.MigrationState, bool) {
 	objs, err := c.migrations.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
 	if err != nil {
 		return executor.MigrationState{}, false
 	}
 	for _, o := range objs {
 		m, err := kubevirt.ToMigration(o.(*unstructured.Unstructured))
-		if err != nil || m.Spec.VMIName != vmi || !strings.HasPrefix(m.Name, prefix) {
+		if err != nil || m.Spec.VMIName != vmi || m.Labels[executor.AnnotationMoveID] != moveID {
 			continue
 		}
 		if st := migrationState(m); !st.Done {

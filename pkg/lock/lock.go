@@ -1,10 +1,19 @@
 // Package lock makes sure only one move runs per cluster, through a coordination.k8s.io
-// Lease that names the move and the operator holding it.
+// Lease that names the move, the operator, and the host and process holding it.
+//
+// A move that can no longer prove it holds the Lease must stop writing: Lost is closed
+// when the Lease names another holder or has not been renewed for RenewDeadline, after
+// which another move may take it over.
 package lock
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -20,116 +29,239 @@ const (
 	// DefaultNamespace holds the Lease unless --lock-namespace says otherwise.
 	DefaultNamespace = "kube-system"
 	// Duration is how long a holder that stops renewing keeps the lock.
-	Duration         = 60 * time.Second
+	Duration = 20 * time.Second
+	// RenewEvery is the renewal period.
+	RenewEvery = 3 * time.Second
+	// RenewDeadline is how long a holder keeps writing without a successful renewal:
+	// well inside Duration, so it has stopped before anyone may take the lock over.
+	RenewDeadline = 12 * time.Second
+
 	annotationMoveID = "sitefail.io/move-id"
+	annotationHost   = "sitefail.io/holder-host"
+	annotationPID    = "sitefail.io/holder-pid"
 )
 
 // HeldError says who holds the lock.
 type HeldError struct {
 	Holder, MoveID string
+	Host           string
+	PID            int
 	Renewed        time.Time
 	Stale          bool
 }
 
 func (e *HeldError) Error() string {
-	if e.Stale {
-		return fmt.Sprintf("another move (%s by %s) holds the lock but stopped renewing it at %s: if that process is gone, take the lock over with --take-over-stale-lock",
-			e.MoveID, e.Holder, e.Renewed.Format(time.RFC3339))
+	where := ""
+	if e.Host != "" {
+		where = fmt.Sprintf(" on host %s (pid %d)", e.Host, e.PID)
 	}
-	return fmt.Sprintf("another move is running: %s by %s (lock renewed %s); wait for it to finish", e.MoveID, e.Holder, e.Renewed.Format(time.RFC3339))
+	if e.Stale {
+		return fmt.Sprintf("the lock is held by move %s of %s%s, which stopped renewing it at %s: it may have crashed or lost its connection. "+
+			"If that process is gone, take the lock over with --take-over-stale-lock", e.MoveID, e.Holder, where, e.Renewed.Format(time.RFC3339))
+	}
+	return fmt.Sprintf("another move is running: %s by %s%s (lock renewed %s); wait for it to finish", e.MoveID, e.Holder, where, e.Renewed.Format(time.RFC3339))
+}
+
+// Options name the Lease and its holder.
+type Options struct {
+	Namespace, Name string
+	// Holder names the operator and move; MoveID is recorded beside it.
+	Holder, MoveID string
+	// TakeOverStale allows taking a Lease whose holder stopped renewing it.
+	TakeOverStale bool
+	// Host and PID identify this process; a Lease held by a process of this host that no
+	// longer exists is taken at once (a crashed run being resumed). Defaults: this host
+	// and process.
+	Host string
+	PID  int
+	// Alive reports whether a process of this host exists (default: signal 0).
+	Alive func(pid int) bool
+	Now   func() time.Time
+	// RenewEvery and RenewDeadline override the package defaults (tests).
+	RenewEvery, RenewDeadline time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
+	if o.PID == 0 {
+		o.PID = os.Getpid()
+	}
+	if o.Alive == nil {
+		o.Alive = processAlive
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RenewEvery == 0 {
+		o.RenewEvery = RenewEvery
+	}
+	if o.RenewDeadline == 0 {
+		o.RenewDeadline = RenewDeadline
+	}
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Lock is a held Lease.
 type Lock struct {
-	kube      kubernetes.Interface
-	namespace string
-	name      string
-	holder    string
-	cancel    context.CancelFunc
-	done      chan struct{}
+	kube   kubernetes.Interface
+	o      Options
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	lostOnce sync.Once
+	lost     chan struct{}
+	mu       sync.Mutex
+	err      error
 }
 
 // Acquire takes the Lease for this move. A Lease held by a live holder fails at once;
-// a stale one is taken over only when takeOverStale is set.
-func Acquire(ctx context.Context, kube kubernetes.Interface, namespace, name, holder, moveID string, takeOverStale bool, now func() time.Time) (*Lock, error) {
-	leases := kube.CoordinationV1().Leases(namespace)
-	t := metav1.NewMicroTime(now())
-	spec := coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: ptr.To(int32(Duration / time.Second)), AcquireTime: &t, RenewTime: &t}
-	existing, err := leases.Get(ctx, name, metav1.GetOptions{})
+// one whose holder process on this host is gone is taken at once; another stale one is
+// taken over only with TakeOverStale.
+func Acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, error) {
+	o.defaults()
+	leases := kube.CoordinationV1().Leases(o.Namespace)
+	t := metav1.NewMicroTime(o.Now())
+	spec := coordinationv1.LeaseSpec{HolderIdentity: &o.Holder, LeaseDurationSeconds: ptr.To(int32(Duration / time.Second)), AcquireTime: &t, RenewTime: &t}
+	ann := map[string]string{annotationMoveID: o.MoveID, annotationHost: o.Host, annotationPID: strconv.Itoa(o.PID)}
+	existing, err := leases.Get(ctx, o.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Annotations: map[string]string{annotationMoveID: moveID}}, Spec: spec}
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, Annotations: ann}, Spec: spec}
 		if _, err := leases.Create(ctx, l, metav1.CreateOptions{}); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return Acquire(ctx, kube, namespace, name, holder, moveID, takeOverStale, now)
+				return Acquire(ctx, kube, o)
 			}
-			return nil, fmt.Errorf("create lock lease %s/%s: %w", namespace, name, err)
+			return nil, fmt.Errorf("create lock lease %s/%s: %w", o.Namespace, o.Name, err)
 		}
 	case err != nil:
-		return nil, fmt.Errorf("read lock lease %s/%s: %w", namespace, name, err)
+		return nil, fmt.Errorf("read lock lease %s/%s: %w", o.Namespace, o.Name, err)
 	default:
 		if h := ptr.Deref(existing.Spec.HolderIdentity, ""); h != "" {
-			renewed := time.Time{}
-			if existing.Spec.RenewTime != nil {
-				renewed = existing.Spec.RenewTime.Time
-			}
-			dur := time.Duration(ptr.Deref(existing.Spec.LeaseDurationSeconds, 60)) * time.Second
-			stale := now().After(renewed.Add(dur))
-			if !stale || !takeOverStale {
-				return nil, &HeldError{Holder: h, MoveID: existing.Annotations[annotationMoveID], Renewed: renewed, Stale: stale}
+			held := heldError(existing, o.Now())
+			sameHostGone := held.Host == o.Host && held.PID > 0 && held.PID != o.PID && !o.Alive(held.PID)
+			if !sameHostGone && (!held.Stale || !o.TakeOverStale) {
+				return nil, held
 			}
 		}
 		existing.Spec = spec
 		if existing.Annotations == nil {
 			existing.Annotations = map[string]string{}
 		}
-		existing.Annotations[annotationMoveID] = moveID
+		for k, v := range ann {
+			existing.Annotations[k] = v
+		}
 		// The update carries the resourceVersion we read: if another move took the
 		// lock in between, this fails with a conflict instead of stealing it.
 		if _, err := leases.Update(ctx, existing, metav1.UpdateOptions{}); err != nil {
 			if apierrors.IsConflict(err) {
-				return nil, fmt.Errorf("another move took the lock at the same moment; check 'kubectl get lease -n %s %s'", namespace, name)
+				return nil, fmt.Errorf("another move took the lock at the same moment; check 'kubectl get lease -n %s %s'", o.Namespace, o.Name)
 			}
-			return nil, fmt.Errorf("take lock lease %s/%s: %w", namespace, name, err)
+			return nil, fmt.Errorf("take lock lease %s/%s: %w", o.Namespace, o.Name, err)
 		}
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	l := &Lock{kube: kube, namespace: namespace, name: name, holder: holder, cancel: cancel, done: make(chan struct{})}
-	go l.renew(rctx, now)
+	l := &Lock{kube: kube, o: o, cancel: cancel, done: make(chan struct{}), lost: make(chan struct{})}
+	go l.renew(rctx)
 	return l, nil
 }
 
-func (l *Lock) renew(ctx context.Context, now func() time.Time) {
+func heldError(l *coordinationv1.Lease, now time.Time) *HeldError {
+	renewed := time.Time{}
+	if l.Spec.RenewTime != nil {
+		renewed = l.Spec.RenewTime.Time
+	}
+	dur := time.Duration(ptr.Deref(l.Spec.LeaseDurationSeconds, int32(Duration/time.Second))) * time.Second
+	pid, _ := strconv.Atoi(l.Annotations[annotationPID])
+	return &HeldError{Holder: ptr.Deref(l.Spec.HolderIdentity, ""), MoveID: l.Annotations[annotationMoveID],
+		Host: l.Annotations[annotationHost], PID: pid, Renewed: renewed, Stale: now.After(renewed.Add(dur))}
+}
+
+// Lost is closed when the lock can no longer be trusted; Err then says why.
+func (l *Lock) Lost() <-chan struct{} { return l.lost }
+
+// Err says why the lock was lost, nil while it is held.
+func (l *Lock) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+func (l *Lock) lose(err error) {
+	l.lostOnce.Do(func() {
+		l.mu.Lock()
+		l.err = err
+		l.mu.Unlock()
+		close(l.lost)
+	})
+}
+
+func (l *Lock) renew(ctx context.Context) {
 	defer close(l.done)
-	tick := time.NewTicker(Duration / 4)
+	tick := time.NewTicker(l.o.RenewEvery)
 	defer tick.Stop()
+	lastRenewed := l.o.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			leases := l.kube.CoordinationV1().Leases(l.namespace)
-			cur, err := leases.Get(ctx, l.name, metav1.GetOptions{})
-			if err != nil || ptr.Deref(cur.Spec.HolderIdentity, "") != l.holder {
-				continue
-			}
-			t := metav1.NewMicroTime(now())
-			cur.Spec.RenewTime = &t
-			_, _ = leases.Update(ctx, cur, metav1.UpdateOptions{})
+		}
+		err := l.renewOnce(ctx)
+		var taken *HeldError
+		switch {
+		case errors.As(err, &taken):
+			l.lose(fmt.Errorf("the lock was taken over by move %s of %s: stopped writing", taken.MoveID, taken.Holder))
+			return
+		case err == nil:
+			lastRenewed = l.o.Now()
+		case ctx.Err() != nil:
+			return
+		case l.o.Now().Sub(lastRenewed) >= l.o.RenewDeadline:
+			l.lose(fmt.Errorf("could not renew the lock for %s (%v): another move may take it over, so this one stopped writing", l.o.Now().Sub(lastRenewed).Round(time.Second), err))
+			return
 		}
 	}
+}
+
+func (l *Lock) renewOnce(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, l.o.RenewEvery)
+	defer cancel()
+	leases := l.kube.CoordinationV1().Leases(l.o.Namespace)
+	cur, err := leases.Get(rctx, l.o.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if ptr.Deref(cur.Spec.HolderIdentity, "") != l.o.Holder || cur.Annotations[annotationPID] != strconv.Itoa(l.o.PID) || cur.Annotations[annotationHost] != l.o.Host {
+		return heldError(cur, l.o.Now())
+	}
+	t := metav1.NewMicroTime(l.o.Now())
+	cur.Spec.RenewTime = &t
+	_, err = leases.Update(rctx, cur, metav1.UpdateOptions{})
+	return err
 }
 
 // Release stops renewing and frees the Lease, if it is still ours.
 func (l *Lock) Release(ctx context.Context) error {
 	l.cancel()
 	<-l.done
-	leases := l.kube.CoordinationV1().Leases(l.namespace)
-	cur, err := leases.Get(ctx, l.name, metav1.GetOptions{})
+	leases := l.kube.CoordinationV1().Leases(l.o.Namespace)
+	cur, err := leases.Get(ctx, l.o.Name, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	if ptr.Deref(cur.Spec.HolderIdentity, "") != l.holder {
+	if ptr.Deref(cur.Spec.HolderIdentity, "") != l.o.Holder || cur.Annotations[annotationPID] != strconv.Itoa(l.o.PID) {
 		return nil
 	}
 	cur.Spec.HolderIdentity = nil

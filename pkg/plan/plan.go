@@ -5,6 +5,7 @@ package plan
 
 import (
 	"fmt"
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"sort"
 	"strings"
 
@@ -54,13 +55,22 @@ const (
 	ActionRestart Action = "restart"
 	// ActionFailover patches, then releases the VM from its dead site so KubeVirt recreates it.
 	ActionFailover Action = "failover"
-	// ActionSkip leaves the VM alone: it is already on the target.
+	// ActionStart starts a VM released by an interrupted failover: its runStrategy
+	// (Manual) keeps KubeVirt from starting it again by itself.
+	ActionStart Action = "start"
+	// ActionWait resumes a step an interrupted move began (a restart or release whose new
+	// instance is still on its way): wait until it is Ready on the target, acting again
+	// on nothing.
+	ActionWait Action = "wait"
+	// ActionSkip leaves the VM alone: it is already Ready on the target, or stopped there.
 	ActionSkip Action = "skip"
 )
 
-// Starts reports whether the action starts the VM on the target, and so is throttled.
+// Starts reports whether the action starts the VM on the target, and so is throttled:
+// a VM still booting from an interrupted move counts against --max-in-flight and holds
+// its tier's barrier like one this move starts.
 func (a Action) Starts() bool {
-	return a == ActionMigrate || a == ActionRestart || a == ActionFailover
+	return a == ActionMigrate || a == ActionRestart || a == ActionFailover || a == ActionStart || a == ActionWait
 }
 
 // Request is what the operator asked for.
@@ -98,10 +108,14 @@ type Step struct {
 	Reason      string `json:"reason"`
 	RunStrategy string `json:"runStrategy"`
 	// VMIUID is the instance the action applies to; resume uses it to avoid acting twice.
-	VMIUID      string `json:"vmiUID,omitempty"`
-	Node        string `json:"node,omitempty"`
-	CPUMilli    int64  `json:"requestCPUMillis"`
-	MemoryBytes int64  `json:"requestMemoryBytes"`
+	VMIUID string `json:"vmiUID,omitempty"`
+	// Journal is the VM's journal when an earlier move towards To did not finish: its
+	// move id (a migration it created is followed, no other) and the instance it acted on.
+	JournalMoveID string `json:"journalMoveID,omitempty"`
+	JournalVMI    string `json:"journalVMI,omitempty"`
+	Node          string `json:"node,omitempty"`
+	CPUMilli      int64  `json:"requestCPUMillis"`
+	MemoryBytes   int64  `json:"requestMemoryBytes"`
 }
 
 // Key returns namespace/name.
@@ -364,8 +378,25 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	}
 	running := inst != nil && !inst.Terminating && inst.Phase != string(kubevirtv1.Succeeded) && inst.Phase != string(kubevirtv1.Failed)
 
+	j := journal.Read(vm.Annotations)
+	if j.Unfinished(req.To) {
+		st.JournalMoveID, st.JournalVMI = j.MoveID, j.VMI
+	}
+	readyOnTarget := running && vm.CurrentSite == req.To && inst.Ready
+	// The template already selects the target and nothing runs elsewhere: the VM is
+	// there, on its way there, or stopped there.
+	homed := vm.HomeSite == req.To && (!running || vm.CurrentSite == req.To || vm.CurrentSite == "")
+
 	switch {
-	case vm.HomeSite == req.To && (!running || vm.CurrentSite == req.To):
+	case homed && !readyOnTarget && j.Unfinished(req.To) && !running && j.Phase == journal.PhaseReleasing && vm.RunStrategy == kubevirtv1.RunStrategyManual:
+		// The start is a release too: it must wait until the site it left is still down.
+		st.From = j.From
+		st.Action, st.Reason = ActionStart, fmt.Sprintf("journal: released from %s by move %s and not started again (runStrategy Manual): start it", dashed(j.From), j.MoveID)
+	case homed && !readyOnTarget && j.Unfinished(req.To) && (running || restartsItself(vm.RunStrategy)):
+		st.Action, st.Reason = ActionWait, fmt.Sprintf("journal: move %s left it %s: wait until it is Ready on %s", j.MoveID, j.Phase, req.To)
+	case homed && running && !readyOnTarget:
+		st.Action, st.Reason = ActionWait, "starting from a template that already selects "+req.To+": wait until it is Ready there"
+	case homed:
 		st.Action, st.Reason = ActionSkip, "already on "+req.To
 	case !running:
 		st.Action, st.Reason = ActionPatch, "not running: the new site applies at its next start"
@@ -390,6 +421,18 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		st.Action, st.Reason = ActionRestart, "not live-migratable: "+inst.NotMigratable
 	}
 	return st
+}
+
+// restartsItself reports whether KubeVirt starts a new instance when the old one ends.
+func restartsItself(rs kubevirtv1.VirtualMachineRunStrategy) bool {
+	return rs == kubevirtv1.RunStrategyAlways || rs == kubevirtv1.RunStrategyRerunOnFailure
+}
+
+func dashed(s string) string {
+	if s == "" {
+		return "(unknown)"
+	}
+	return s
 }
 
 func vmWarnings(vm *snapshot.VM, st Step) []Issue {
@@ -423,6 +466,10 @@ func vmBlockers(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, ta
 			Message: fmt.Sprintf("no Ready node on %s satisfies the VM's other nodeSelector keys, required node affinity or taint tolerations", req.To)})
 	}
 	inst := vm.Instance
+	if st.Action == ActionFailover && vm.RunStrategy == kubevirtv1.RunStrategyOnce {
+		out = append(out, Issue{Code: "ReleaseLosesVM", VM: vm.Key(),
+			Message: "runStrategy Once: once released from the dead site KubeVirt neither recreates it nor accepts a start, so it would stay down; set its runStrategy to Manual or Always first, or leave it out of the selection"})
+	}
 	if st.Action == ActionRestart && vm.RunStrategy == kubevirtv1.RunStrategyOnce {
 		out = append(out, Issue{Code: "RestartRefused", VM: vm.Key(),
 			Message: "runStrategy Once: KubeVirt refuses to restart it; stop it, or use --mode migrate if it is live-migratable"})

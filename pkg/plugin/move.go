@@ -235,6 +235,9 @@ func (mo *moveOptions) run(parent context.Context) error {
 			return err
 		}
 	}
+	if err := mo.validateConfirmations(s); err != nil {
+		return err
+	}
 	p, err := plan.Build(s, mo.req)
 	if err != nil {
 		return err
@@ -303,9 +306,46 @@ func (mo *moveOptions) run(parent context.Context) error {
 	return nil
 }
 
-// execute runs a plan that passed the blocker check: the split-brain guard, the RBAC
-// preflight and the lock come first, then the executor. The CLI and the TUI share it.
-func (mo *moveOptions) execute(ctx, stop context.Context, s *snapshot.Snapshot, c *Clients, p *plan.Plan, emit func(executor.Event), out io.Writer) (*executor.Report, error) {
+// execute runs a plan that passed the blocker check. The lock comes first, then the
+// snapshot is read again and the plan rebuilt under it (a move that finished meanwhile
+// changed what this one must do), then the split-brain guard, the RBAC preflight and
+// the executor. Losing the lock stops every further write. The CLI and the TUI share it.
+func (mo *moveOptions) execute(ctx, stop context.Context, _ *snapshot.Snapshot, c *Clients, p *plan.Plan, emit func(executor.Event), out io.Writer) (*executor.Report, error) {
+	actor := whoAmI(ctx, c)
+	moveID := newMoveID(time.Now())
+	lk, err := lock.Acquire(ctx, c.Kube, lock.Options{Namespace: mo.lockNamespace, Holder: actor + " (" + moveID + ")", MoveID: moveID, TakeOverStale: mo.takeOverLock})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = lk.Release(rctx)
+	}()
+	ctx, cancelWrites := context.WithCancel(ctx)
+	defer cancelWrites()
+	stop, cancelStarts := context.WithCancel(stop)
+	defer cancelStarts()
+	go func() {
+		select {
+		case <-lk.Lost():
+			cancelStarts()
+			cancelWrites()
+		case <-ctx.Done():
+		}
+	}()
+
+	s, _, err := mo.readSnapshot(ctx, mo.snapshotScope(), mo.labelSelector)
+	if err != nil {
+		return nil, err
+	}
+	if p, err = plan.Build(s, p.Request); err != nil {
+		return nil, err
+	}
+	if p.Blocked(mo.force) {
+		PrintPlan(mo.ErrOut, p)
+		return nil, &ExitCodeError{Code: ExitBlocked, Err: errors.New("the plan is blocked; nothing was changed (see the blockers above)")}
+	}
 	deadNodes, err := mo.guardFailover(s, p)
 	if err != nil {
 		return nil, err
@@ -313,8 +353,6 @@ func (mo *moveOptions) execute(ctx, stop context.Context, s *snapshot.Snapshot, 
 	if err := mo.checkAccess(ctx, c, p); err != nil {
 		return nil, err
 	}
-	actor := whoAmI(ctx, c)
-	moveID := newMoveID(time.Now())
 	nodeSite := map[string]string{}
 	var targetNodes []string
 	for _, n := range s.Nodes {
@@ -324,19 +362,10 @@ func (mo *moveOptions) execute(ctx, stop context.Context, s *snapshot.Snapshot, 
 		}
 	}
 	kc, err := kubecluster.New(kubecluster.Options{Config: c.Config, Kube: c.Kube, Dynamic: c.Dynamic, Namespace: mo.snapshotScope(),
-		SiteKey: mo.Keys.Site, NodeSite: nodeSite, Launchers: s.LauncherPods, DryRun: mo.dryRun == "server", Actor: actor, MoveID: moveID})
+		SiteKey: mo.Keys.Site, NodeSite: nodeSite, DryRun: mo.dryRun == "server", Actor: actor, MoveID: moveID})
 	if err != nil {
 		return nil, err
 	}
-	lk, err := lock.Acquire(ctx, c.Kube, mo.lockNamespace, lock.DefaultName, actor+" ("+moveID+")", moveID, mo.takeOverLock, time.Now)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = lk.Release(rctx)
-	}()
 	if err := kc.Watch(ctx); err != nil {
 		return nil, err
 	}
@@ -347,7 +376,15 @@ func (mo *moveOptions) execute(ctx, stop context.Context, s *snapshot.Snapshot, 
 		NoBarrier: mo.noBarrier, ReadyTimeout: mo.readyTimeout, MaxFailures: mo.maxFailures,
 		TargetNodes: targetNodes, Fence: mo.fence, DeadNodes: deadNodes,
 	}, emit)
-	return ex.Run(ctx, stop, p)
+	rep, err := ex.Run(ctx, stop, p)
+	if lerr := lk.Err(); lerr != nil {
+		if rep != nil {
+			rep.Interrupted = true
+			rep.Stopped = "lost the move lock: " + lerr.Error()
+		}
+		return rep, &ExitCodeError{Code: ExitInterrupted, Err: fmt.Errorf("%v; run the same command again once no other move runs", lerr)}
+	}
+	return rep, err
 }
 
 func stoppedSuffix(r *executor.Report) string {
@@ -357,32 +394,102 @@ func stoppedSuffix(r *executor.Report) string {
 	return "; stopped: " + r.Stopped
 }
 
-// guardFailover is the split-brain guard: VMs are released from a site only when no node
-// of it is Ready and the operator has named that site as down.
+// guardFailover is the split-brain guard before the first write: VMs are released from
+// a site only when no node of it is Ready and the operator has named that site as down.
+// The executor checks the same again at every release, against a live node watch.
 func (mo *moveOptions) guardFailover(s *snapshot.Snapshot, p *plan.Plan) ([]string, error) {
+	if err := mo.validateConfirmations(s); err != nil {
+		return nil, err
+	}
 	sites := p.NeedsFailover()
+
 	if len(sites) == 0 {
 		return nil, nil
 	}
 	var dead []string
 	for _, site := range sites {
-		for _, n := range s.Nodes {
-			if n.Site != site {
+		if site == "" {
+			var vms []string
+			for _, st := range p.Steps {
+				if st.Action == plan.ActionFailover && st.From == "" {
+					vms = append(vms, st.Key()+" (node "+st.Node+")")
+				}
+			}
+			return nil, &ExitCodeError{Code: ExitBlocked, Err: fmt.Errorf("refusing to release %s: their nodes carry no %s label, so no site's confirmation covers them; label the nodes ('kubectl sitefail sites label') or handle these VMs by hand (nothing was changed)", strings.Join(vms, ", "), mo.Keys.Site)}
+		}
+		n := 0
+		for _, node := range s.Nodes {
+			if node.Site != site {
 				continue
 			}
-			if n.State == snapshot.NodeReady {
-				return nil, fmt.Errorf("refusing to fail over from %s: node %s is Ready, so the site may be alive and its VMs running; relocate instead, or fence the site first", site, n.Name)
+			if node.State == snapshot.NodeReady {
+				return nil, fmt.Errorf("refusing to fail over from %s: node %s is Ready, so the site may be alive and its VMs running; relocate instead, or fence the site first", site, node.Name)
 			}
-			dead = append(dead, n.Name)
+			dead = append(dead, node.Name)
+			n++
 		}
-		if !contains(mo.confirmSiteDown, site) && (mo.noPrompt || !mo.promptSiteDown(site, len(dead))) {
+		if !contains(mo.confirmSiteDown, site) && (mo.noPrompt || !mo.promptSiteDown(site, n)) {
 			return nil, &ExitCodeError{Code: ExitBlocked, Err: fmt.Errorf(
 				"failover from %s needs confirmation: its %d node(s) are NotReady or Unknown, which is also what a network partition looks like. "+
 					"If a partitioned node still runs a VM, releasing it starts a second copy on the same disks. "+
-					"Make sure the site is powered off or fenced, then pass --confirm-site-down=%s (nothing was changed)", site, len(dead), site)}
+					"Make sure the site is powered off or fenced, then pass --confirm-site-down=%s (nothing was changed)", site, n, site)}
+		}
+	}
+	if mo.fence == "out-of-service" {
+		if err := coversDeadNodes(s, p, dead); err != nil {
+			return nil, err
 		}
 	}
 	return dead, nil
+}
+
+// validateConfirmations checks --confirm-site-down before anything is written: a
+// confirmation must name a site that exists and looks dead. Confirming a live site is an
+// operator error, whatever the plan needs.
+func (mo *moveOptions) validateConfirmations(s *snapshot.Snapshot) error {
+	for _, site := range mo.confirmSiteDown {
+		if site == "" {
+			return errors.New("--confirm-site-down needs a site name; an empty one confirms nothing (nothing was changed)")
+		}
+		if !s.HasSite(site) {
+			return fmt.Errorf("--confirm-site-down=%s: no node carries %s=%s (sites: %s); nothing was changed", site, mo.Keys.Site, site, strings.Join(s.SiteNames(), ", "))
+		}
+		for _, n := range s.Nodes {
+			if n.Site == site && n.State == snapshot.NodeReady {
+				return fmt.Errorf("--confirm-site-down=%s, but node %s of that site is Ready: the site is not down. Relocate instead (no confirmation), or fence the site first; nothing was changed", site, n.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// coversDeadNodes refuses out-of-service fencing when the dead nodes run VMs outside the
+// plan: the taint releases every VM on them at once, and KubeVirt would recreate those
+// from templates that still select the dead site.
+func coversDeadNodes(s *snapshot.Snapshot, p *plan.Plan, dead []string) error {
+	isDead := map[string]bool{}
+	for _, n := range dead {
+		isDead[n] = true
+	}
+	planned := map[string]bool{}
+	for _, st := range p.Steps {
+		if st.Action == plan.ActionFailover {
+			planned[st.Key()] = true
+		}
+	}
+	var outside []string
+	for i := range s.VMs {
+		vm := &s.VMs[i]
+		if vm.Instance != nil && isDead[vm.Instance.NodeName] && !planned[vm.Key()] {
+			outside = append(outside, vm.Key())
+		}
+	}
+	if len(outside) == 0 {
+		return nil
+	}
+	sort.Strings(outside)
+	return &ExitCodeError{Code: ExitBlocked, Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes at once, and %d of them are not failed over by this move (%s): "+
+		"select them too (--all -A), or use --fence pod, which releases only the selected VMs, tier by tier (nothing was changed)", len(outside), strings.Join(outside, ", "))}
 }
 
 func contains(list []string, s string) bool {

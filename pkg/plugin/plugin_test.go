@@ -153,6 +153,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"move", "--to", "DR", "--all", "--mode", "teleport"}, "auto, migrate, restart"},
 		{[]string{"move", "--to", "Primary", "--from", "Primary", "--all"}, "pick a different target"},
 		{[]string{"failback", "--all", "--to", "DR"}, "takes no --to"},
+		// Confirming a live site down is refused before anything is written.
+		{[]string{"move", "--to", "DR", "--all", "-A", "--confirm-site-down=Primary"}, "node primary-1 of that site is Ready"},
+		{[]string{"move", "--to", "DR", "--all", "-A", "--confirm-site-down=Mars"}, "no node carries"},
 		{[]string{"status", "--site", "Moon"}, "unknown site"},
 		{[]string{"sites", "label", "node-1"}, "--site is required"},
 	}

@@ -1,0 +1,127 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func opts(holder string, pid int) Options {
+	return Options{Holder: holder, MoveID: "sf-" + holder, Host: "host-a", PID: pid,
+		Alive: func(p int) bool { return p != 666 }, RenewEvery: 10 * time.Millisecond, RenewDeadline: 60 * time.Millisecond}
+}
+
+func TestSecondMoveIsRefusedWhileTheFirstRenews(t *testing.T) {
+	kube := fake.NewClientset()
+	l, err := Acquire(context.Background(), kube, opts("alice", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Release(context.Background()) }()
+	_, err = Acquire(context.Background(), kube, opts("bob", 101))
+	var held *HeldError
+	if !errors.As(err, &held) || held.Stale || !strings.Contains(err.Error(), "is running") || !strings.Contains(err.Error(), "sf-alice") {
+		t.Fatalf("second acquire: %v", err)
+	}
+}
+
+// A crashed run on this host leaves the Lease behind; rerunning the same command must
+// take it at once, as the README promises, not after a minute and a flag.
+func TestRerunOnTheSameHostTakesTheLockOfADeadProcess(t *testing.T) {
+	kube := fake.NewClientset()
+	crashed, err := Acquire(context.Background(), kube, opts("alice", 666))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed.cancel() // stops renewing, as SIGKILL would
+	<-crashed.done
+	l, err := Acquire(context.Background(), kube, opts("alice-rerun", 200))
+	if err != nil {
+		t.Fatalf("rerun after a crash: %v", err)
+	}
+	_ = l.Release(context.Background())
+}
+
+func TestStaleHolderElsewhereIsNeverCalledRunning(t *testing.T) {
+	kube := fake.NewClientset()
+	o := opts("alice", 100)
+	o.Host = "host-b"
+	old := time.Now().Add(-time.Hour)
+	o.Now = func() time.Time { return old }
+	first, err := Acquire(context.Background(), kube, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.cancel()
+	<-first.done
+	_, err = Acquire(context.Background(), kube, opts("bob", 101))
+	var held *HeldError
+	if !errors.As(err, &held) || !held.Stale || strings.Contains(err.Error(), "is running") || !strings.Contains(err.Error(), "--take-over-stale-lock") {
+		t.Fatalf("stale holder on another host: %v", err)
+	}
+	ob := opts("bob", 101)
+	ob.TakeOverStale = true
+	l, err := Acquire(context.Background(), kube, ob)
+	if err != nil {
+		t.Fatalf("take over: %v", err)
+	}
+	_ = l.Release(context.Background())
+}
+
+func TestTakeOverStopsTheFirstHolder(t *testing.T) {
+	kube := fake.NewClientset()
+	first, err := Acquire(context.Background(), kube, opts("alice", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone takes the Lease over (as --take-over-stale-lock would after a pause).
+	lease, _ := kube.CoordinationV1().Leases(DefaultNamespace).Get(context.Background(), DefaultName, metav1.GetOptions{})
+	other := "bob"
+	lease.Spec.HolderIdentity = &other
+	lease.Annotations[annotationMoveID] = "sf-bob"
+	if _, err := kube.CoordinationV1().Leases(DefaultNamespace).Update(context.Background(), lease, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.Lost():
+	case <-time.After(2 * time.Second):
+		t.Fatal("the first holder did not notice the takeover")
+	}
+	if err := first.Err(); err == nil || !strings.Contains(err.Error(), "sf-bob") {
+		t.Fatalf("Err: %v", err)
+	}
+	_ = first.Release(context.Background())
+	if l, _ := kube.CoordinationV1().Leases(DefaultNamespace).Get(context.Background(), DefaultName, metav1.GetOptions{}); *l.Spec.HolderIdentity != "bob" {
+		t.Fatalf("release freed a lock that is not ours: holder %v", l.Spec.HolderIdentity)
+	}
+}
+
+func TestRenewalFailuresLoseTheLockBeforeItExpires(t *testing.T) {
+	kube := fake.NewClientset()
+	l, err := Acquire(context.Background(), kube, opts("alice", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewServiceUnavailable("etcd is down")
+	})
+	select {
+	case <-l.Lost():
+	case <-time.After(2 * time.Second):
+		t.Fatal("renewal failures did not lose the lock")
+	}
+	if !strings.Contains(l.Err().Error(), "could not renew") {
+		t.Fatalf("Err: %v", l.Err())
+	}
+	if RenewDeadline >= Duration {
+		t.Fatalf("RenewDeadline %s must end before the Lease expires (%s)", RenewDeadline, Duration)
+	}
+}
