@@ -457,9 +457,7 @@ func (e *Executor) fenceOutOfService(ctx context.Context, p *plan.Plan) error {
 	}
 	for site := range sites {
 		if err := e.retry(ctx, func() error { return e.cluster.FenceNodes(ctx, site, e.cfg.DeadNodes) }); err != nil {
-			if errors.Is(err, ErrNotReleasable) {
-				e.halt(fmt.Sprintf("fencing stopped: %v", err))
-			}
+			e.haltIfSiteAlive(err)
 			return fmt.Errorf("fence nodes %s: %w", strings.Join(e.cfg.DeadNodes, ", "), err)
 		}
 	}

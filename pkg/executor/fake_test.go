@@ -265,7 +265,7 @@ func (f *fakeCluster) checkReleaseLocked(site, node string) error {
 		return fmt.Errorf("%w: node %s has no site", ErrNotReleasable, node)
 	}
 	if !f.down[site] {
-		return fmt.Errorf("%w: node %s of site %s is Ready again", ErrNotReleasable, f.nodes[site][0], site)
+		return fmt.Errorf("%w: node %s of site %s is Ready again", ErrSiteAlive, f.nodes[site][0], site)
 	}
 	if node == "" {
 		return nil

@@ -15,9 +15,13 @@ import (
 // errStopped marks a wait abandoned because the operator asked to stop.
 var errStopped = errors.New("stopped before the VM was Ready")
 
-// ErrNotReleasable is wrapped by Cluster.ForceDeleteLaunchers and FenceNodes when the
-// guard refused a release at the write.
+// ErrNotReleasable is wrapped by Cluster.CheckRelease, ForceDeleteLaunchers and
+// FenceNodes when the guard refused one instance's release at the write.
 var ErrNotReleasable = errors.New("not releasable")
+
+// ErrSiteAlive is wrapped when a node of the confirmed-down site is Ready: the site may
+// be alive, so the whole move stops releasing.
+var ErrSiteAlive = errors.New("site is alive")
 
 func (e *Executor) journal(st *plan.Step, phase string) map[string]string {
 	now := timestamp(e.cfg.Now())
@@ -144,11 +148,16 @@ func (e *Executor) checkRelease(st *plan.Step, node string) error {
 		return fmt.Errorf("not released: %s", reason)
 	}
 	if err := e.cluster.CheckRelease(st.From, node); err != nil {
-		reason := fmt.Sprintf("releases stopped: %v; the site may be alive and its VMs running there, so nothing more is released (relocate instead, or fence the site and run the move again)", err)
-		e.halt(reason)
+		e.haltIfSiteAlive(err)
 		return fmt.Errorf("not released: %v", err)
 	}
 	return nil
+}
+
+func (e *Executor) haltIfSiteAlive(err error) {
+	if errors.Is(err, ErrSiteAlive) {
+		e.halt(fmt.Sprintf("releases stopped: %v; the site may be alive and its VMs running there, so nothing more is released (relocate instead, or fence the site and run the move again)", err))
+	}
 }
 
 // startReleased starts a Manual VM that an interrupted failover released.
@@ -313,9 +322,7 @@ func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 	if e.cfg.Fence != "out-of-service" {
 		err := e.retry(ctx, func() error { return e.cluster.ForceDeleteLaunchers(ctx, st.Namespace, st.VMIUID, st.From) })
 		if err != nil {
-			if errors.Is(err, ErrNotReleasable) {
-				e.halt(fmt.Sprintf("releases stopped: %v", err))
-			}
+			e.haltIfSiteAlive(err)
 			return fmt.Errorf("release from dead site: %w", err)
 		}
 	}

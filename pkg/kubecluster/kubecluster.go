@@ -204,7 +204,7 @@ func (c *Cluster) CheckRelease(site, node string) error {
 	for _, obj := range c.nodes.GetStore().List() {
 		n := obj.(*corev1.Node)
 		if n.Labels[c.siteKey] == site && nodeReady(n) {
-			return fmt.Errorf("%w: node %s of site %s is Ready again", executor.ErrNotReleasable, n.Name, site)
+			return fmt.Errorf("%w: node %s of site %s is Ready again", executor.ErrSiteAlive, n.Name, site)
 		}
 	}
 	if node == "" {
@@ -251,6 +251,11 @@ func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string
 	}
 	zero := int64(0)
 	for _, p := range list.Items {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			// A launcher that has ended (the source of an earlier migration) runs
+			// nothing: it is neither released nor a reason to refuse.
+			continue
+		}
 		if err := c.CheckRelease(site, p.Spec.NodeName); err != nil {
 			return fmt.Errorf("pod %s: %w", p.Name, err)
 		}

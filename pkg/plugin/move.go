@@ -371,7 +371,11 @@ func (mo *moveOptions) execute(ctx, stop context.Context, _ *snapshot.Snapshot, 
 	}
 	defer kc.Stop()
 	fmt.Fprintf(out, "Move %s by %s: %s to %s, %d VM(s).\n", moveID, actor, p.Selection, p.Request.To, len(p.Steps))
-	ex := executor.New(kc, executor.Config{
+	cluster, err := kubecluster.WithCrashPoint(kc, os.Getenv(kubecluster.CrashEnv))
+	if err != nil {
+		return nil, err
+	}
+	ex := executor.New(cluster, executor.Config{
 		MoveID: moveID, Actor: actor, MaxInFlight: mo.maxInFlight, MaxPerNode: mo.maxPerNode, Rate: mo.rate,
 		NoBarrier: mo.noBarrier, ReadyTimeout: mo.readyTimeout, MaxFailures: mo.maxFailures,
 		TargetNodes: targetNodes, Fence: mo.fence, DeadNodes: deadNodes,

@@ -306,14 +306,10 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	_ = cmd.Wait()
 	t.Logf("killed after:\n%s", out.String())
 
-	// The lock is left behind; its holder is gone.
-	r := sitefail(t, "move", "--tier", "2", "--to", "DR", "-A", "--mode", "restart")
-	if r.code == 0 || !strings.Contains(r.stderr, "holds") && !strings.Contains(r.stderr, "another move") {
-		t.Fatalf("rerun while the dead holder's lease is fresh: %s", r)
-	}
-	expireLease(t)
+	// The lock is left behind, but its holder process on this host is gone: running the
+	// same command again takes it at once and finishes the move, as the README promises.
 	var rep executor.Report
-	mustJSON(t, sitefail(t, "move", "--tier", "2", "--to", "DR", "-A", "--mode", "restart", "--take-over-stale-lock", "-o", "json"), &rep)
+	mustJSON(t, sitefail(t, "move", "--tier", "2", "--to", "DR", "-A", "--mode", "restart", "-o", "json"), &rep)
 	if rep.Failed() {
 		t.Fatalf("resume: %+v", rep)
 	}

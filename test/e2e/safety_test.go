@@ -1,0 +1,271 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/kubecluster"
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+	"github.com/sitefail/kubectl-sitefail/pkg/lock"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/test/cluster"
+	"github.com/sitefail/kubectl-sitefail/test/stretched"
+)
+
+// The DR promises at the instant of each write (docs/safety.md), on KubeVirt's own
+// controllers. Each test runs on a third site of its own, "Edge", so that it can lose
+// and regain that site without touching the two the other tests use.
+
+const edge, safetyNS = "Edge", "safety"
+
+// withEdge adds the Edge site (two nodes, its kwok and fake virt-handler) and the VMs,
+// waits until they run, and removes all of it at the end.
+func withEdge(t *testing.T, vms []stretched.VMSpec) {
+	t.Helper()
+	ctx := context.Background()
+	nodes := []string{cluster.NodeName(edge, 1), cluster.NodeName(edge, 2)}
+	for _, n := range nodes {
+		if err := env.AddNode(ctx, n, edge, cluster.KwokGroup(edge)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.StartSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.StopSite(edge)
+		_ = env.Kube.CoreV1().Namespaces().Delete(ctx, safetyNS, metav1.DeleteOptions{})
+		for _, n := range nodes {
+			_ = env.Kube.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
+		}
+		waitFor(t, 2*time.Minute, "namespace safety gone", func() bool {
+			_, err := env.Kube.CoreV1().Namespaces().Get(ctx, safetyNS, metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+	})
+	waitEdge(t, true)
+	if err := env.CreateVMs(ctx, vms); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vms {
+		if v.RunStrategy == kubevirtv1.RunStrategyManual {
+			if code, err := subresource(ctx, safetyNS, v.Name, "start"); code != 202 {
+				t.Fatalf("start %s: %d %v", v.Name, code, err)
+			}
+		}
+	}
+	for _, v := range vms {
+		name := v.Name
+		waitFor(t, 90*time.Second, name+" Ready on Edge", func() bool { return vmiReady(ctx, safetyNS, name) && siteOf(t, safetyNS, name) == edge })
+	}
+}
+
+func waitEdge(t *testing.T, ready bool) {
+	t.Helper()
+	err := env.WaitNodesMatching(context.Background(), 90*time.Second, "topology.kubernetes.io/site="+edge, func(n *corev1.Node) bool { return cluster.NodeReady(n) == ready })
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func edgeVM(name string, tier int, mod func(*stretched.VMSpec)) stretched.VMSpec {
+	v := stretched.VMSpec{Namespace: safetyNS, Name: name, Tier: tier, Site: edge}
+	if mod != nil {
+		mod(&v)
+	}
+	return v
+}
+
+// sitefailEnv runs the plugin binary with extra environment (a crash point).
+func sitefailEnv(t *testing.T, extra []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "kubectl-sitefail"), args...)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+env.Kubeconfig, "SITEFAIL_CONFIG=/nonexistent/none.yaml"), extra...)
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+func templateSite(t *testing.T, name string) string {
+	t.Helper()
+	u, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(safetyNS).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, _, _ := unstructured.NestedStringMap(u.Object, "spec", "template", "spec", "nodeSelector")
+	return sel["topology.kubernetes.io/site"]
+}
+
+func launcherPods(t *testing.T, name string) int {
+	t.Helper()
+	pods, err := env.Kube.CoreV1().Pods(safetyNS).List(context.Background(), metav1.ListOptions{LabelSelector: "vm.kubevirt.io/name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(pods.Items)
+}
+
+func planAction(t *testing.T, name string) plan.Action {
+	t.Helper()
+	var p plan.Plan
+	mustJSON(t, sitefail(t, "plan", "-n", safetyNS, "--to", "DR", name, "-o", "json"), &p)
+	return p.Steps[0].Action
+}
+
+// Scenario 1: the site comes back during tier 1 of a three-tier failover: nothing of
+// tiers 2 and 3 is released, their templates still select Edge, and the move exits
+// non-zero saying why.
+func TestSafetySiteComesBackMidFailover(t *testing.T) {
+	withEdge(t, []stretched.VMSpec{edgeVM("t1", 1, nil), edgeVM("t2", 2, nil), edgeVM("t3", 3, nil)})
+	if err := env.StopSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	waitEdge(t, false)
+	// --rate 2: a start every 30 s, so the site is back long before tier 2's turn.
+	cmd, out := startProcess(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--confirm-site-down="+edge,
+		"--rate", "2", "--max-in-flight", "1", "--progress", "lines")
+	waitFor(t, 60*time.Second, "tier 1's release", func() bool { return strings.Contains(out.String(), "t1: releasing") })
+	if err := env.StartSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	waitEdge(t, true)
+	err := cmd.Wait()
+	t.Logf("move output:\n%s", out.String())
+	if err == nil || !strings.Contains(out.String(), "Ready again") {
+		t.Fatalf("the move went on after the site came back (%v)", err)
+	}
+	for _, name := range []string{"t2", "t3"} {
+		if s := templateSite(t, name); s != edge {
+			t.Errorf("%s: template moved to %q after the site came back", name, s)
+		}
+		if launcherPods(t, name) == 0 || siteOf(t, safetyNS, name) != edge {
+			t.Errorf("%s was released from a live site", name)
+		}
+	}
+}
+
+// Scenario 6: a stale-lock takeover during a move stops the first holder before its next write.
+func TestSafetyLockTakenOverMidMove(t *testing.T) {
+	withEdge(t, []stretched.VMSpec{edgeVM("a", 1, nil), edgeVM("b", 1, nil), edgeVM("c", 1, nil)})
+	cmd, out := startProcess(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--rate", "2", "--max-in-flight", "1", "--progress", "lines")
+	waitFor(t, 60*time.Second, "the first migration", func() bool { return strings.Contains(out.String(), "a: migrating") })
+	// Another operator takes the Lease over.
+	l, err := env.Kube.CoordinationV1().Leases(lock.DefaultNamespace).Get(context.Background(), lock.DefaultName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "someone-else"
+	l.Spec.HolderIdentity = &other
+	l.Annotations["sitefail.io/move-id"] = "sf-other"
+	if _, err := env.Kube.CoordinationV1().Leases(lock.DefaultNamespace).Update(context.Background(), l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	taken := time.Now()
+	err = cmd.Wait()
+	t.Logf("move output:\n%s", out.String())
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 4 || !strings.Contains(out.String(), "taken over") {
+		t.Fatalf("first holder after the takeover: %v", err)
+	}
+	if d := time.Since(taken); d > 15*time.Second {
+		t.Errorf("the first holder went on for %s after the takeover", d)
+	}
+	for _, name := range []string{"b", "c"} {
+		if s := templateSite(t, name); s != edge {
+			t.Errorf("%s: patched by a move that had lost its lock", name)
+		}
+	}
+	// Give the Lease back for the next tests.
+	l, _ = env.Kube.CoordinationV1().Leases(lock.DefaultNamespace).Get(context.Background(), lock.DefaultName, metav1.GetOptions{})
+	l.Spec.HolderIdentity = nil
+	_, _ = env.Kube.CoordinationV1().Leases(lock.DefaultNamespace).Update(context.Background(), l, metav1.UpdateOptions{})
+}
+
+// Scenario 7: a Manual VM released in a failover, the process killed before its explicit
+// start. The rerun plans a start, starts it, and it runs on DR.
+func TestSafetyManualInterruptedBetweenReleaseAndStart(t *testing.T) {
+	withEdge(t, []stretched.VMSpec{edgeVM("manual", 1, func(v *stretched.VMSpec) { v.RunStrategy = kubevirtv1.RunStrategyManual })})
+	if err := env.StopSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	waitEdge(t, false)
+	r := sitefailEnv(t, []string{kubecluster.CrashEnv + "=after-release:1"}, "move", "-n", safetyNS, "--all", "--to", "DR", "--confirm-site-down="+edge, "--progress", "lines")
+	if r.code != 137 {
+		t.Fatalf("the crash point did not fire: %s", r)
+	}
+	waitFor(t, 60*time.Second, "the released instance to end", func() bool {
+		v, err := getVMI(context.Background(), safetyNS, "manual")
+		return apierrors.IsNotFound(err) || err == nil && v.IsFinal()
+	})
+	if a := planAction(t, "manual"); a != plan.ActionStart {
+		t.Fatalf("rerun plans %q for a released, never started Manual VM; want %q", a, plan.ActionStart)
+	}
+	var rep executor.Report
+	mustJSON(t, sitefail(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--confirm-site-down="+edge, "-o", "json"), &rep)
+	if rep.Failed() || rep.Tiers[0].Moved != 1 {
+		t.Fatalf("rerun: %+v", rep)
+	}
+	if !vmiReady(context.Background(), safetyNS, "manual") || siteOf(t, safetyNS, "manual") != "DR" {
+		t.Fatal("the Manual VM is not running on DR after the rerun")
+	}
+}
+
+// Scenario 8: a rerun while restarts are still booting neither skips them nor restarts
+// them again; it waits, and reports them moved once Ready.
+func TestSafetyRerunWhileRestartsBoot(t *testing.T) {
+	notMigratable := func(v *stretched.VMSpec) { v.NotMigratable = "DisksNotLiveMigratable" }
+	withEdge(t, []stretched.VMSpec{edgeVM("r1", 1, notMigratable), edgeVM("r2", 1, notMigratable)})
+	r := sitefailEnv(t, []string{kubecluster.CrashEnv + "=after-restart:2"}, "move", "-n", safetyNS, "--all", "--to", "DR", "--max-in-flight", "2", "--progress", "lines")
+	if r.code != 137 {
+		t.Fatalf("the crash point did not fire: %s", r)
+	}
+	var p plan.Plan
+	mustJSON(t, sitefail(t, "plan", "-n", safetyNS, "--all", "--to", "DR", "-o", "json"), &p)
+	booting := 0
+	for _, st := range p.Steps {
+		switch st.Action {
+		case plan.ActionWait:
+			booting++
+		case plan.ActionSkip:
+			if !vmiReady(context.Background(), safetyNS, st.Name) {
+				t.Errorf("%s planned skip while not Ready", st.Key())
+			}
+		default:
+			t.Errorf("%s: rerun plans %q after its restart was sent", st.Key(), st.Action)
+		}
+	}
+	var rep executor.Report
+	mustJSON(t, sitefail(t, "move", "-n", safetyNS, "--all", "--to", "DR", "-o", "json"), &rep)
+	if rep.Failed() {
+		t.Fatalf("rerun: %+v", rep)
+	}
+	if booting > 0 && rep.Tiers[0].Moved != booting {
+		t.Errorf("rerun: %d booting VMs, reported moved %d: %+v", booting, rep.Tiers[0].Moved, rep.Tiers[0])
+	}
+	for _, name := range []string{"r1", "r2"} {
+		if c := env.Counts(safetyNS, name); c.Starts != 2 || siteOf(t, safetyNS, name) != "DR" {
+			t.Errorf("%s: %d starts on %s; want the first start and exactly one restart, onto DR", name, c.Starts, siteOf(t, safetyNS, name))
+		}
+	}
+	if booting == 0 {
+		t.Log("both restarts were Ready before the rerun planned: the wait path was not exercised this time")
+	}
+}
