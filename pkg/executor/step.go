@@ -221,7 +221,10 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 		// LiveUpdate must carry the new site into the VMI first: a migration's target pod
 		// follows the VMI's own nodeSelector.
 		e.phase(st, "waiting-liveupdate", "waiting for the instance's nodeSelector to show "+st.To)
-		if err := e.waitFor(stop, st, func(i *Instance) (bool, error) {
+		// LiveUpdate takes moments; a bounded wait keeps a Stage cluster (where it never
+		// comes) from costing a full --ready-timeout before the migration's own wait.
+		if err := e.waitUntilWithin(stop, min(e.cfg.ReadyTimeout, liveUpdateTimeout), func() (bool, error) {
+			i := e.cluster.Instance(st.Namespace, st.Name)
 			if i == nil {
 				return false, fmt.Errorf("the instance disappeared before migrating")
 			}
@@ -230,7 +233,7 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 			if errors.Is(err, errStopped) {
 				return err
 			}
-			return fmt.Errorf("LiveUpdate did not propagate the nodeSelector (is vmRolloutStrategy LiveUpdate?): %w", err)
+			return fmt.Errorf("LiveUpdate did not carry the new nodeSelector into the instance (is the KubeVirt CR's vmRolloutStrategy Stage, or RestartRequired set? move it with --mode restart): %w", err)
 		}
 		if err := e.mark(ctx, st, PhaseMigrating); err != nil {
 			return err
@@ -362,9 +365,22 @@ func (e *Executor) waitFor(stop context.Context, st *plan.Step, ok func(*Instanc
 	return e.waitUntil(stop, func() (bool, error) { return ok(e.cluster.Instance(st.Namespace, st.Name)) })
 }
 
+// liveUpdateTimeout bounds the wait for LiveUpdate to reach a running instance.
+const liveUpdateTimeout = 2 * time.Minute
+
 // waitUntil re-evaluates cond at every watch event, up to the ready timeout.
 func (e *Executor) waitUntil(stop context.Context, cond func() (bool, error)) error {
-	timeout := time.NewTimer(e.cfg.ReadyTimeout)
+	err := e.waitUntilWithin(stop, e.cfg.ReadyTimeout, cond)
+	if errors.Is(err, errTimeout) {
+		return fmt.Errorf("not Ready on the target within --ready-timeout=%s", e.cfg.ReadyTimeout)
+	}
+	return err
+}
+
+var errTimeout = errors.New("timed out")
+
+func (e *Executor) waitUntilWithin(stop context.Context, d time.Duration, cond func() (bool, error)) error {
+	timeout := time.NewTimer(d)
 	defer timeout.Stop()
 	for {
 		changed := e.cluster.Changed()
@@ -376,7 +392,7 @@ func (e *Executor) waitUntil(stop context.Context, cond func() (bool, error)) er
 		case <-stop.Done():
 			return errStopped
 		case <-timeout.C:
-			return fmt.Errorf("not Ready on the target within --ready-timeout=%s", e.cfg.ReadyTimeout)
+			return fmt.Errorf("%w after %s", errTimeout, d)
 		case <-changed:
 		}
 	}

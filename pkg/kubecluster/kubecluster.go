@@ -251,14 +251,18 @@ func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string
 	}
 	zero := int64(0)
 	for _, p := range list.Items {
-		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-			// A launcher that has ended (the source of an earlier migration) runs
-			// nothing: it is neither released nor a reason to refuse.
-			continue
-		}
 		if err := c.CheckRelease(site, p.Spec.NodeName); err != nil {
+			if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+				// An ended launcher elsewhere (an earlier migration's source on a live
+				// node) runs nothing: it is neither released nor a reason to refuse.
+				continue
+			}
 			return fmt.Errorf("pod %s: %w", p.Name, err)
 		}
+		// Ended launchers on the dead node go too: KubeVirt takes the newest pod on the
+		// VMI's node as its pod, and a VM that migrated away and back would otherwise
+		// keep an old, ended one there, so its instance would never fail and never be
+		// recreated.
 		pre := &metav1.Preconditions{UID: &p.UID}
 		err := c.kube.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: pre, DryRun: c.dryRun})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {

@@ -18,6 +18,8 @@ var (
 	VMs        = kubevirtv1.SchemeGroupVersion.WithResource("virtualmachines")
 	VMIs       = kubevirtv1.SchemeGroupVersion.WithResource("virtualmachineinstances")
 	Migrations = kubevirtv1.SchemeGroupVersion.WithResource("virtualmachineinstancemigrations")
+	// KubeVirts is the KubeVirt CR, whose configuration says how template changes roll out.
+	KubeVirts = kubevirtv1.SchemeGroupVersion.WithResource("kubevirts")
 	// SubresourceGroupVersion serves restart, start, stop and migrate through virt-api.
 	SubresourceGroupVersion = schema.GroupVersion{Group: "subresources.kubevirt.io", Version: "v1"}
 )

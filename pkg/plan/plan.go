@@ -247,6 +247,10 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 			Message: fmt.Sprintf("site %s has %dm CPU and %s memory free on Ready nodes; the VMs this move starts there request %dm CPU and %s",
 				req.To, p.Capacity.FreeCPUMilli, HumanBytes(p.Capacity.FreeMemoryBytes), p.Capacity.NeedCPUMilli, HumanBytes(p.Capacity.NeedMemoryBytes))})
 	}
+	if s.RolloutStrategy == "" && countAction(p.Steps, ActionMigrate) > 0 {
+		p.Warnings = append(p.Warnings, Issue{Code: "RolloutStrategyUnknown",
+			Message: "could not read the KubeVirt CR (vmRolloutStrategy): live migrations assume LiveUpdate; under Stage they would wait for a selector that never reaches the instance (grant list on kubevirts.kubevirt.io, or use --mode restart)"})
+	}
 	for _, site := range p.NeedsFailover() {
 		p.Warnings = append(p.Warnings, Issue{Code: "FailoverNeedsConfirmation",
 			Message: fmt.Sprintf("site %s has no Ready node: its VMs will be released only with --confirm-site-down=%s, after you have made sure its nodes are powered off or fenced (a partitioned site still running them would corrupt their disks)", site, site)})
@@ -413,6 +417,8 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		st.Action, st.Reason = ActionMigrate, "a migration is in progress: wait for it, then move"
 	case vm.RestartRequired && req.Mode == ModeAuto:
 		st.Action, st.Reason = ActionRestart, "RestartRequired is set: LiveUpdate will not carry the new selector into the running instance"
+	case s.RolloutStrategy == stageRollout && req.Mode == ModeAuto:
+		st.Action, st.Reason = ActionRestart, "vmRolloutStrategy Stage: the new selector reaches the instance only at a restart"
 	case inst.LiveMigratable:
 		st.Action, st.Reason = ActionMigrate, "running and live-migratable"
 	case req.Mode == ModeMigrate:
@@ -423,9 +429,21 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	return st
 }
 
+const stageRollout = string(kubevirtv1.VMRolloutStrategyStage)
+
 // restartsItself reports whether KubeVirt starts a new instance when the old one ends.
 func restartsItself(rs kubevirtv1.VirtualMachineRunStrategy) bool {
 	return rs == kubevirtv1.RunStrategyAlways || rs == kubevirtv1.RunStrategyRerunOnFailure
+}
+
+func countAction(steps []Step, a Action) int {
+	n := 0
+	for _, st := range steps {
+		if st.Action == a {
+			n++
+		}
+	}
+	return n
 }
 
 func dashed(s string) string {
@@ -473,6 +491,10 @@ func vmBlockers(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, ta
 	if st.Action == ActionRestart && vm.RunStrategy == kubevirtv1.RunStrategyOnce {
 		out = append(out, Issue{Code: "RestartRefused", VM: vm.Key(),
 			Message: "runStrategy Once: KubeVirt refuses to restart it; stop it, or use --mode migrate if it is live-migratable"})
+	}
+	if st.Action == ActionMigrate && s.RolloutStrategy == stageRollout && !inst.Migrating && vm.CurrentSite != req.To {
+		out = append(out, Issue{Code: "StageRollout", VM: vm.Key(),
+			Message: "vmRolloutStrategy is Stage: the new selector never reaches the running instance, so a migration would stay on the old site; use --mode auto or --mode restart"})
 	}
 	if st.Action == ActionMigrate && inst != nil && !inst.LiveMigratable && !inst.Migrating {
 		out = append(out, Issue{Code: "NotMigratable", VM: vm.Key(),

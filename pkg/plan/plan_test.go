@@ -295,3 +295,40 @@ func TestSeveralNamespacesAndNothingToDo(t *testing.T) {
 		t.Fatalf("%+v", p.Steps)
 	}
 }
+
+// Under vmRolloutStrategy Stage a template change never reaches the running instance:
+// the plan restarts instead of migrating, refuses --mode migrate, and says when it could
+// not tell.
+func TestStageRolloutRestartsInsteadOfMigrating(t *testing.T) {
+	for _, tc := range []struct {
+		rollout string
+		mode    Mode
+		want    Action
+		blocker string
+		warning string
+	}{
+		{rollout: "LiveUpdate", mode: ModeAuto, want: ActionMigrate},
+		{rollout: "Stage", mode: ModeAuto, want: ActionRestart},
+		{rollout: "Stage", mode: ModeMigrate, want: ActionMigrate, blocker: "StageRollout"},
+		{rollout: "", mode: ModeAuto, want: ActionMigrate, warning: "RolloutStrategyUnknown"},
+	} {
+		t.Run(tc.rollout+"/"+string(tc.mode), func(t *testing.T) {
+			s := twoSites(snapshot.NodeReady)
+			s.RolloutStrategy = tc.rollout
+			s.VMs = []snapshot.VM{vm("a", "db", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)}
+			p := build(t, s, Request{To: "DR", All: true, Mode: tc.mode})
+			if got := stepOf(p, "a/db").Action; got != tc.want {
+				t.Errorf("action %q, want %q", got, tc.want)
+			}
+			if tc.blocker != "" && !hasIssue(p.Blockers, tc.blocker, "a/db") {
+				t.Errorf("blockers %+v lack %s", p.Blockers, tc.blocker)
+			}
+			if tc.blocker == "" && len(p.Blockers) > 0 {
+				t.Errorf("unexpected blockers %+v", p.Blockers)
+			}
+			if tc.warning != "" && !hasIssue(p.Warnings, tc.warning, "") {
+				t.Errorf("warnings %+v lack %s", p.Warnings, tc.warning)
+			}
+		})
+	}
+}

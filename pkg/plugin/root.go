@@ -208,6 +208,9 @@ func (f *configFactory) Clients() (*Clients, error) {
 		return nil, fmt.Errorf("no usable kubeconfig: %v (set --kubeconfig or KUBECONFIG, or check --context)", err)
 	}
 	cfg.QPS, cfg.Burst = f.qps, f.burst
+	// API warnings (a deprecated spec.running on every patched VM, say) once each, not
+	// once per request: a 1,000-VM move would otherwise bury its progress.
+	cfg.WarningHandler = rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true})
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err

@@ -105,6 +105,10 @@ type Snapshot struct {
 	LauncherPods map[types.UID][]string
 	// ActiveMigrations counts migrations not yet in a final phase, by namespace/VMI name.
 	ActiveMigrations map[string]string
+	// RolloutStrategy is the KubeVirt CR's vmRolloutStrategy: LiveUpdate (also when the
+	// CR leaves it unset: KubeVirt's default since v1.6) or Stage; "" when the CR could
+	// not be read.
+	RolloutStrategy string
 
 	nodeIndex map[string]int
 }

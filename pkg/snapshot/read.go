@@ -72,7 +72,34 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	if err := listDynamic(ctx, src.Dynamic, kubevirt.Migrations, src.Namespace, "", collect(&o.Migrations)); err != nil {
 		return nil, describe(err, "list", "virtualmachineinstancemigrations.kubevirt.io", src.Namespace)
 	}
-	return Assemble(src.Keys, o)
+	s, err := Assemble(src.Keys, o)
+	if err != nil {
+		return nil, err
+	}
+	s.RolloutStrategy = rolloutStrategy(ctx, src.Dynamic)
+	return s, nil
+}
+
+// rolloutStrategy reads the KubeVirt CR; one that cannot be read (no permission) leaves
+// the strategy unknown, which the plan reports as a warning.
+func rolloutStrategy(ctx context.Context, dyn dynamic.Interface) string {
+	list, err := dyn.Resource(kubevirt.KubeVirts).List(ctx, metav1.ListOptions{Limit: 10})
+	if err != nil {
+		return ""
+	}
+	for _, kv := range list.Items {
+		if kv.GetDeletionTimestamp() != nil {
+			continue
+		}
+		if phase, _, _ := unstructured.NestedString(kv.Object, "status", "phase"); phase == "" {
+			continue
+		}
+		if rs, _, _ := unstructured.NestedString(kv.Object, "spec", "configuration", "vmRolloutStrategy"); rs != "" {
+			return rs
+		}
+		return string(kubevirtv1.VMRolloutStrategyLiveUpdate)
+	}
+	return ""
 }
 
 // Derive fills each VM's current site and state from its instance and the nodes.
