@@ -177,3 +177,18 @@ func TestOnceVMFailoverIsBlocked(t *testing.T) {
 		t.Fatalf("blockers: %+v", p.Blockers)
 	}
 }
+
+// Scenario 13: a Halted VM whose instance is still terminating is planned patch-only; it
+// will not come back by itself, so the step must not wait for readiness.
+func TestHaltedVMStillTerminatingDoesNotWaitForReady(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "halting", 1, "Primary", true, true)
+	f.vms["ns/halting"].strategy = kubevirtv1.RunStrategyHalted
+	f.vms["ns/halting"].inst.Terminating = true
+	cfg := config("sf-halt-000001", 1)
+	cfg.ReadyTimeout = 300 * time.Millisecond
+	rep := run(t, f, cfg)
+	if rep.Failed() || rep.Tiers[0].Moved != 1 {
+		t.Fatalf("patch-only of a terminating Halted VM: %+v", rep)
+	}
+}

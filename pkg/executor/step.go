@@ -204,6 +204,11 @@ func (e *Executor) waitPatchOnly(stop context.Context, st *plan.Step) error {
 	if inst == nil || inst.Final() || (inst.Site == st.To && inst.Ready) {
 		return nil
 	}
+	if st.RunStrategy != "Always" && st.RunStrategy != "RerunOnFailure" {
+		// A Halted, Manual or Once VM whose instance is finishing will not come back by
+		// itself: there is no readiness to wait for.
+		return nil
+	}
 	return e.waitReadyOnTarget(stop, st, "")
 }
 

@@ -61,7 +61,10 @@ Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 			}
 			fmt.Fprintf(mo.Out, "\nDrill, leg 2 of 2: back where they came from\n")
 			mo.failback, mo.to = true, "(journal)"
+			// Leg 2 selects the moved VMs by name; --from named where they were, not
+			// where they are now.
 			mo.req.VMs, mo.req.Tiers, mo.req.All, mo.tierOf, mo.toOther = moved, nil, false, "", false
+			mo.from, mo.req.From = "", ""
 			if err := mo.run(cmd.Context()); err != nil {
 				return fmt.Errorf("drill leg 2 (failback): %w", err)
 			}

@@ -187,11 +187,12 @@ func (mo *moveOptions) failbackTarget(s *snapshot.Snapshot) error {
 	for i := range s.VMs {
 		byKey[s.VMs[i].Key()] = &s.VMs[i]
 	}
-	var keys []string
+	var keys, dropped []string
 	for _, st := range sel.Steps {
 		vm := byKey[st.Key()]
 		from := vm.Annotations[executor.AnnotationFrom]
 		if from == "" || vm.Annotations[executor.AnnotationTo] != vm.HomeSite {
+			dropped = append(dropped, vm.Key())
 			continue
 		}
 		froms[from] = append(froms[from], vm.Key())
@@ -210,6 +211,10 @@ func (mo *moveOptions) failbackTarget(s *snapshot.Snapshot) error {
 	}
 	for f := range froms {
 		mo.req.To = f
+	}
+	if len(dropped) > 0 {
+		sort.Strings(dropped)
+		fmt.Fprintf(mo.ErrOut, "Not failed back (no finished move in their journal, or moved since by hand): %s\n", strings.Join(dropped, ", "))
 	}
 	sort.Strings(keys)
 	mo.req.VMs, mo.req.Tiers, mo.req.All = keys, nil, false
@@ -544,6 +549,9 @@ func (mo *moveOptions) checkAccess(ctx context.Context, c *Clients, p *plan.Plan
 		if actions[plan.ActionFailover] && mo.fence == "pod" {
 			needs = append(needs, need{"delete", "", "pods", "", ns})
 		}
+		if actions[plan.ActionStart] || actions[plan.ActionFailover] && manualIn(p, ns) {
+			needs = append(needs, need{"update", "subresources.kubevirt.io", "virtualmachines", "start", ns})
+		}
 	}
 	if actions[plan.ActionFailover] && mo.fence == "out-of-service" {
 		needs = append(needs, need{"update", "", "nodes", "", ""})
@@ -580,6 +588,16 @@ func (mo *moveOptions) checkAccess(ctx context.Context, c *Clients, p *plan.Plan
 		return fmt.Errorf("forbidden: this move needs permissions you lack (nothing was changed):\n  - %s\nask a cluster admin for a Role or ClusterRole granting them", strings.Join(missing, "\n  - "))
 	}
 	return nil
+}
+
+// manualIn reports whether the plan fails over a Manual VM in ns, which it starts itself.
+func manualIn(p *plan.Plan, ns string) bool {
+	for _, st := range p.Steps {
+		if st.Namespace == ns && st.Action == plan.ActionFailover && st.RunStrategy == "Manual" {
+			return true
+		}
+	}
+	return false
 }
 
 // serverDryRun sends every template patch with dryRun=All and reports what admission

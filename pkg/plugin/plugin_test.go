@@ -304,3 +304,18 @@ func TestFailbackWithFromPicksVMsByJournal(t *testing.T) {
 		t.Fatalf("failback --from DR: %v\n%s", err, out)
 	}
 }
+
+// failback names the selected VMs it leaves out, instead of dropping them silently.
+func TestFailbackNamesVMsWithoutJournal(t *testing.T) {
+	kube, objs := fixture(t)
+	for _, o := range objs {
+		u := o.(*unstructured.Unstructured)
+		if u.GetKind() == "VirtualMachine" && u.GetName() == "web" {
+			u.SetAnnotations(map[string]string{"sitefail.io/move-from": "Primary", "sitefail.io/move-to": "DR"})
+		}
+	}
+	_, errOut, err := runCmd(t, kube, objs, "failback", "--all", "-A", "--dry-run")
+	if err != nil || !strings.Contains(errOut, "Not failed back") || !strings.Contains(errOut, "prod/cold, prod/db") {
+		t.Fatalf("failback must name the VMs it leaves out: %v\n%s", err, errOut)
+	}
+}

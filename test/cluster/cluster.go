@@ -37,6 +37,10 @@ import (
 const (
 	AdminToken  = "sitefail-admin-token"
 	ViewerToken = "sitefail-viewer-token"
+	// OperatorToken and ReaderToken are users for the shipped roles (deploy/rbac); the
+	// tests bind them.
+	OperatorToken = "sitefail-operator-token"
+	ReaderToken   = "sitefail-reader-token"
 	// KubeVirt's components authenticate as their service accounts (virt-api reverts
 	// VMI status written by anyone else), through static tokens.
 	KubeVirtControllerToken = "sitefail-kubevirt-controller-token"
@@ -240,7 +244,8 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		return err
 	}
 	tokens := filepath.Join(pki, "tokens.csv")
-	lines := []string{AdminToken + ",admin,admin-uid,system:masters", ViewerToken + ",viewer,viewer-uid,"}
+	lines := []string{AdminToken + ",admin,admin-uid,system:masters", ViewerToken + ",viewer,viewer-uid,",
+		OperatorToken + ",operator,operator-uid,", ReaderToken + ",reader,reader-uid,"}
 	for token, sa := range map[string]string{KubeVirtControllerToken: "kubevirt-controller", KubeVirtAPIToken: "kubevirt-apiserver", KubeVirtHandlerToken: "kubevirt-handler"} {
 		lines = append(lines, fmt.Sprintf(`%s,system:serviceaccount:kubevirt:%s,%s-uid,"system:serviceaccounts,system:serviceaccounts:kubevirt,system:authenticated"`, token, sa, sa))
 	}
@@ -299,6 +304,10 @@ func (c *Cluster) writeKubeconfig() error {
 	kc.Clusters["sitefail-local"] = &clientcmdapi.Cluster{Server: c.Host, InsecureSkipTLSVerify: true}
 	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: AdminToken}
 	kc.AuthInfos["viewer"] = &clientcmdapi.AuthInfo{Token: ViewerToken}
+	kc.AuthInfos["operator"] = &clientcmdapi.AuthInfo{Token: OperatorToken}
+	kc.AuthInfos["reader"] = &clientcmdapi.AuthInfo{Token: ReaderToken}
+	kc.Contexts["sitefail-operator"] = &clientcmdapi.Context{Cluster: "sitefail-local", AuthInfo: "operator", Namespace: "default"}
+	kc.Contexts["sitefail-reader"] = &clientcmdapi.Context{Cluster: "sitefail-local", AuthInfo: "reader", Namespace: "default"}
 	kc.Contexts["sitefail-local"] = &clientcmdapi.Context{Cluster: "sitefail-local", AuthInfo: "admin", Namespace: "default"}
 	kc.Contexts["sitefail-viewer"] = &clientcmdapi.Context{Cluster: "sitefail-local", AuthInfo: "viewer", Namespace: "default"}
 	kc.CurrentContext = "sitefail-local"
