@@ -45,15 +45,17 @@ func withEdge(t *testing.T, vms []stretched.VMSpec) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = env.StopSite(edge)
+		// With the site up, its pods end at once and the namespace goes quickly.
+		_ = env.StartSite(edge)
 		_ = env.Kube.CoreV1().Namespaces().Delete(ctx, safetyNS, metav1.DeleteOptions{})
-		for _, n := range nodes {
-			_ = env.Kube.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
-		}
 		waitFor(t, 2*time.Minute, "namespace safety gone", func() bool {
 			_, err := env.Kube.CoreV1().Namespaces().Get(ctx, safetyNS, metav1.GetOptions{})
 			return apierrors.IsNotFound(err)
 		})
+		_ = env.StopSite(edge)
+		for _, n := range nodes {
+			_ = env.Kube.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
+		}
 	})
 	waitEdge(t, true)
 	if err := env.CreateVMs(ctx, vms); err != nil {
