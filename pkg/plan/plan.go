@@ -214,7 +214,7 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		Summary: Summary{ByAction: map[Action]int{}},
 	}
 
-	selected, err := selectVMs(s, req)
+	selected, err := SelectVMs(s, req)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +312,9 @@ func tierOrder(t int) int {
 	return t
 }
 
-func selectVMs(s *snapshot.Snapshot, req Request) ([]*snapshot.VM, error) {
+// SelectVMs applies the request's selection (names, tiers, --from) to the snapshot, in
+// execution order. It does not need a target.
+func SelectVMs(s *snapshot.Snapshot, req Request) ([]*snapshot.VM, error) {
 	var out []*snapshot.VM
 	want := map[string]bool{}
 	for _, k := range req.VMs {
@@ -376,7 +378,9 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	if inst != nil {
 		st.VMIUID = string(inst.UID)
 		st.Node = inst.NodeName
-		if vm.CurrentSite != "" {
+		// Where it runs, not where its template says: a node without a site label is
+		// site "", which no confirmation covers.
+		if inst.NodeName != "" {
 			st.From = vm.CurrentSite
 		}
 	}

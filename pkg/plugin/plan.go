@@ -119,34 +119,11 @@ func (s *selection) resolve(snap *snapshot.Snapshot) error {
 	if !s.toOther {
 		return nil
 	}
-	sites := snap.SiteNames()
-	if len(sites) != 2 {
-		return fmt.Errorf("--to-other needs exactly two sites; this cluster has %d (%s): use --to", len(sites), strings.Join(sites, ", "))
-	}
-	probe := s.req
-	probe.To = sites[0]
-	p, err := plan.Build(snap, probe)
+	to, err := plan.OtherSite(snap, s.req)
 	if err != nil {
 		return err
 	}
-	from := map[string]bool{}
-	for _, st := range p.Steps {
-		switch {
-		case st.Action != plan.ActionSkip:
-			from[st.From] = true
-		default:
-			from[sites[0]] = true
-		}
-	}
-	if len(from) != 1 {
-		return fmt.Errorf("--to-other: the selected VMs are on both sites; name the target with --to")
-	}
-	for f := range from {
-		s.req.To = sites[0]
-		if f == sites[0] {
-			s.req.To = sites[1]
-		}
-	}
+	s.req.To = to
 	return nil
 }
 

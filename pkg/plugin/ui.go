@@ -116,14 +116,15 @@ func (uo *uiOptions) runMove(ctx, stop context.Context, p *plan.Plan, confirm st
 	if confirm != "" {
 		mo.confirmSiteDown = []string{confirm}
 	}
-	// The plan was made on the view's snapshot; the executor needs current node and
-	// launcher pod names, so read once more.
-	s, c, err := uo.readSnapshot(ctx, uo.namespace, uo.labelSelector)
+	c, err := uo.Factory.Clients()
 	if err != nil {
 		return nil, err
 	}
 	if p.Blocked(false) {
 		return nil, fmt.Errorf("the plan is blocked")
 	}
-	return mo.execute(ctx, stop, s, c, p, emit, io.Discard)
+	// The engine reads the cluster again under the lock and rebuilds the plan from the
+	// same request.
+	rep, err := mo.execute(ctx, stop, c, p.Request, emit, io.Discard)
+	return rep, mo.engineError(err)
 }

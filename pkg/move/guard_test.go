@@ -1,0 +1,89 @@
+package move
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
+)
+
+func guardSnapshot(primary snapshot.NodeState, extra ...snapshot.Node) *snapshot.Snapshot {
+	n := func(name, site string, st snapshot.NodeState) snapshot.Node {
+		return snapshot.Node{Name: name, Site: site, State: st, CPUMilli: 8000, MemoryBytes: 32 << 30, Labels: map[string]string{selector.DefaultSiteKey: site}}
+	}
+	s := &snapshot.Snapshot{Keys: selector.DefaultKeys(), Nodes: append([]snapshot.Node{
+		n("p1", "Primary", primary), n("p2", "Primary", primary), n("d1", "DR", snapshot.NodeReady),
+	}, extra...)}
+	return s
+}
+
+func runningOn(name, node, home string, tier int) snapshot.VM {
+	return snapshot.VM{Namespace: "a", Name: name, Tier: tier, HomeSite: home, RunStrategy: kubevirtv1.RunStrategyAlways,
+		NodeSelector: map[string]string{selector.DefaultSiteKey: home}, HasSelector: true, CPUMilli: 100, MemoryBytes: 1 << 30,
+		Instance: &snapshot.VMI{UID: types.UID("uid-" + name), Phase: "Running", NodeName: node, Ready: true, LiveMigratable: true}}
+}
+
+func guardPlan(t *testing.T, s *snapshot.Snapshot, req plan.Request) *plan.Plan {
+	t.Helper()
+	s.Derive()
+	req.To, req.Mode, req.MaxInFlight = "DR", plan.ModeAuto, 5
+	p, err := plan.Build(s, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestGuardNeedsANamedDeadSite(t *testing.T) {
+	s := guardSnapshot(snapshot.NodeNotReady)
+	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
+	p := guardPlan(t, s, plan.Request{All: true})
+	var blocked *BlockedError
+	if _, err := Guard(Config{Keys: s.Keys}, s, p); !errors.As(err, &blocked) || !strings.Contains(err.Error(), "--confirm-site-down=Primary") {
+		t.Fatalf("unconfirmed: %v", err)
+	}
+	dead, err := Guard(Config{Keys: s.Keys, ConfirmedDown: []string{"Primary"}}, s, p)
+	if err != nil || len(dead) != 2 {
+		t.Fatalf("confirmed: %v %v", dead, err)
+	}
+	if _, err := Guard(Config{Keys: s.Keys, ConfirmedDown: []string{"DR"}}, s, p); err == nil || !strings.Contains(err.Error(), "is Ready") {
+		t.Fatalf("confirming the live site: %v", err)
+	}
+}
+
+// Scenario 4: out-of-service fencing releases everything on the dead nodes at once, so
+// it is refused unless the move covers every VM there.
+func TestOutOfServiceNeedsEveryVMOnTheDeadNodes(t *testing.T) {
+	s := guardSnapshot(snapshot.NodeNotReady)
+	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1), runningOn("web", "p2", "Primary", 2)}
+	cfg := Config{Keys: s.Keys, ConfirmedDown: []string{"Primary"}, Fence: FenceOutOfService}
+	tier1 := guardPlan(t, s, plan.Request{Tiers: &selector.TierRange{Min: 1, Max: 1}})
+	if _, err := Guard(cfg, s, tier1); err == nil || !strings.Contains(err.Error(), "a/web") {
+		t.Fatalf("tier 1 only with out-of-service: %v", err)
+	}
+	if _, err := Guard(cfg, s, guardPlan(t, s, plan.Request{All: true})); err != nil {
+		t.Fatalf("everything with out-of-service: %v", err)
+	}
+}
+
+// Scenario 3: VMs on nodes without a site label are never released under any site's
+// confirmation.
+func TestUnlabeledNodesAreNeverReleased(t *testing.T) {
+	spare := snapshot.Node{Name: "spare", State: snapshot.NodeNotReady, CPUMilli: 8000, MemoryBytes: 32 << 30, Labels: map[string]string{}}
+	s := guardSnapshot(snapshot.NodeNotReady, spare)
+	s.VMs = []snapshot.VM{runningOn("odd", "spare", "Primary", 1)}
+	p := guardPlan(t, s, plan.Request{All: true})
+	if len(p.NeedsFailover()) == 0 {
+		t.Skip("the plan does not fail over a VM on an unlabeled node: nothing to guard")
+	}
+	_, err := Guard(Config{Keys: s.Keys, ConfirmedDown: []string{"Primary"}}, s, p)
+	if err == nil || !strings.Contains(err.Error(), "no topology.kubernetes.io/site label") && !strings.Contains(err.Error(), "carry no") {
+		t.Fatalf("VM on an unlabeled node: %v", err)
+	}
+}

@@ -1,0 +1,411 @@
+// Package move runs a move end to end, the way kubectl drain's Helper runs a drain: a
+// plain Config that the move, failback and drill commands and the TUI fill in, callbacks
+// for confirmation and progress, typed dry-run and fence modes. The sequence is Run:
+// the lock, the snapshot read again and the plan rebuilt under it, the split-brain guard,
+// the RBAC preflight, then the executor, whose every write stops if the lock is lost.
+package move
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/kubecluster"
+	"github.com/sitefail/kubectl-sitefail/pkg/lock"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
+)
+
+// DryRun says whether writes are sent for real.
+type DryRun string
+
+const (
+	// DryRunNone writes.
+	DryRunNone DryRun = "none"
+	// DryRunServer sends every write with dryRun=All (see ServerDryRun).
+	DryRunServer DryRun = "server"
+)
+
+// Fence is how VMs are released from a dead site.
+type Fence string
+
+const (
+	// FencePod force-deletes each released VM's launcher pods, tier by tier.
+	FencePod Fence = "pod"
+	// FenceOutOfService taints the dead nodes node.kubernetes.io/out-of-service, which
+	// releases every VM on them at once.
+	FenceOutOfService Fence = "out-of-service"
+)
+
+// Config is one move.
+type Config struct {
+	Kube       kubernetes.Interface
+	Dynamic    dynamic.Interface
+	RESTConfig *rest.Config
+	Keys       selector.Keys
+	// Namespace ("" for all) and LabelSelector scope the snapshot.
+	Namespace, LabelSelector string
+	// Request is resolved: a target, no --to-other or journal placeholders.
+	Request plan.Request
+	// Force runs despite overridable blockers.
+	Force bool
+	// ConfirmedDown names the sites the operator confirmed dead and fenced.
+	ConfirmedDown []string
+	Fence         Fence
+	DryRun        DryRun
+	MaxPerNode    int
+	Rate          float64
+	NoBarrier     bool
+	ReadyTimeout  time.Duration
+	MaxFailures   int
+	LockNamespace string
+	TakeOverStale bool
+
+	// ConfirmSiteDown asks the operator about a site that needs failing over and that
+	// ConfirmedDown does not name; nil refuses.
+	ConfirmSiteDown func(site string, nodes int) bool
+	// OnStart is called when the lock is held and the plan rebuilt, before any write.
+	OnStart func(moveID, actor string, p *plan.Plan)
+	// OnEvent receives the executor's progress, serialised.
+	OnEvent func(executor.Event)
+}
+
+// BlockedError means the move did not start: the plan is blocked or a failover is not
+// confirmed. Nothing was changed. Plan is set when its blockers explain why.
+type BlockedError struct {
+	Plan *plan.Plan
+	Err  error
+}
+
+func (e *BlockedError) Error() string { return e.Err.Error() }
+func (e *BlockedError) Unwrap() error { return e.Err }
+
+// LockLostError means the move stopped writing because it lost the lock; the report
+// says how far it got, and running it again finishes it.
+type LockLostError struct{ Err error }
+
+func (e *LockLostError) Error() string {
+	return fmt.Sprintf("%v; run the same command again once no other move runs", e.Err)
+}
+func (e *LockLostError) Unwrap() error { return e.Err }
+
+// Run carries out cfg. stop, when cancelled, stops starting VMs and lets steps in flight
+// reach a safe point; ctx aborts at once.
+func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
+	actor := WhoAmI(ctx, cfg.Kube)
+	moveID := NewMoveID(time.Now())
+	lk, err := lock.Acquire(ctx, cfg.Kube, lock.Options{Namespace: cfg.LockNamespace, Holder: actor + " (" + moveID + ")", MoveID: moveID, TakeOverStale: cfg.TakeOverStale})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = lk.Release(rctx)
+	}()
+	ctx, cancelWrites := context.WithCancel(ctx)
+	defer cancelWrites()
+	stop, cancelStarts := context.WithCancel(stop)
+	defer cancelStarts()
+	go func() {
+		select {
+		case <-lk.Lost():
+			cancelStarts()
+			cancelWrites()
+		case <-ctx.Done():
+		}
+	}()
+
+	// The plan the executor runs is built from a snapshot read under the lock: a move
+	// that finished meanwhile changed what this one must do.
+	s, err := snapshot.Read(ctx, snapshot.Source{Kube: cfg.Kube, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace, LabelSelector: cfg.LabelSelector, Keys: cfg.Keys})
+	if err != nil {
+		return nil, err
+	}
+	p, err := plan.Build(s, cfg.Request)
+	if err != nil {
+		return nil, err
+	}
+	if p.Blocked(cfg.Force) {
+		return nil, &BlockedError{Plan: p, Err: errors.New("the plan is blocked; nothing was changed (see the blockers above)")}
+	}
+	deadNodes, err := Guard(cfg, s, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckAccess(ctx, cfg, p); err != nil {
+		return nil, err
+	}
+	nodeSite := map[string]string{}
+	var targetNodes []string
+	for _, n := range s.Nodes {
+		nodeSite[n.Name] = n.Site
+		if n.Site == p.Request.To && n.Schedulable() {
+			targetNodes = append(targetNodes, n.Name)
+		}
+	}
+	kc, err := kubecluster.New(kubecluster.Options{Config: cfg.RESTConfig, Kube: cfg.Kube, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace,
+		SiteKey: cfg.Keys.Site, NodeSite: nodeSite, DryRun: cfg.DryRun == DryRunServer, Actor: actor, MoveID: moveID})
+	if err != nil {
+		return nil, err
+	}
+	cluster, err := kubecluster.WithCrashPoint(kc, os.Getenv(kubecluster.CrashEnv))
+	if err != nil {
+		return nil, err
+	}
+	if err := kc.Watch(ctx); err != nil {
+		return nil, err
+	}
+	defer kc.Stop()
+	if cfg.OnStart != nil {
+		cfg.OnStart(moveID, actor, p)
+	}
+	ex := executor.New(cluster, executor.Config{
+		MoveID: moveID, Actor: actor, MaxInFlight: cfg.Request.MaxInFlight, MaxPerNode: cfg.MaxPerNode, Rate: cfg.Rate,
+		NoBarrier: cfg.NoBarrier, ReadyTimeout: cfg.ReadyTimeout, MaxFailures: cfg.MaxFailures,
+		TargetNodes: targetNodes, Fence: string(cfg.Fence), DeadNodes: deadNodes,
+	}, cfg.OnEvent)
+	rep, err := ex.Run(ctx, stop, p)
+	if lerr := lk.Err(); lerr != nil {
+		if rep != nil {
+			rep.Interrupted = true
+			rep.Stopped = "lost the move lock: " + lerr.Error()
+		}
+		return rep, &LockLostError{Err: lerr}
+	}
+	return rep, err
+}
+
+// ValidateConfirmations checks ConfirmedDown before anything is written: a confirmation
+// must name a site that exists and looks dead. Confirming a live site is an operator
+// error, whatever the plan needs.
+func ValidateConfirmations(cfg Config, s *snapshot.Snapshot) error {
+	for _, site := range cfg.ConfirmedDown {
+		if site == "" {
+			return errors.New("--confirm-site-down needs a site name; an empty one confirms nothing (nothing was changed)")
+		}
+		if !s.HasSite(site) {
+			return fmt.Errorf("--confirm-site-down=%s: no node carries %s=%s (sites: %s); nothing was changed", site, cfg.Keys.Site, site, strings.Join(s.SiteNames(), ", "))
+		}
+		for _, n := range s.Nodes {
+			if n.Site == site && n.State == snapshot.NodeReady {
+				return fmt.Errorf("--confirm-site-down=%s, but node %s of that site is Ready: the site is not down. Relocate instead (no confirmation), or fence the site first; nothing was changed", site, n.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// Guard is the split-brain guard before the first write: VMs are released from a site
+// only when no node of it is Ready and the operator has named that site as down. The
+// executor checks the same again at every release, against a live node watch. It
+// returns the dead nodes.
+func Guard(cfg Config, s *snapshot.Snapshot, p *plan.Plan) ([]string, error) {
+	if err := ValidateConfirmations(cfg, s); err != nil {
+		return nil, err
+	}
+	var dead []string
+	for _, site := range p.NeedsFailover() {
+		if site == "" {
+			var vms []string
+			for _, st := range p.Steps {
+				if st.Action == plan.ActionFailover && st.From == "" {
+					vms = append(vms, st.Key()+" (node "+st.Node+")")
+				}
+			}
+			return nil, &BlockedError{Err: fmt.Errorf("refusing to release %s: their nodes carry no %s label, so no site's confirmation covers them; label the nodes ('kubectl sitefail sites label') or handle these VMs by hand (nothing was changed)", strings.Join(vms, ", "), cfg.Keys.Site)}
+		}
+		n := 0
+		for _, node := range s.Nodes {
+			if node.Site != site {
+				continue
+			}
+			if node.State == snapshot.NodeReady {
+				return nil, fmt.Errorf("refusing to fail over from %s: node %s is Ready, so the site may be alive and its VMs running; relocate instead, or fence the site first", site, node.Name)
+			}
+			dead = append(dead, node.Name)
+			n++
+		}
+		if !contains(cfg.ConfirmedDown, site) && (cfg.ConfirmSiteDown == nil || !cfg.ConfirmSiteDown(site, n)) {
+			return nil, &BlockedError{Err: fmt.Errorf(
+				"failover from %s needs confirmation: its %d node(s) are NotReady or Unknown, which is also what a network partition looks like. "+
+					"If a partitioned node still runs a VM, releasing it starts a second copy on the same disks. "+
+					"Make sure the site is powered off or fenced, then pass --confirm-site-down=%s (nothing was changed)", site, n, site)}
+		}
+	}
+	if cfg.Fence == FenceOutOfService && len(dead) > 0 {
+		if err := coversDeadNodes(s, p, dead); err != nil {
+			return nil, err
+		}
+	}
+	return dead, nil
+}
+
+// coversDeadNodes refuses out-of-service fencing when the dead nodes run VMs outside the
+// plan: the taint releases every VM on them at once, and KubeVirt would recreate those
+// from templates that still select the dead site.
+func coversDeadNodes(s *snapshot.Snapshot, p *plan.Plan, dead []string) error {
+	isDead := map[string]bool{}
+	for _, n := range dead {
+		isDead[n] = true
+	}
+	planned := map[string]bool{}
+	for _, st := range p.Steps {
+		if st.Action == plan.ActionFailover {
+			planned[st.Key()] = true
+		}
+	}
+	var outside []string
+	for i := range s.VMs {
+		vm := &s.VMs[i]
+		if vm.Instance != nil && isDead[vm.Instance.NodeName] && !planned[vm.Key()] {
+			outside = append(outside, vm.Key())
+		}
+	}
+	if len(outside) == 0 {
+		return nil
+	}
+	sort.Strings(outside)
+	return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes at once, and %d of them are not failed over by this move (%s): "+
+		"select them too (--all -A), or use --fence pod, which releases only the selected VMs, tier by tier (nothing was changed)", len(outside), strings.Join(outside, ", "))}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckAccess asks the API server, before the first write, whether every verb the plan
+// needs is allowed, and names all that are not.
+func CheckAccess(ctx context.Context, cfg Config, p *plan.Plan) error {
+	type need struct{ verb, group, resource, sub, ns string }
+	var needs []need
+	namespaces := map[string]bool{}
+	actions := map[plan.Action]bool{}
+	manual := map[string]bool{}
+	for _, st := range p.Steps {
+		if st.Action == plan.ActionSkip {
+			continue
+		}
+		namespaces[st.Namespace] = true
+		actions[st.Action] = true
+		if st.Action == plan.ActionStart || st.Action == plan.ActionFailover && st.RunStrategy == "Manual" {
+			manual[st.Namespace] = true
+		}
+	}
+	for ns := range namespaces {
+		needs = append(needs, need{"patch", "kubevirt.io", "virtualmachines", "", ns},
+			need{"watch", "kubevirt.io", "virtualmachineinstances", "", ns},
+			need{"create", "", "events", "", ns})
+		if actions[plan.ActionRestart] {
+			needs = append(needs, need{"update", "subresources.kubevirt.io", "virtualmachines", "restart", ns})
+		}
+		if actions[plan.ActionMigrate] {
+			needs = append(needs, need{"create", "kubevirt.io", "virtualmachineinstancemigrations", "", ns},
+				need{"watch", "kubevirt.io", "virtualmachineinstancemigrations", "", ns})
+		}
+		if actions[plan.ActionFailover] && cfg.Fence == FencePod {
+			needs = append(needs, need{"delete", "", "pods", "", ns})
+		}
+		if manual[ns] {
+			needs = append(needs, need{"update", "subresources.kubevirt.io", "virtualmachines", "start", ns})
+		}
+	}
+	if actions[plan.ActionFailover] && cfg.Fence == FenceOutOfService {
+		needs = append(needs, need{"update", "", "nodes", "", ""})
+	}
+	if cfg.DryRun == DryRunNone {
+		needs = append(needs, need{"create", "coordination.k8s.io", "leases", "", cfg.LockNamespace},
+			need{"update", "coordination.k8s.io", "leases", "", cfg.LockNamespace})
+	}
+	sort.Slice(needs, func(i, j int) bool { return fmt.Sprint(needs[i]) < fmt.Sprint(needs[j]) })
+	var missing []string
+	for _, n := range needs {
+		r := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: n.verb, Group: n.group, Resource: n.resource, Subresource: n.sub, Namespace: n.ns}}}
+		res, err := cfg.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, r, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("checking permissions: %w", err)
+		}
+		if !res.Status.Allowed {
+			res := n.resource
+			if n.sub != "" {
+				res += "/" + n.sub
+			}
+			if n.group != "" {
+				res += "." + n.group
+			}
+			where := "cluster-wide"
+			if n.ns != "" {
+				where = "in namespace " + n.ns
+			}
+			missing = append(missing, fmt.Sprintf("%s %s %s", n.verb, res, where))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("forbidden: this move needs permissions you lack (nothing was changed):\n  - %s\nask a cluster admin for a Role or ClusterRole granting them (deploy/rbac has one)", strings.Join(missing, "\n  - "))
+	}
+	return nil
+}
+
+// ServerDryRun sends every template patch with dryRun=All after the same guard and
+// preflight as Run, and returns the patches admission rejected and how many were sent.
+func ServerDryRun(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.Plan) (rejected []string, sent int, err error) {
+	cfg.DryRun = DryRunServer
+	if _, err := Guard(cfg, s, p); err != nil {
+		return nil, 0, err
+	}
+	if err := CheckAccess(ctx, cfg, p); err != nil {
+		return nil, 0, err
+	}
+	kc, err := kubecluster.New(kubecluster.Options{Config: cfg.RESTConfig, Kube: cfg.Kube, Dynamic: cfg.Dynamic, SiteKey: cfg.Keys.Site, DryRun: true})
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, st := range p.Steps {
+		if st.Action == plan.ActionSkip || st.Action == plan.ActionWait {
+			continue
+		}
+		sent++
+		if err := kc.PatchSite(ctx, st, map[string]string{executor.AnnotationPhase: "dry-run"}); err != nil {
+			rejected = append(rejected, fmt.Sprintf("%s: %v", st.Key(), err))
+		}
+	}
+	return rejected, sent, nil
+}
+
+// NewMoveID names a move: its start time and a random suffix.
+func NewMoveID(now time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return "sf-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+}
+
+// WhoAmI names the operator for the lock, the journal and Events.
+func WhoAmI(ctx context.Context, kube kubernetes.Interface) string {
+	res, err := kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err == nil && res.Status.UserInfo.Username != "" {
+		return res.Status.UserInfo.Username
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s@%s", os.Getenv("USER"), host)
+}
