@@ -107,6 +107,37 @@ func (e *LockLostError) Unwrap() error { return e.Err }
 // Run carries out cfg. stop, when cancelled, stops starting VMs and lets steps in flight
 // reach a safe point; ctx aborts at once.
 func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
+	src := snapshot.Source{Kube: cfg.Kube, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace, LabelSelector: cfg.LabelSelector, Keys: cfg.Keys}
+	// The guard runs before and after the lock; the operator answers once per site.
+	if ask := cfg.ConfirmSiteDown; ask != nil {
+		answers := map[string]bool{}
+		cfg.ConfirmSiteDown = func(site string, nodes int) bool {
+			ok, asked := answers[site]
+			if !asked {
+				ok = ask(site, nodes)
+				answers[site] = ok
+			}
+			return ok
+		}
+	}
+	// Preflight before the lock, which is a write: a user who may not move is told
+	// everything they lack, and nothing is changed.
+	s, err := snapshot.Read(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	p, err := plan.Build(s, cfg.Request)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Guard(cfg, s, p); err != nil {
+		return nil, err
+	}
+	allowed, err := CheckAccess(ctx, cfg, p, nil)
+	if err != nil {
+		return nil, err
+	}
+
 	actor := WhoAmI(ctx, cfg.Kube)
 	moveID := NewMoveID(time.Now())
 	lk, err := lock.Acquire(ctx, cfg.Kube, lock.Options{Namespace: cfg.LockNamespace, Holder: actor + " (" + moveID + ")", MoveID: moveID, TakeOverStale: cfg.TakeOverStale})
@@ -133,12 +164,10 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 
 	// The plan the executor runs is built from a snapshot read under the lock: a move
 	// that finished meanwhile changed what this one must do.
-	s, err := snapshot.Read(ctx, snapshot.Source{Kube: cfg.Kube, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace, LabelSelector: cfg.LabelSelector, Keys: cfg.Keys})
-	if err != nil {
+	if s, err = snapshot.Read(ctx, src); err != nil {
 		return nil, err
 	}
-	p, err := plan.Build(s, cfg.Request)
-	if err != nil {
+	if p, err = plan.Build(s, cfg.Request); err != nil {
 		return nil, err
 	}
 	if p.Blocked(cfg.Force) {
@@ -148,7 +177,7 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckAccess(ctx, cfg, p); err != nil {
+	if _, err := CheckAccess(ctx, cfg, p, allowed); err != nil {
 		return nil, err
 	}
 	nodeSite := map[string]string{}
@@ -294,11 +323,26 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// CheckAccess asks the API server, before the first write, whether every verb the plan
-// needs is allowed, and names all that are not.
-func CheckAccess(ctx context.Context, cfg Config, p *plan.Plan) error {
-	type need struct{ verb, group, resource, sub, ns string }
-	var needs []need
+type need struct{ verb, group, resource, sub, ns string }
+
+func (n need) String() string {
+	res := n.resource
+	if n.sub != "" {
+		res += "/" + n.sub
+	}
+	if n.group != "" {
+		res += "." + n.group
+	}
+	where := "cluster-wide"
+	if n.ns != "" {
+		where = "in namespace " + n.ns
+	}
+	return fmt.Sprintf("%s %s %s", n.verb, res, where)
+}
+
+// needs lists every verb the plan's writes use.
+func needs(cfg Config, p *plan.Plan) []need {
+	var out []need
 	namespaces := map[string]bool{}
 	actions := map[plan.Action]bool{}
 	manual := map[string]bool{}
@@ -313,58 +357,62 @@ func CheckAccess(ctx context.Context, cfg Config, p *plan.Plan) error {
 		}
 	}
 	for ns := range namespaces {
-		needs = append(needs, need{"patch", "kubevirt.io", "virtualmachines", "", ns},
+		out = append(out, need{"patch", "kubevirt.io", "virtualmachines", "", ns},
 			need{"watch", "kubevirt.io", "virtualmachineinstances", "", ns},
 			need{"create", "", "events", "", ns})
 		if actions[plan.ActionRestart] {
-			needs = append(needs, need{"update", "subresources.kubevirt.io", "virtualmachines", "restart", ns})
+			out = append(out, need{"update", "subresources.kubevirt.io", "virtualmachines", "restart", ns})
 		}
 		if actions[plan.ActionMigrate] {
-			needs = append(needs, need{"create", "kubevirt.io", "virtualmachineinstancemigrations", "", ns},
+			out = append(out, need{"create", "kubevirt.io", "virtualmachineinstancemigrations", "", ns},
 				need{"watch", "kubevirt.io", "virtualmachineinstancemigrations", "", ns})
 		}
 		if actions[plan.ActionFailover] && cfg.Fence == FencePod {
-			needs = append(needs, need{"delete", "", "pods", "", ns})
+			out = append(out, need{"delete", "", "pods", "", ns})
 		}
 		if manual[ns] {
-			needs = append(needs, need{"update", "subresources.kubevirt.io", "virtualmachines", "start", ns})
+			out = append(out, need{"update", "subresources.kubevirt.io", "virtualmachines", "start", ns})
 		}
 	}
 	if actions[plan.ActionFailover] && cfg.Fence == FenceOutOfService {
-		needs = append(needs, need{"update", "", "nodes", "", ""})
+		out = append(out, need{"update", "", "nodes", "", ""})
 	}
 	if cfg.DryRun == DryRunNone {
-		needs = append(needs, need{"create", "coordination.k8s.io", "leases", "", cfg.LockNamespace},
+		out = append(out, need{"create", "coordination.k8s.io", "leases", "", cfg.LockNamespace},
 			need{"update", "coordination.k8s.io", "leases", "", cfg.LockNamespace})
 	}
-	sort.Slice(needs, func(i, j int) bool { return fmt.Sprint(needs[i]) < fmt.Sprint(needs[j]) })
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// CheckAccess asks the API server, before the first write, whether every verb the plan
+// needs is allowed, and names all that are not. It returns what it found allowed, so a
+// second check of a rebuilt plan asks only about the rest.
+func CheckAccess(ctx context.Context, cfg Config, p *plan.Plan, allowed map[string]bool) (map[string]bool, error) {
+	if allowed == nil {
+		allowed = map[string]bool{}
+	}
 	var missing []string
-	for _, n := range needs {
+	for _, n := range needs(cfg, p) {
+		if allowed[n.String()] {
+			continue
+		}
 		r := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: n.verb, Group: n.group, Resource: n.resource, Subresource: n.sub, Namespace: n.ns}}}
 		res, err := cfg.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, r, metav1.CreateOptions{})
 		if err != nil {
-			return fmt.Errorf("checking permissions: %w", err)
+			return allowed, fmt.Errorf("checking permissions: %w", err)
 		}
-		if !res.Status.Allowed {
-			res := n.resource
-			if n.sub != "" {
-				res += "/" + n.sub
-			}
-			if n.group != "" {
-				res += "." + n.group
-			}
-			where := "cluster-wide"
-			if n.ns != "" {
-				where = "in namespace " + n.ns
-			}
-			missing = append(missing, fmt.Sprintf("%s %s %s", n.verb, res, where))
+		if res.Status.Allowed {
+			allowed[n.String()] = true
+		} else {
+			missing = append(missing, n.String())
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("forbidden: this move needs permissions you lack (nothing was changed):\n  - %s\nask a cluster admin for a Role or ClusterRole granting them (deploy/rbac has one)", strings.Join(missing, "\n  - "))
+		return allowed, fmt.Errorf("forbidden: this move needs permissions you lack (nothing was changed):\n  - %s\nask a cluster admin for a Role or ClusterRole granting them (deploy/rbac has one)", strings.Join(missing, "\n  - "))
 	}
-	return nil
+	return allowed, nil
 }
 
 // ServerDryRun sends every template patch with dryRun=All after the same guard and
@@ -374,7 +422,7 @@ func ServerDryRun(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan
 	if _, err := Guard(cfg, s, p); err != nil {
 		return nil, 0, err
 	}
-	if err := CheckAccess(ctx, cfg, p); err != nil {
+	if _, err := CheckAccess(ctx, cfg, p, nil); err != nil {
 		return nil, 0, err
 	}
 	kc, err := kubecluster.New(kubecluster.Options{Config: cfg.RESTConfig, Kube: cfg.Kube, Dynamic: cfg.Dynamic, SiteKey: cfg.Keys.Site, DryRun: true})

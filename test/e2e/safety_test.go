@@ -44,14 +44,22 @@ func withEdge(t *testing.T, vms []stretched.VMSpec) {
 	if err := env.StartSite(edge); err != nil {
 		t.Fatal(err)
 	}
+	namespaces := map[string]bool{}
+	for _, v := range vms {
+		namespaces[v.Namespace] = true
+	}
 	t.Cleanup(func() {
-		// With the site up, its pods end at once and the namespace goes quickly.
+		// With the site up, its pods end at once and the namespaces go quickly.
 		_ = env.StartSite(edge)
-		_ = env.Kube.CoreV1().Namespaces().Delete(ctx, safetyNS, metav1.DeleteOptions{})
-		waitFor(t, 2*time.Minute, "namespace safety gone", func() bool {
-			_, err := env.Kube.CoreV1().Namespaces().Get(ctx, safetyNS, metav1.GetOptions{})
-			return apierrors.IsNotFound(err)
-		})
+		for ns := range namespaces {
+			_ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+		}
+		for ns := range namespaces {
+			waitFor(t, 3*time.Minute, "namespace "+ns+" gone", func() bool {
+				_, err := env.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+				return apierrors.IsNotFound(err)
+			})
+		}
 		_ = env.StopSite(edge)
 		for _, n := range nodes {
 			_ = env.Kube.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
@@ -63,14 +71,17 @@ func withEdge(t *testing.T, vms []stretched.VMSpec) {
 	}
 	for _, v := range vms {
 		if v.RunStrategy == kubevirtv1.RunStrategyManual {
-			if code, err := subresource(ctx, safetyNS, v.Name, "start"); code != 202 {
+			if code, err := subresource(ctx, v.Namespace, v.Name, "start"); code != 202 {
 				t.Fatalf("start %s: %d %v", v.Name, code, err)
 			}
 		}
 	}
 	for _, v := range vms {
-		name := v.Name
-		waitFor(t, 90*time.Second, name+" Ready on Edge", func() bool { return vmiReady(ctx, safetyNS, name) && siteOf(t, safetyNS, name) == edge })
+		if v.RunStrategy == kubevirtv1.RunStrategyHalted {
+			continue
+		}
+		v := v
+		waitFor(t, 3*time.Minute, v.Name+" Ready on "+v.Site, func() bool { return vmiReady(ctx, v.Namespace, v.Name) && siteOf(t, v.Namespace, v.Name) == v.Site })
 	}
 }
 
