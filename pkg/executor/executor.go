@@ -375,7 +375,14 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 			continue
 		}
 		if st.Action == plan.ActionSkip {
-			collect(result{step: st})
+			r := result{step: st}
+			if st.JournalMoveID != "" {
+				// An interrupted move's step took effect; its journal says so now.
+				if err := e.mark(ctx, st, PhaseDone); err != nil {
+					r.err = fmt.Errorf("write journal: %w", err)
+				}
+			}
+			collect(r)
 			e.finish(Event{Kind: StepDone, Tier: st.Tier, VM: st.Key(), Action: st.Action, Message: st.Reason})
 			continue
 		}

@@ -178,8 +178,11 @@ func (e *Executor) start(ctx context.Context, st *plan.Step) error {
 	err := e.retry(ctx, func() error {
 		err := e.cluster.Start(ctx, st.Namespace, st.Name)
 		if apierrors.IsConflict(err) {
-			// Already running or starting.
-			return nil
+			// KubeVirt's 409 when it already runs or starts; anything else is worth
+			// another try.
+			if i := e.cluster.Instance(st.Namespace, st.Name); i != nil && i.UID != st.VMIUID && i.UID != st.JournalVMI && !i.Final() {
+				return nil
+			}
 		}
 		return err
 	})

@@ -265,7 +265,9 @@ func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string
 		// recreated.
 		pre := &metav1.Preconditions{UID: &p.UID}
 		err := c.kube.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: pre, DryRun: c.dryRun})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		// A conflict (the precondition: this pod, not a successor) is the executor's to
+		// retry, with a fresh list.
+		if err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -131,6 +132,24 @@ type Lock struct {
 // taken over only with TakeOverStale.
 func Acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, error) {
 	o.defaults()
+	// A transient failure (throttling, a server error, a conflict with a concurrent
+	// writer) is worth another look: the next attempt reads the Lease again, so a real
+	// holder still refuses.
+	var l *Lock
+	err := retry.OnError(retry.DefaultBackoff, func(err error) bool {
+		return ctx.Err() == nil && (apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) ||
+			apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsConflict(err))
+	}, func() (err error) {
+		l, err = acquire(ctx, kube, o)
+		return err
+	})
+	if apierrors.IsConflict(err) {
+		return nil, fmt.Errorf("another move took the lock at the same moment; check 'kubectl get lease -n %s %s'", o.Namespace, o.Name)
+	}
+	return l, err
+}
+
+func acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, error) {
 	leases := kube.CoordinationV1().Leases(o.Namespace)
 	t := metav1.NewMicroTime(o.Now())
 	spec := coordinationv1.LeaseSpec{HolderIdentity: &o.Holder, LeaseDurationSeconds: ptr.To(int32(Duration / time.Second)), AcquireTime: &t, RenewTime: &t}
@@ -141,7 +160,7 @@ func Acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, 
 		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, Annotations: ann}, Spec: spec}
 		if _, err := leases.Create(ctx, l, metav1.CreateOptions{}); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return Acquire(ctx, kube, o)
+				return acquire(ctx, kube, o)
 			}
 			return nil, fmt.Errorf("create lock lease %s/%s: %w", o.Namespace, o.Name, err)
 		}
@@ -165,9 +184,6 @@ func Acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, 
 		// The update carries the resourceVersion we read: if another move took the
 		// lock in between, this fails with a conflict instead of stealing it.
 		if _, err := leases.Update(ctx, existing, metav1.UpdateOptions{}); err != nil {
-			if apierrors.IsConflict(err) {
-				return nil, fmt.Errorf("another move took the lock at the same moment; check 'kubectl get lease -n %s %s'", o.Namespace, o.Name)
-			}
 			return nil, fmt.Errorf("take lock lease %s/%s: %w", o.Namespace, o.Name, err)
 		}
 	}
@@ -256,6 +272,12 @@ func (l *Lock) renewOnce(ctx context.Context) error {
 func (l *Lock) Release(ctx context.Context) error {
 	l.cancel()
 	<-l.done
+	return retry.OnError(retry.DefaultBackoff, func(err error) bool {
+		return ctx.Err() == nil && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err)
+	}, func() error { return l.release(ctx) })
+}
+
+func (l *Lock) release(ctx context.Context) error {
 	leases := l.kube.CoordinationV1().Leases(l.o.Namespace)
 	cur, err := leases.Get(ctx, l.o.Name, metav1.GetOptions{})
 	if err != nil {

@@ -323,7 +323,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-type need struct{ verb, group, resource, sub, ns string }
+type need struct{ verb, group, resource, sub, ns, name string }
 
 func (n need) String() string {
 	res := n.resource
@@ -332,6 +332,9 @@ func (n need) String() string {
 	}
 	if n.group != "" {
 		res += "." + n.group
+	}
+	if n.name != "" {
+		res += " " + n.name
 	}
 	where := "cluster-wide"
 	if n.ns != "" {
@@ -357,29 +360,30 @@ func needs(cfg Config, p *plan.Plan) []need {
 		}
 	}
 	for ns := range namespaces {
-		out = append(out, need{"patch", "kubevirt.io", "virtualmachines", "", ns},
-			need{"watch", "kubevirt.io", "virtualmachineinstances", "", ns},
-			need{"create", "", "events", "", ns})
+		out = append(out, need{"patch", "kubevirt.io", "virtualmachines", "", ns, ""},
+			need{"watch", "kubevirt.io", "virtualmachineinstances", "", ns, ""},
+			need{"create", "", "events", "", ns, ""})
 		if actions[plan.ActionRestart] {
-			out = append(out, need{"update", "subresources.kubevirt.io", "virtualmachines", "restart", ns})
+			out = append(out, need{"update", "subresources.kubevirt.io", "virtualmachines", "restart", ns, ""})
 		}
 		if actions[plan.ActionMigrate] {
-			out = append(out, need{"create", "kubevirt.io", "virtualmachineinstancemigrations", "", ns},
-				need{"watch", "kubevirt.io", "virtualmachineinstancemigrations", "", ns})
+			out = append(out, need{"create", "kubevirt.io", "virtualmachineinstancemigrations", "", ns, ""},
+				need{"watch", "kubevirt.io", "virtualmachineinstancemigrations", "", ns, ""})
 		}
 		if actions[plan.ActionFailover] && cfg.Fence == FencePod {
-			out = append(out, need{"delete", "", "pods", "", ns})
+			out = append(out, need{"delete", "", "pods", "", ns, ""})
 		}
 		if manual[ns] {
-			out = append(out, need{"update", "subresources.kubevirt.io", "virtualmachines", "start", ns})
+			out = append(out, need{"update", "subresources.kubevirt.io", "virtualmachines", "start", ns, ""})
 		}
 	}
 	if actions[plan.ActionFailover] && cfg.Fence == FenceOutOfService {
-		out = append(out, need{"update", "", "nodes", "", ""})
+		out = append(out, need{"update", "", "nodes", "", "", ""})
 	}
 	if cfg.DryRun == DryRunNone {
-		out = append(out, need{"create", "coordination.k8s.io", "leases", "", cfg.LockNamespace},
-			need{"update", "coordination.k8s.io", "leases", "", cfg.LockNamespace})
+		// The Lease by name: a Role may grant update on this one Lease only.
+		out = append(out, need{"create", "coordination.k8s.io", "leases", "", cfg.LockNamespace, ""},
+			need{"update", "coordination.k8s.io", "leases", "", cfg.LockNamespace, lock.DefaultName})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
@@ -398,7 +402,7 @@ func CheckAccess(ctx context.Context, cfg Config, p *plan.Plan, allowed map[stri
 			continue
 		}
 		r := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: n.verb, Group: n.group, Resource: n.resource, Subresource: n.sub, Namespace: n.ns}}}
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: n.verb, Group: n.group, Resource: n.resource, Subresource: n.sub, Namespace: n.ns, Name: n.name}}}
 		res, err := cfg.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, r, metav1.CreateOptions{})
 		if err != nil {
 			return allowed, fmt.Errorf("checking permissions: %w", err)

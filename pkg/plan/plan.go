@@ -396,7 +396,7 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	homed := vm.HomeSite == req.To && (!running || vm.CurrentSite == req.To || vm.CurrentSite == "")
 
 	switch {
-	case homed && !readyOnTarget && j.Unfinished(req.To) && !running && j.Phase == journal.PhaseReleasing && vm.RunStrategy == kubevirtv1.RunStrategyManual:
+	case homed && !readyOnTarget && j.Unfinished(req.To) && !running && (j.Phase == journal.PhaseReleasing || j.Phase == journal.PhaseStarting) && vm.RunStrategy == kubevirtv1.RunStrategyManual:
 		// The start is a release too: it must wait until the site it left is still down.
 		st.From = j.From
 		st.Action, st.Reason = ActionStart, fmt.Sprintf("journal: released from %s by move %s and not started again (runStrategy Manual): start it", dashed(j.From), j.MoveID)
@@ -404,6 +404,9 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		st.Action, st.Reason = ActionWait, fmt.Sprintf("journal: move %s left it %s: wait until it is Ready on %s", j.MoveID, j.Phase, req.To)
 	case homed && running && !readyOnTarget:
 		st.Action, st.Reason = ActionWait, "starting from a template that already selects "+req.To+": wait until it is Ready there"
+	case homed && j.Unfinished(req.To):
+		// An interrupted move's step took effect: only its journal entry is left.
+		st.Action, st.Reason = ActionSkip, fmt.Sprintf("already on %s (finishes the journal of move %s)", req.To, j.MoveID)
 	case homed:
 		st.Action, st.Reason = ActionSkip, "already on "+req.To
 	case !running:

@@ -6,6 +6,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -211,6 +212,7 @@ func (f *configFactory) Clients() (*Clients, error) {
 	// API warnings (a deprecated spec.running on every patched VM, say) once each, not
 	// once per request: a 1,000-VM move would otherwise bury its progress.
 	cfg.WarningHandler = rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true})
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return newRetryTransport(rt, os.Stderr) })
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/test/cluster"
+	"github.com/sitefail/kubectl-sitefail/test/faultproxy"
+	"github.com/sitefail/kubectl-sitefail/test/stretched"
+)
+
+// TestMoveThroughAFaultyAPIServer: a failover and relocation of mixed VMs through a proxy
+// that fails 15% of requests (429 with Retry-After, 500, 503, 409 on writes) and cuts
+// watches. The move completes with the same guarantees: every VM on DR, each through
+// exactly one migration, restart or release; retries are reported once per kind.
+func TestMoveThroughAFaultyAPIServer(t *testing.T) {
+	notMigratable := func(v *stretched.VMSpec) { v.NotMigratable = "DisksNotLiveMigratable" }
+	var vms []stretched.VMSpec
+	for i := 0; i < 6; i++ {
+		vms = append(vms, stretched.VMSpec{Namespace: "faults", Name: "mig-" + string(rune('a'+i)), Tier: 1, Site: "Primary", Memory: "256Mi"})
+		vms = append(vms, stretched.VMSpec{Namespace: "faults", Name: "rst-" + string(rune('a'+i)), Tier: 1, Site: "Primary", Memory: "256Mi"})
+		notMigratable(&vms[len(vms)-1])
+		vms = append(vms, stretched.VMSpec{Namespace: "faults", Name: "edge-" + string(rune('a'+i)), Tier: 2, Site: edge, Memory: "256Mi"})
+	}
+	vms = append(vms, stretched.VMSpec{Namespace: "faults", Name: "edge-manual", Tier: 2, Site: edge, Memory: "256Mi", RunStrategy: kubevirtv1.RunStrategyManual})
+	withEdge(t, vms)
+	if err := env.StopSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	waitEdge(t, false)
+
+	cert, err := cluster.ServingCert("localhost", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := faultproxy.Start(faultproxy.Config{Target: env.Host, Rate: 0.15, WatchResetAfter: 3 * time.Second, Seed: 20261126, Cert: cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Stop()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["faulty"] = &clientcmdapi.Cluster{Server: proxy.URL, InsecureSkipTLSVerify: true}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cluster.AdminToken}
+	kc.Contexts["faulty"] = &clientcmdapi.Context{Cluster: "faulty", AuthInfo: "admin"}
+	kc.CurrentContext = "faulty"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+
+	r := sitefailEnv(t, []string{"KUBECONFIG=" + path}, "move", "-n", "faults", "--all", "--to", "DR", "--confirm-site-down="+edge, "--max-in-flight", "6", "--progress", "lines")
+	c := proxy.Counts()
+	t.Logf("proxy: %+v", c)
+	if r.code != 0 {
+		t.Fatalf("move through the fault proxy: %s", r)
+	}
+	if c.TooMany == 0 || c.Internal == 0 || c.Unavailable == 0 || c.Conflicts == 0 {
+		t.Fatalf("the proxy injected too little to prove anything: %+v", c)
+	}
+	out := r.stdout + r.stderr
+	for _, kind := range []string{"HTTP 500", "HTTP 503"} {
+		if n := strings.Count(out, "answered "+kind); n > 1 {
+			t.Errorf("%s reported %d times; want once per kind", kind, n)
+		}
+	}
+	for _, v := range vms {
+		c := env.Counts("faults", v.Name)
+		wantStarts, wantMigs := 2, 0
+		if strings.HasPrefix(v.Name, "mig-") {
+			wantStarts, wantMigs = 1, 1
+		}
+		if c.Starts != wantStarts || c.Migrations != wantMigs || siteOf(t, "faults", v.Name) != "DR" {
+			t.Errorf("%s: %d starts, %d migrations on %q; want %d and %d on DR", v.Name, c.Starts, c.Migrations, siteOf(t, "faults", v.Name), wantStarts, wantMigs)
+		}
+	}
+}

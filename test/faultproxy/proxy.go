@@ -1,0 +1,136 @@
+// Package faultproxy sits between the plugin and kube-apiserver and breaks a share of
+// the requests the way a loaded or failing control plane does: 429 with Retry-After,
+// 500 and 503, 409 conflicts on writes, and connections reset in the middle of a watch.
+// The end-to-end fault tests point the plugin's kubeconfig at it. Faults are drawn from
+// a seeded source, so a failing run can be replayed.
+package faultproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"math/rand"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config tunes the faults.
+type Config struct {
+	// Target is kube-apiserver's URL.
+	Target string
+	// Rate is the share of requests that fail (0.1 to 0.2 in the tests).
+	Rate float64
+	// WatchResetAfter closes a watch this long after it started, when the dice say so.
+	WatchResetAfter time.Duration
+	Seed            int64
+	Cert            tls.Certificate
+}
+
+// Counts says what the proxy did.
+type Counts struct {
+	Requests, TooMany, Internal, Unavailable, Conflicts, WatchResets int
+}
+
+// Proxy is a running fault proxy.
+type Proxy struct {
+	URL string
+	cfg Config
+	srv *http.Server
+	rp  *httputil.ReverseProxy
+
+	mu     sync.Mutex
+	rnd    *rand.Rand
+	counts Counts
+}
+
+// Start listens on a free loopback port.
+func Start(cfg Config) (*Proxy, error) {
+	target, err := url.Parse(cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, rnd: rand.New(rand.NewSource(cfg.Seed)), URL: "https://" + l.Addr().String()}
+	p.rp = httputil.NewSingleHostReverseProxy(target)
+	p.rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: false}
+	p.rp.FlushInterval = -1 // stream watches as they come
+	p.srv = &http.Server{Handler: p, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cfg.Cert}}}
+	go func() { _ = p.srv.ServeTLS(l, "", "") }()
+	return p, nil
+}
+
+// Stop closes the proxy.
+func (p *Proxy) Stop() { _ = p.srv.Close() }
+
+// Counts returns what the proxy did so far.
+func (p *Proxy) Counts() Counts {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.counts
+}
+
+func (p *Proxy) roll() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.counts.Requests++
+	return p.rnd.Float64()
+}
+
+func (p *Proxy) count(f func(*Counts)) {
+	p.mu.Lock()
+	f(&p.counts)
+	p.mu.Unlock()
+}
+
+func status(w http.ResponseWriter, code int, reason, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":%q,"reason":%q,"code":%d}`, msg, reason, code)
+}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	watch := r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1"
+	x := p.roll()
+	write := r.Method != http.MethodGet
+	switch {
+	case watch && x < p.cfg.Rate:
+		// Let the watch start, then cut it.
+		p.count(func(c *Counts) { c.WatchResets++ })
+		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.WatchResetAfter)
+		defer cancel()
+		p.rp.ServeHTTP(w, r.WithContext(ctx))
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+			}
+		}
+		return
+	case watch:
+	case x < p.cfg.Rate*0.3:
+		p.count(func(c *Counts) { c.TooMany++ })
+		w.Header().Set("Retry-After", "1")
+		status(w, http.StatusTooManyRequests, "TooManyRequests", "fault proxy: too many requests, please try again later")
+		return
+	case x < p.cfg.Rate*0.55:
+		p.count(func(c *Counts) { c.Internal++ })
+		status(w, http.StatusInternalServerError, "InternalError", "fault proxy: internal error")
+		return
+	case x < p.cfg.Rate*0.8:
+		p.count(func(c *Counts) { c.Unavailable++ })
+		status(w, http.StatusServiceUnavailable, "ServiceUnavailable", "fault proxy: the server is currently unable to handle the request")
+		return
+	case x < p.cfg.Rate && write && !strings.Contains(r.URL.Path, "selfsubject"):
+		p.count(func(c *Counts) { c.Conflicts++ })
+		status(w, http.StatusConflict, "Conflict", "fault proxy: the object has been modified; please apply your changes to the latest version and try again")
+		return
+	}
+	p.rp.ServeHTTP(w, r)
+}
