@@ -27,7 +27,11 @@ type Config struct {
 	Actor  string
 	// MaxInFlight bounds VMs starting at once; MaxPerNode bounds starts per target node.
 	MaxInFlight int
-	MaxPerNode  int
+	// MaxMigrations bounds live migrations in flight: KubeVirt runs no more than its
+	// parallelMigrationsPerCluster and leaves the rest Pending, which would only hold
+	// throttle slots that restarts and failovers could use (0: no bound).
+	MaxMigrations int
+	MaxPerNode    int
 	// Rate, when > 0, bounds starts per minute.
 	Rate float64
 	// NoBarrier lets tier N+1 start before tier N is Ready.
@@ -269,7 +273,8 @@ func groupByTier(steps []plan.Step) []tierSteps {
 func (e *Executor) admit(ctx context.Context, st *plan.Step) error {
 	for {
 		e.mu.Lock()
-		ok := len(e.inFlight) < e.cfg.MaxInFlight && e.nodeSlotsLocked() > 0
+		ok := len(e.inFlight) < e.cfg.MaxInFlight && e.nodeSlotsLocked() > 0 &&
+			(st.Action != plan.ActionMigrate || e.cfg.MaxMigrations < 1 || e.migrationsLocked() < e.cfg.MaxMigrations)
 		if ok {
 			e.inFlight[st.Key()] = st
 			e.peak = max(e.peak, len(e.inFlight))
@@ -285,6 +290,16 @@ func (e *Executor) admit(ctx context.Context, st *plan.Step) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+func (e *Executor) migrationsLocked() int {
+	n := 0
+	for _, st := range e.inFlight {
+		if st.Action == plan.ActionMigrate {
+			n++
+		}
+	}
+	return n
 }
 
 // nodeSlotsLocked counts the starts the per-node limit still allows. A start whose

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +191,37 @@ func TestHaltedVMStillTerminatingDoesNotWaitForReady(t *testing.T) {
 	rep := run(t, f, cfg)
 	if rep.Failed() || rep.Tiers[0].Moved != 1 {
 		t.Fatalf("patch-only of a terminating Halted VM: %+v", rep)
+	}
+}
+
+// KubeVirt runs at most parallelMigrationsPerCluster migrations; the throttle never holds
+// more in flight, leaving its other slots to restarts.
+func TestMigrationsBoundedByKubeVirtsLimit(t *testing.T) {
+	f := newFake(delay)
+	for i := 0; i < 8; i++ {
+		f.add("ns", fmt.Sprintf("m%d", i), 1, "Primary", true, true)
+	}
+	cfg := config("sf-mig-000001", 6)
+	cfg.MaxMigrations = 2
+	peak := 0
+	ex := New(f, cfg, func(ev Event) {
+		if ev.Kind == StepPhase && ev.Phase == PhaseMigrating {
+			f.mu.Lock()
+			n := 0
+			for _, m := range f.migs {
+				if !m.Done {
+					n++
+				}
+			}
+			f.mu.Unlock()
+			peak = max(peak, n)
+		}
+	})
+	rep, err := ex.Run(t.Context(), t.Context(), planFor(t, f, 6))
+	if err != nil || rep.Failed() {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	if peak > 2 || rep.PeakInFlight > 2 {
+		t.Fatalf("%d migrations in flight (peak in flight %d); KubeVirt's limit is 2", peak, rep.PeakInFlight)
 	}
 }

@@ -206,7 +206,8 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	}
 	ex := executor.New(cluster, executor.Config{
 		MoveID: moveID, Actor: actor, MaxInFlight: cfg.Request.MaxInFlight, MaxPerNode: cfg.MaxPerNode, Rate: cfg.Rate,
-		NoBarrier: cfg.NoBarrier, ReadyTimeout: cfg.ReadyTimeout, MaxFailures: cfg.MaxFailures,
+		MaxMigrations: s.MigrationsPerCluster,
+		NoBarrier:     cfg.NoBarrier, ReadyTimeout: cfg.ReadyTimeout, MaxFailures: cfg.MaxFailures,
 		TargetNodes: targetNodes, Fence: string(cfg.Fence), DeadNodes: deadNodes,
 	}, cfg.OnEvent)
 	rep, err := ex.Run(ctx, stop, p)

@@ -491,6 +491,10 @@ func vmBlockers(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, ta
 			Message: fmt.Sprintf("no Ready node on %s satisfies the VM's other nodeSelector keys, required node affinity or taint tolerations", req.To)})
 	}
 	inst := vm.Instance
+	if vm.Owner != "" {
+		out = append(out, Issue{Code: "OwnedByController", VM: vm.Key(),
+			Message: fmt.Sprintf("owned by %s, which rewrites the VM's spec and would undo the move: change the site in the owner's VM template instead, or detach the VM from it", vm.Owner)})
+	}
 	if st.Action == ActionFailover && vm.RunStrategy == kubevirtv1.RunStrategyOnce {
 		out = append(out, Issue{Code: "ReleaseLosesVM", VM: vm.Key(),
 			Message: "runStrategy Once: once released from the dead site KubeVirt neither recreates it nor accepts a start, so it would stay down; set its runStrategy to Manual or Always first, or leave it out of the selection"})

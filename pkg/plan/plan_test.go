@@ -332,3 +332,20 @@ func TestStageRolloutRestartsInsteadOfMigrating(t *testing.T) {
 		})
 	}
 }
+
+// A VM owned by a controller (a VirtualMachinePool, say) would be rewritten by it.
+func TestOwnedVMIsBlocked(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	owned := vm("a", "pool-0", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)
+	owned.Owner = "VirtualMachinePool/pool"
+	s.VMs = []snapshot.VM{owned, vm("a", "free", 1, "Primary", kubevirtv1.RunStrategyAlways, "p2", true)}
+	p := build(t, s, Request{To: "DR", All: true})
+	if !hasIssue(p.Blockers, "OwnedByController", "a/pool-0") || hasIssue(p.Blockers, "OwnedByController", "a/free") {
+		t.Fatalf("blockers %+v", p.Blockers)
+	}
+	for _, b := range p.Blockers {
+		if b.VM == "a/pool-0" && !strings.Contains(b.Message, "VirtualMachinePool/pool") {
+			t.Fatalf("the blocker must name the owner: %s", b.Message)
+		}
+	}
+}

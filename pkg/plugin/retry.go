@@ -20,14 +20,20 @@ import (
 type retryTransport struct {
 	next    http.RoundTripper
 	backoff wait.Backoff
-	log     io.Writer
+	log     *onceLog
+}
 
+// onceLog reports each kind of failure once; the clients of one command share it.
+type onceLog struct {
+	w      io.Writer
 	mu     sync.Mutex
 	logged map[string]bool
 }
 
-func newRetryTransport(next http.RoundTripper, log io.Writer) *retryTransport {
-	return &retryTransport{next: next, log: log, logged: map[string]bool{},
+func newOnceLog(w io.Writer) *onceLog { return &onceLog{w: w, logged: map[string]bool{}} }
+
+func newRetryTransport(next http.RoundTripper, log *onceLog) *retryTransport {
+	return &retryTransport{next: next, log: log,
 		backoff: wait.Backoff{Steps: 6, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 5 * time.Second}}
 }
 
@@ -86,15 +92,19 @@ func (t *retryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func (t *retryTransport) note(kind string, r *http.Request, err error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.logged[kind] || t.log == nil {
+	l := t.log
+	if l == nil || l.w == nil {
 		return
 	}
-	t.logged[kind] = true
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.logged[kind] {
+		return
+	}
+	l.logged[kind] = true
 	detail := ""
 	if err != nil {
 		detail = ": " + err.Error()
 	}
-	fmt.Fprintf(t.log, "note: the API server answered %s to %s %s%s; retrying with backoff (further retries after %s are not reported)\n", kind, r.Method, r.URL.Path, detail, kind)
+	fmt.Fprintf(l.w, "note: the API server answered %s to %s %s%s; retrying with backoff (further retries after %s are not reported)\n", kind, r.Method, r.URL.Path, detail, kind)
 }

@@ -26,7 +26,7 @@ func (s *scripted) RoundTrip(*http.Request) (*http.Response, error) {
 func TestRetryTransportRepeatsOnlySafeRequestsAndReportsEachKindOnce(t *testing.T) {
 	var log bytes.Buffer
 	next := &scripted{codes: []int{503, 500, 503}}
-	rt := newRetryTransport(next, &log)
+	rt := newRetryTransport(next, newOnceLog(&log))
 	rt.backoff.Duration = time.Millisecond
 	req, _ := http.NewRequest(http.MethodGet, "https://api/api/v1/nodes", nil)
 	resp, err := rt.RoundTrip(req)
@@ -38,14 +38,14 @@ func TestRetryTransportRepeatsOnlySafeRequestsAndReportsEachKindOnce(t *testing.
 	}
 	// A write is the executor's to retry: it knows whether it is idempotent.
 	next = &scripted{codes: []int{500}}
-	rt = newRetryTransport(next, &log)
+	rt = newRetryTransport(next, newOnceLog(&log))
 	req, _ = http.NewRequest(http.MethodPost, "https://api/apis/kubevirt.io/v1/namespaces/a/virtualmachineinstancemigrations", strings.NewReader("{}"))
 	if resp, _ := rt.RoundTrip(req); resp.StatusCode != 500 || next.calls != 1 {
 		t.Fatalf("POST retried: %d calls", next.calls)
 	}
 	// The retries are bounded.
 	next = &scripted{codes: []int{503, 503, 503, 503, 503, 503, 503, 503}}
-	rt = newRetryTransport(next, io.Discard)
+	rt = newRetryTransport(next, newOnceLog(io.Discard))
 	rt.backoff.Duration = time.Millisecond
 	req, _ = http.NewRequest(http.MethodGet, "https://api/api/v1/nodes", nil)
 	if resp, _ := rt.RoundTrip(req); resp.StatusCode != 503 || next.calls != 6 {

@@ -212,7 +212,8 @@ func (f *configFactory) Clients() (*Clients, error) {
 	// API warnings (a deprecated spec.running on every patched VM, say) once each, not
 	// once per request: a 1,000-VM move would otherwise bury its progress.
 	cfg.WarningHandler = rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true})
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return newRetryTransport(rt, os.Stderr) })
+	retries := newOnceLog(os.Stderr)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return newRetryTransport(rt, retries) })
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err

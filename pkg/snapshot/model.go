@@ -80,7 +80,10 @@ type VM struct {
 	Ready           bool                                 `json:"ready"`
 	RestartRequired bool                                 `json:"restartRequired,omitempty"`
 	// GitOps names the controller (argocd, flux) whose metadata the VM carries.
-	GitOps          string            `json:"gitops,omitempty"`
+	GitOps string `json:"gitops,omitempty"`
+	// Owner is the controller that owns the VM ("Kind/name" of its controller
+	// ownerReference, a VirtualMachinePool say): it rewrites the VM's spec.
+	Owner           string            `json:"owner,omitempty"`
 	CPUMilli        int64             `json:"requestCPUMillis"`
 	MemoryBytes     int64             `json:"requestMemoryBytes"`
 	Labels          map[string]string `json:"-"`
@@ -105,6 +108,9 @@ type Snapshot struct {
 	LauncherPods map[types.UID][]string
 	// ActiveMigrations counts migrations not yet in a final phase, by namespace/VMI name.
 	ActiveMigrations map[string]string
+	// MigrationsPerCluster is the KubeVirt CR's parallelMigrationsPerCluster (KubeVirt's
+	// default, 5, when unset or unreadable): more migrations wait in Pending.
+	MigrationsPerCluster int
 	// RolloutStrategy is the KubeVirt CR's vmRolloutStrategy: LiveUpdate (also when the
 	// CR leaves it unset: KubeVirt's default since v1.6) or Stage; "" when the CR could
 	// not be read.

@@ -76,16 +76,20 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.RolloutStrategy = rolloutStrategy(ctx, src.Dynamic)
+	readKubeVirtConfig(ctx, src.Dynamic, s)
 	return s, nil
 }
 
-// rolloutStrategy reads the KubeVirt CR; one that cannot be read (no permission) leaves
-// the strategy unknown, which the plan reports as a warning.
-func rolloutStrategy(ctx context.Context, dyn dynamic.Interface) string {
+// DefaultMigrationsPerCluster is KubeVirt's parallelMigrationsPerCluster default.
+const DefaultMigrationsPerCluster = 5
+
+// readKubeVirtConfig reads the KubeVirt CR; one that cannot be read (no permission)
+// leaves the rollout strategy unknown, which the plan reports as a warning.
+func readKubeVirtConfig(ctx context.Context, dyn dynamic.Interface, s *Snapshot) {
+	s.MigrationsPerCluster = DefaultMigrationsPerCluster
 	list, err := dyn.Resource(kubevirt.KubeVirts).List(ctx, metav1.ListOptions{Limit: 10})
 	if err != nil {
-		return ""
+		return
 	}
 	for _, kv := range list.Items {
 		if kv.GetDeletionTimestamp() != nil {
@@ -94,12 +98,15 @@ func rolloutStrategy(ctx context.Context, dyn dynamic.Interface) string {
 		if phase, _, _ := unstructured.NestedString(kv.Object, "status", "phase"); phase == "" {
 			continue
 		}
+		s.RolloutStrategy = string(kubevirtv1.VMRolloutStrategyLiveUpdate)
 		if rs, _, _ := unstructured.NestedString(kv.Object, "spec", "configuration", "vmRolloutStrategy"); rs != "" {
-			return rs
+			s.RolloutStrategy = rs
 		}
-		return string(kubevirtv1.VMRolloutStrategyLiveUpdate)
+		if n, ok, _ := unstructured.NestedInt64(kv.Object, "spec", "configuration", "migrations", "parallelMigrationsPerCluster"); ok && n > 0 {
+			s.MigrationsPerCluster = int(n)
+		}
+		return
 	}
-	return ""
 }
 
 // Derive fills each VM's current site and state from its instance and the nodes.
@@ -146,6 +153,16 @@ func (s *Snapshot) stateOf(vm *VM) VMState {
 	}
 }
 
+// controllerOf names the controller among owner references, "Kind/name".
+func controllerOf(refs []metav1.OwnerReference) string {
+	for _, r := range refs {
+		if r.Controller != nil && *r.Controller {
+			return r.Kind + "/" + r.Name
+		}
+	}
+	return ""
+}
+
 // NodeFrom reduces a Node to what placement needs.
 func NodeFrom(n *corev1.Node, siteKey string) Node {
 	state := NodeUnknown
@@ -183,6 +200,7 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		Ready:           vm.Status.Ready,
 		RestartRequired: kubevirt.VMCondition(vm, kubevirtv1.VirtualMachineRestartRequired),
 		GitOps:          GitOpsOwner(vm.Labels, vm.Annotations),
+		Owner:           controllerOf(vm.OwnerReferences),
 		Labels:          vm.Labels,
 		Annotations:     vm.Annotations,
 		HasAnnotations:  vm.Annotations != nil,

@@ -39,7 +39,7 @@ func TestMoveThroughAFaultyAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy, err := faultproxy.Start(faultproxy.Config{Target: env.Host, Rate: 0.15, WatchResetAfter: 3 * time.Second, Seed: 20261126, Cert: cert})
+	proxy, err := faultproxy.Start(faultproxy.Config{Target: env.Host, Rate: 0.15, WatchRate: 0.5, WatchResetAfter: 3 * time.Second, Seed: 20261126, Cert: cert})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestMoveThroughAFaultyAPIServer(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("move through the fault proxy: %s", r)
 	}
-	if c.TooMany == 0 || c.Internal == 0 || c.Unavailable == 0 || c.Conflicts == 0 {
+	if c.TooMany == 0 || c.Internal == 0 || c.Unavailable == 0 || c.Conflicts == 0 || c.WatchResets == 0 {
 		t.Fatalf("the proxy injected too little to prove anything: %+v", c)
 	}
 	out := r.stdout + r.stderr

@@ -282,3 +282,32 @@ func TestSafetyRerunWhileRestartsBoot(t *testing.T) {
 		t.Log("both restarts were Ready before the rerun planned: the wait path was not exercised this time")
 	}
 }
+
+// A third operator edits a VM while the move runs: its labels and another template key.
+// The move's merge patch names only the site key and the journal, so nothing is lost.
+func TestConcurrentEditIsKept(t *testing.T) {
+	withEdge(t, []stretched.VMSpec{edgeVM("first", 1, nil), edgeVM("second", 1, nil)})
+	cmd, out := startProcess(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--rate", "2", "--max-in-flight", "1", "--progress", "lines")
+	waitFor(t, 60*time.Second, "the first VM's move", func() bool { return strings.Contains(out.String(), "first: migrating") })
+	for _, args := range [][]string{
+		{"label", "vm", "-n", safetyNS, "second", "owner=team-b"},
+		// A toleration: LiveUpdate carries it, and it does not change where the VM fits.
+		{"patch", "vm", "-n", safetyNS, "second", "--type", "merge", "-p", `{"spec":{"template":{"spec":{"tolerations":[{"key":"sitefail.test/maintenance","operator":"Exists","effect":"NoSchedule"}]}}}}`},
+	} {
+		if b, err := exec.Command("kubectl", append([]string{"--kubeconfig", env.Kubeconfig}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("kubectl %v: %v %s", args, err, b)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("move: %v\n%s", err, out.String())
+	}
+	u, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(safetyNS).Get(context.Background(), "second", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, _, _ := unstructured.NestedStringMap(u.Object, "spec", "template", "spec", "nodeSelector")
+	tol, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "tolerations")
+	if u.GetLabels()["owner"] != "team-b" || len(tol) != 1 || sel["topology.kubernetes.io/site"] != "DR" {
+		t.Fatalf("the concurrent edit was lost: labels %v, tolerations %v, selector %v", u.GetLabels(), tol, sel)
+	}
+}

@@ -25,7 +25,8 @@ type Config struct {
 	Target string
 	// Rate is the share of requests that fail (0.1 to 0.2 in the tests).
 	Rate float64
-	// WatchResetAfter closes a watch this long after it started, when the dice say so.
+	// WatchRate is the share of watches cut WatchResetAfter after they started.
+	WatchRate       float64
 	WatchResetAfter time.Duration
 	Seed            int64
 	Cert            tls.Certificate
@@ -101,7 +102,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := p.roll()
 	write := r.Method != http.MethodGet
 	switch {
-	case watch && x < p.cfg.Rate:
+	case watch && x < p.cfg.WatchRate:
 		// Let the watch start, then cut it.
 		p.count(func(c *Counts) { c.WatchResets++ })
 		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.WatchResetAfter)
