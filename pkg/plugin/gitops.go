@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -62,12 +63,18 @@ func WriteKustomizeComponent(w io.Writer, p *plan.Plan) error {
 	path := "/spec/template/spec/nodeSelector/" + strings.ReplaceAll(strings.ReplaceAll(p.SiteLabel, "~", "~0"), "/", "~1")
 	var patches []patch
 	for _, st := range p.Steps {
-		if st.Action == plan.ActionSkip {
+		// VMs whose template already selects the target need no delta.
+		if st.Action == plan.ActionSkip || st.Action == plan.ActionWait || st.Action == plan.ActionStart {
 			continue
+		}
+		// Quoted, so that a site named 1, true or no stays a string in YAML.
+		value, err := json.Marshal(st.To)
+		if err != nil {
+			return err
 		}
 		patches = append(patches, patch{
 			Target: target{Group: "kubevirt.io", Version: "v1", Kind: "VirtualMachine", Namespace: st.Namespace, Name: st.Name},
-			Patch:  fmt.Sprintf("- op: replace\n  path: %s\n  value: %s\n", path, st.To),
+			Patch:  fmt.Sprintf("- op: replace\n  path: %s\n  value: %s\n", path, value),
 		})
 	}
 	doc := map[string]any{

@@ -285,8 +285,37 @@ func TestGitOpsComponent(t *testing.T) {
 	if doc.Kind != "Component" || len(doc.Patches) != 2 || doc.Patches[0].Target["name"] != "db" {
 		t.Fatalf("%s", out)
 	}
-	if !strings.Contains(doc.Patches[0].Patch, "path: /spec/template/spec/nodeSelector/topology.kubernetes.io~1site") || !strings.Contains(doc.Patches[0].Patch, "value: DR") {
+	if !strings.Contains(doc.Patches[0].Patch, "path: /spec/template/spec/nodeSelector/topology.kubernetes.io~1site") || !strings.Contains(doc.Patches[0].Patch, `value: "DR"`) {
 		t.Fatalf("patch %q", doc.Patches[0].Patch)
+	}
+}
+
+// Site values are strings whatever the site is called: a site named 1 or true must not
+// become a number or a boolean in the patch.
+func TestGitOpsSiteValuesAreStrings(t *testing.T) {
+	for _, site := range []string{"1", "true", "no", "0x1F"} {
+		kube := kubefake.NewSimpleClientset(testNode("primary-1", "Primary"), testNode("other-1", site))
+		var objs []runtime.Object
+		objs = append(objs, testVM(t, "prod", "db", "1", "Primary", true)...)
+		out, _, err := runCmd(t, kube, objs, "gitops", "--all", "--to", site, "-A")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Patches []struct {
+				Patch string `json:"patch"`
+			} `json:"patches"`
+		}
+		if err := yaml.Unmarshal([]byte(out), &doc); err != nil || len(doc.Patches) != 1 {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var ops []map[string]any
+		if err := yaml.Unmarshal([]byte(doc.Patches[0].Patch), &ops); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := ops[0]["value"].(string); !ok || v != site {
+			t.Errorf("site %q became %#v in the patch", site, ops[0]["value"])
+		}
 	}
 }
 
