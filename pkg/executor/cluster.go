@@ -42,7 +42,8 @@ type Cluster interface {
 	Restart(ctx context.Context, namespace, name string) error
 	Start(ctx context.Context, namespace, name string) error
 	// Migrate creates the named migration for the VMI; an existing one is not an error.
-	Migrate(ctx context.Context, namespace, vmi, migration string) error
+	// The migration carries the move's id and target site (to) in its labels.
+	Migrate(ctx context.Context, namespace, vmi, migration, to string) error
 	// ForceDeleteLaunchers force-deletes the launcher pods of the instance. It checks
 	// each pod's node with CheckRelease(site, node) immediately before deleting it.
 	ForceDeleteLaunchers(ctx context.Context, namespace, instanceUID, site string) error
@@ -58,10 +59,11 @@ type Cluster interface {
 	Instance(namespace, name string) *Instance
 	// Migration returns a migration's state from the watch cache.
 	Migration(namespace, name string) MigrationState
-	// ActiveMigration returns the unfinished migration of a VMI created by move moveID
-	// (its sitefail.io/move-id label), if any, from the watch cache: a resumed move
-	// continues its own migration and no other.
-	ActiveMigration(namespace, vmi, moveID string) (MigrationState, bool)
+	// ActiveMigration returns the unfinished migration of a VMI that a sitefail move
+	// created towards site to (its sitefail.io/move-to label), if any, from the watch
+	// cache: a resumed move continues such a migration, and never one towards another
+	// site (a failback does not follow the interrupted move's migration).
+	ActiveMigration(namespace, vmi, to string) (MigrationState, bool)
 	// Changed returns a channel closed at the next change of any watched object, so
 	// waits block on watch events instead of polling the API.
 	Changed() <-chan struct{}

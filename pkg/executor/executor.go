@@ -96,6 +96,8 @@ type TierReport struct {
 	Elapsed  time.Duration `json:"-"`
 	// RTO is the wall time from the tier's start until its last VM was Ready on the target.
 	RTO string `json:"rto"`
+	// RTOSeconds is RTO as a number; 0 when no VM of the tier was started.
+	RTOSeconds float64 `json:"rtoSeconds"`
 }
 
 // Failure names a VM that did not make it and why.
@@ -437,6 +439,7 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 	out.report.RTO = "-"
 	if !lastReady.IsZero() {
 		out.report.RTO = lastReady.Sub(start).Round(time.Second).String()
+		out.report.RTOSeconds = lastReady.Sub(start).Seconds()
 	}
 	e.emit(Event{Time: e.cfg.Now(), Kind: TierFinished, Tier: t.tier,
 		Message: fmt.Sprintf("moved %d, failed %d, skipped %d, not started %d, RTO %s", out.report.Moved, out.report.Failed, out.report.Skipped, out.report.Pending, out.report.RTO),

@@ -40,6 +40,7 @@ type fakeCluster struct {
 	vms        map[string]*fakeVM
 	migs       map[string]*MigrationState
 	migVMI     map[string]string
+	migTo      map[string]string
 	changed    chan struct{}
 	delay      time.Duration
 	nodes      map[string][]string // site -> nodes
@@ -65,7 +66,7 @@ type fakeCluster struct {
 }
 
 func newFake(delay time.Duration) *fakeCluster {
-	return &fakeCluster{vms: map[string]*fakeVM{}, migs: map[string]*MigrationState{}, migVMI: map[string]string{}, changed: make(chan struct{}), delay: delay,
+	return &fakeCluster{vms: map[string]*fakeVM{}, migs: map[string]*MigrationState{}, migVMI: map[string]string{}, migTo: map[string]string{}, changed: make(chan struct{}), delay: delay,
 		nodes: map[string][]string{"Primary": {"p1", "p2"}, "DR": {"d1", "d2", "d3"}}, starting: map[string]bool{},
 		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{},
 		down: map[string]bool{}, releases: map[string]int{}, starts: map[string]int{}}
@@ -199,7 +200,7 @@ func (f *fakeCluster) Start(_ context.Context, ns, name string) error {
 	})
 }
 
-func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name string) error {
+func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name, to string) error {
 	return f.write("migrate", func() {
 		if _, ok := f.migs[ns+"/"+name]; ok {
 			return
@@ -207,6 +208,7 @@ func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name string) error {
 		vm := f.vms[ns+"/"+vmi]
 		m := &MigrationState{Name: name, Exists: true, Phase: "Running"}
 		f.migs[ns+"/"+name] = m
+		f.migTo[ns+"/"+name] = to
 		f.migVMI[ns+"/"+name] = ns + "/" + vmi
 		vm.migrations++
 		target := vm.inst.SelectorSite
@@ -298,12 +300,11 @@ func (f *fakeCluster) Migration(ns, name string) MigrationState {
 	return MigrationState{}
 }
 
-func (f *fakeCluster) ActiveMigration(ns, vmi, moveID string) (MigrationState, bool) {
+func (f *fakeCluster) ActiveMigration(ns, vmi, to string) (MigrationState, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	own := MigrationName(moveID, vmi)
 	for k, m := range f.migs {
-		if f.migVMI[k] == ns+"/"+vmi && !m.Done && m.Name == own {
+		if f.migVMI[k] == ns+"/"+vmi && !m.Done && f.migTo[k] == to {
 			return *m, true
 		}
 	}

@@ -247,7 +247,7 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 			return err
 		}
 		vmi := st.Name
-		if err := e.retry(ctx, func() error { return e.cluster.Migrate(ctx, st.Namespace, vmi, name) }); err != nil {
+		if err := e.retry(ctx, func() error { return e.cluster.Migrate(ctx, st.Namespace, vmi, name, st.To) }); err != nil {
 			return fmt.Errorf("create migration %s: %w", name, err)
 		}
 		e.cluster.Record(st.Namespace, st.Name, "SitefailMigrating", fmt.Sprintf("live migration %s to %s started", name, st.To))
@@ -311,16 +311,12 @@ func (e *Executor) restart(ctx, stop context.Context, st *plan.Step) error {
 	return e.waitReadyOnTarget(stop, st, st.VMIUID)
 }
 
-// ownMigration finds an unfinished migration of the VMI created by this move or by the
-// interrupted move this one resumes; migrations of other moves are never followed.
+// ownMigration finds an unfinished migration of the VMI that this move, or an
+// interrupted one it resumes, created towards the same site. The target is what makes
+// it ours: a journal can be overwritten by a later interrupted run before its migration
+// ends, and a migration towards another site must never be followed.
 func (e *Executor) ownMigration(st *plan.Step) (MigrationState, bool) {
-	if m, ok := e.cluster.ActiveMigration(st.Namespace, st.Name, e.cfg.MoveID); ok {
-		return m, true
-	}
-	if st.JournalMoveID != "" && st.JournalMoveID != e.cfg.MoveID {
-		return e.cluster.ActiveMigration(st.Namespace, st.Name, st.JournalMoveID)
-	}
-	return MigrationState{}, false
+	return e.cluster.ActiveMigration(st.Namespace, st.Name, st.To)
 }
 
 func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {

@@ -74,8 +74,8 @@ func (c *crashing) Start(ctx context.Context, ns, name string) error {
 	return c.do("start", func() error { return c.Cluster.Start(ctx, ns, name) })
 }
 
-func (c *crashing) Migrate(ctx context.Context, ns, vmi, name string) error {
-	return c.do("migrate", func() error { return c.Cluster.Migrate(ctx, ns, vmi, name) })
+func (c *crashing) Migrate(ctx context.Context, ns, vmi, name, to string) error {
+	return c.do("migrate", func() error { return c.Cluster.Migrate(ctx, ns, vmi, name, to) })
 }
 
 func (c *crashing) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string) error {

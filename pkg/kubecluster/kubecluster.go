@@ -181,12 +181,12 @@ func (c *Cluster) Start(ctx context.Context, ns, name string) error {
 }
 
 // Migrate implements executor.Cluster.
-func (c *Cluster) Migrate(ctx context.Context, ns, vmi, name string) error {
+func (c *Cluster) Migrate(ctx context.Context, ns, vmi, name, to string) error {
 	m := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": kubevirtv1.SchemeGroupVersion.String(),
 		"kind":       "VirtualMachineInstanceMigration",
 		"metadata": map[string]any{"name": name, "namespace": ns,
-			"labels": map[string]any{executor.AnnotationMoveID: c.moveID}},
+			"labels": map[string]any{executor.AnnotationMoveID: c.moveID, executor.AnnotationTo: to}},
 		"spec": map[string]any{"vmiName": vmi},
 	}}
 	_, err := c.dyn.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, m, metav1.CreateOptions{DryRun: c.dryRun})
@@ -364,14 +364,14 @@ func migrationState(m *kubevirtv1.VirtualMachineInstanceMigration) executor.Migr
 }
 
 // ActiveMigration implements executor.Cluster from the watch cache.
-func (c *Cluster) ActiveMigration(ns, vmi, moveID string) (executor.MigrationState, bool) {
+func (c *Cluster) ActiveMigration(ns, vmi, to string) (executor.MigrationState, bool) {
 	objs, err := c.migrations.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
 	if err != nil {
 		return executor.MigrationState{}, false
 	}
 	for _, o := range objs {
 		m, err := kubevirt.ToMigration(o.(*unstructured.Unstructured))
-		if err != nil || m.Spec.VMIName != vmi || m.Labels[executor.AnnotationMoveID] != moveID {
+		if err != nil || m.Spec.VMIName != vmi || m.Labels[executor.AnnotationMoveID] == "" || m.Labels[executor.AnnotationTo] != to {
 			continue
 		}
 		if st := migrationState(m); !st.Done {

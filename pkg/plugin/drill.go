@@ -3,9 +3,12 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 )
 
@@ -13,6 +16,8 @@ import (
 // legs timed, while both sites are up.
 func newDrillCommand(o *Options) *cobra.Command {
 	mo := &moveOptions{Options: o}
+	var keep bool
+	var rto, reportDir string
 	cmd := &cobra.Command{
 		Use:   "drill --to SITE (--tier N[-M] | --all | VM...)",
 		Short: "Rehearse: move VMs to a site and back, timing both legs (both sites must be up)",
@@ -23,6 +28,12 @@ the plan needs a failover (a site is down): that is an incident, not a drill.
 
 Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 		Example: `  kubectl sitefail drill --tier 1 --to DR -A
+
+  # Evidence for auditors: objectives per tier, a report, exit 3 when one is missed
+  kubectl sitefail drill --all --to DR -A --rto 1=5m,2=15m --report ./drill-2026-11
+
+  # Leave the VMs on DR (no second leg)
+  kubectl sitefail drill --tier 1 --to DR -A --keep
   kubectl sitefail drill --to DR -n prod db-0 --mode restart`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := mo.complete(args); err != nil {
@@ -30,6 +41,10 @@ Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 			}
 			if mo.dryRun != "none" {
 				return errors.New("drill does not take --dry-run: use 'plan' to see the first leg")
+			}
+			objectives, err := parseRTO(rto)
+			if err != nil {
+				return err
 			}
 			s, _, err := mo.readSnapshot(cmd.Context(), mo.snapshotScope(), mo.labelSelector)
 			if err != nil {
@@ -55,9 +70,41 @@ Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 				fmt.Fprintf(mo.Out, "Nothing to rehearse: the selected VMs are already on %s.\n", p.Request.To)
 				return nil
 			}
-			fmt.Fprintf(mo.Out, "Drill, leg 1 of 2: %s to %s\n", p.Selection, p.Request.To)
-			if err := mo.run(cmd.Context()); err != nil {
-				return fmt.Errorf("drill leg 1 (to %s): %w", p.Request.To, err)
+			legs := 2
+			if keep {
+				legs = 1
+			}
+			fmt.Fprintf(mo.Out, "Drill, leg 1 of %d: %s to %s\n", legs, p.Selection, p.Request.To)
+			leg1Err := mo.run(cmd.Context())
+			reports := []*executor.Report{mo.lastReport}
+			finish := func(runErr error) error {
+				ev := judge(p.Selection, p.Request.To, keep, reports, objectives)
+				if reportDir != "" {
+					if err := ev.write(reportDir); err != nil {
+						return fmt.Errorf("write the drill report: %w", err)
+					}
+					fmt.Fprintf(mo.Out, "Report written to %s (report.md, report.json).\n", reportDir)
+				}
+				if runErr != nil {
+					return runErr
+				}
+				for _, t := range ev.Tiers {
+					if t.Result != "none" {
+						fmt.Fprintf(mo.Out, "Tier %s: RTO %s, objective %s: %s\n", tierString(t.Tier),
+							time.Duration(t.RTOSeconds*float64(time.Second)).Round(time.Second), time.Duration(t.ObjectiveSeconds*float64(time.Second)), strings.ToUpper(t.Result))
+					}
+				}
+				if ev.Result == "fail" && objectives != nil {
+					return &ExitCodeError{Code: ExitMoveFailed, Err: errors.New("the drill missed its RTO objectives")}
+				}
+				return nil
+			}
+			if leg1Err != nil {
+				return finish(fmt.Errorf("drill leg 1 (to %s): %w; finish it with 'kubectl sitefail move --to %s' and the same selection, or bring the VMs back with 'kubectl sitefail failback'", p.Request.To, leg1Err, p.Request.To))
+			}
+			if keep {
+				fmt.Fprintf(mo.Out, "\nDrill complete: the VMs stay on %s (--keep); 'kubectl sitefail failback' brings them back.\n", p.Request.To)
+				return finish(nil)
 			}
 			fmt.Fprintf(mo.Out, "\nDrill, leg 2 of 2: back where they came from\n")
 			mo.failback, mo.to = true, "(journal)"
@@ -65,15 +112,21 @@ Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 			// where they are now.
 			mo.req.VMs, mo.req.Tiers, mo.req.All, mo.tierOf, mo.toOther = moved, nil, false, "", false
 			mo.from, mo.req.From = "", ""
-			if err := mo.run(cmd.Context()); err != nil {
-				return fmt.Errorf("drill leg 2 (failback): %w", err)
+			mo.lastReport = nil
+			leg2Err := mo.run(cmd.Context())
+			reports = append(reports, mo.lastReport)
+			if leg2Err != nil {
+				return finish(fmt.Errorf("drill leg 2 (failback): %w; finish it with 'kubectl sitefail failback' and the same selection", leg2Err))
 			}
 			fmt.Fprintln(mo.Out, "\nDrill complete: both legs finished.")
-			return nil
+			return finish(nil)
 		},
 	}
 	mo.selection.addFlags(cmd, o)
 	mo.addRunFlags(cmd)
+	cmd.Flags().BoolVar(&keep, "keep", false, "leave the VMs on the target: no second leg")
+	cmd.Flags().StringVar(&rto, "rto", "", "RTO objective for every tier (15m) or per tier (1=5m,2=15m); a miss exits 3")
+	cmd.Flags().StringVar(&reportDir, "report", "", "write report.md and report.json (versioned schema) into this directory")
 	mo.fence, mo.dryRun = "pod", "none"
 	return cmd
 }

@@ -40,6 +40,8 @@ type moveOptions struct {
 	progress        string
 	// noPrompt is set when stdin belongs to someone else (the TUI).
 	noPrompt bool
+	// lastReport is the report of the last run, for drill.
+	lastReport *executor.Report
 }
 
 func newMoveCommand(o *Options, failback bool) *cobra.Command {
@@ -278,6 +280,7 @@ func (mo *moveOptions) run(parent context.Context) error {
 	prog := newProgress(progOut, mo.progress, len(p.Steps))
 	rep, err := mo.execute(ctx, stop, c, p.Request, prog.event, progOut)
 	prog.close()
+	mo.lastReport = rep
 	if err != nil {
 		var lost *move.LockLostError
 		if errors.As(err, &lost) && rep != nil {

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -257,9 +260,18 @@ func TestRelocateTier1(t *testing.T) {
 
 func TestDrill(t *testing.T) {
 	// --from must not follow the VMs into leg 2, where they come back from DR.
-	r := sitefail(t, "drill", "--tier", "3", "--to", "DR", "--from", "Primary", "-A", "--progress", "lines")
-	if r.code != 0 || !strings.Contains(r.stdout, "Drill complete") {
+	dir := t.TempDir()
+	r := sitefail(t, "drill", "--tier", "3", "--to", "DR", "--from", "Primary", "-A", "--progress", "lines", "--rto", "3=10m", "--report", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "Drill complete") || !strings.Contains(r.stdout, "PASS") {
 		t.Fatalf("drill: %s", r)
+	}
+	var ev struct {
+		Result string            `json:"result"`
+		Legs   []executor.Report `json:"legs"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil || json.Unmarshal(data, &ev) != nil || ev.Result != "pass" || len(ev.Legs) != 2 || ev.Legs[1].To != "Primary" {
+		t.Fatalf("report.json: %v %s", err, data)
 	}
 	if strings.Count(r.stdout, "RTO") < 2 {
 		t.Fatalf("drill should report both legs: %s", r.stdout)

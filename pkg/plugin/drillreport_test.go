@@ -1,0 +1,58 @@
+package plugin
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+)
+
+func TestParseRTO(t *testing.T) {
+	o, err := parseRTO("1=5m,2=15m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := o.objective(1); !ok || d != 5*time.Minute {
+		t.Errorf("tier 1: %s %v", d, ok)
+	}
+	if _, ok := o.objective(3); ok {
+		t.Error("tier 3 has no objective")
+	}
+	o, _ = parseRTO("15m")
+	if d, ok := o.objective(7); !ok || d != 15*time.Minute {
+		t.Errorf("every tier: %s %v", d, ok)
+	}
+	for _, bad := range []string{"soon", "1=", "x=5m", "0=5m", "-5m"} {
+		if _, err := parseRTO(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestDrillJudgesAndWritesEvidence(t *testing.T) {
+	leg1 := &executor.Report{MoveID: "sf-1", To: "DR", Elapsed: "2m", Failures: []executor.Failure{},
+		Tiers: []executor.TierReport{{Tier: 1, Moved: 3, RTOSeconds: 240}, {Tier: 2, Moved: 5, RTOSeconds: 1000}}}
+	leg2 := &executor.Report{MoveID: "sf-2", To: "Primary", Elapsed: "3m", Failures: []executor.Failure{}}
+	o, _ := parseRTO("1=5m,2=15m")
+	r := judge("all", "DR", false, []*executor.Report{leg1, leg2}, o)
+	if r.Result != "fail" || r.Tiers[0].Result != "pass" || r.Tiers[1].Result != "fail" {
+		t.Fatalf("judged %+v", r)
+	}
+	dir := t.TempDir()
+	if err := r.write(dir); err != nil {
+		t.Fatal(err)
+	}
+	var back drillReport
+	data, _ := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err := json.Unmarshal(data, &back); err != nil || back.APIVersion != "sitefail.io/v1alpha1" || len(back.Legs) != 2 || back.Legs[1].MoveID != "sf-2" {
+		t.Fatalf("report.json: %v %s", err, data)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	if !strings.Contains(string(md), "**FAIL**") || !strings.Contains(string(md), "| 2 | 5 | 0 | 16m40s | 15m0s | fail |") {
+		t.Fatalf("report.md:\n%s", md)
+	}
+}
