@@ -65,16 +65,26 @@ func TestSiteBackMidFailoverReleasesNothingMore(t *testing.T) {
 
 // Scenario 7: a Manual VM released in a failover, with the process killed before its
 // explicit start. The rerun must start it (never plan "skip" and exit 0).
-func TestManualVMReleasedThenCrashIsStartedByTheRerun(t *testing.T) {
+// manualReleasedThenCrashed fails over a Manual VM from the dead Primary and kills the
+// move right after the release, before the explicit start.
+func manualReleasedThenCrashed(t *testing.T, moveID string) *fakeCluster {
+	t.Helper()
 	f := newFake(delay)
 	f.add("ns", "manual", 1, "Primary", true, false)
 	f.vms["ns/manual"].strategy = kubevirtv1.RunStrategyManual
 	f.down["Primary"] = true
 	// Writes: patch, journal "releasing", release (applied, then the crash).
 	f.crashAt, f.applyCrash = 3, true
-	runUntilCrash(t, f, config("sf-manual-000001", 1))
+	runUntilCrash(t, f, config(moveID, 1))
 	f.mu.Lock()
 	f.crashed, f.crashAt = false, 0
+	f.mu.Unlock()
+	return f
+}
+
+func TestManualVMReleasedThenCrashIsStartedByTheRerun(t *testing.T) {
+	f := manualReleasedThenCrashed(t, "sf-manual-000001")
+	f.mu.Lock()
 	released := f.releases["ns/manual"]
 	f.mu.Unlock()
 	if released != 1 {
@@ -97,15 +107,7 @@ func TestManualVMReleasedThenCrashIsStartedByTheRerun(t *testing.T) {
 // The start of a released Manual VM is a release too: if the site came back meanwhile,
 // the rerun does not start it.
 func TestManualStartWaitsForTheSiteToStayDown(t *testing.T) {
-	f := newFake(delay)
-	f.add("ns", "manual", 1, "Primary", true, false)
-	f.vms["ns/manual"].strategy = kubevirtv1.RunStrategyManual
-	f.down["Primary"] = true
-	f.crashAt, f.applyCrash = 3, true
-	runUntilCrash(t, f, config("sf-manual-000003", 1))
-	f.mu.Lock()
-	f.crashed, f.crashAt = false, 0
-	f.mu.Unlock()
+	f := manualReleasedThenCrashed(t, "sf-manual-000003")
 	p := planFor(t, f, 1)
 	f.mu.Lock()
 	f.down["Primary"] = false

@@ -186,7 +186,8 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 // Dir is the cluster's work directory (logs, kubeconfig).
 func (c *Cluster) Dir() string { return c.dir }
 
-func freePort() (int, error) {
+// FreePort returns a free loopback port.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -200,11 +201,11 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 	if err := os.MkdirAll(pki, 0o700); err != nil {
 		return err
 	}
-	etcdPort, err := freePort()
+	etcdPort, err := FreePort()
 	if err != nil {
 		return err
 	}
-	peerPort, err := freePort()
+	peerPort, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -252,7 +253,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 	if err := os.WriteFile(tokens, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}

@@ -97,6 +97,12 @@ func sitefailCtx(t *testing.T, ctx context.Context, args ...string) result {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"sitefail"}, args...)...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"), "SITEFAIL_CONFIG=/nonexistent/none.yaml")
+	return runResult(t, cmd)
+}
+
+// runResult runs cmd and returns its output and exit code.
+func runResult(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -104,7 +110,7 @@ func sitefailCtx(t *testing.T, ctx context.Context, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("run kubectl sitefail %v: %v", args, err)
+		t.Fatalf("run %v: %v", cmd.Args, err)
 	}
 	return result{stdout: out.String(), stderr: errb.String(), code: code}
 }

@@ -106,16 +106,7 @@ func sitefailEnv(t *testing.T, extra []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "kubectl-sitefail"), args...)
 	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+env.Kubeconfig, "SITEFAIL_CONFIG=/nonexistent/none.yaml"), extra...)
-	var out, errb syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{stdout: out.String(), stderr: errb.String(), code: code}
+	return runResult(t, cmd)
 }
 
 func templateSite(t *testing.T, name string) string {

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,7 +87,7 @@ func Start(ctx context.Context, c *cluster.Cluster, cfg Config) (*Stack, error) 
 		return nil, err
 	}
 	s := &Stack{cfg: cfg, c: c, dyn: dyn, handlers: map[string]context.CancelFunc{}}
-	if s.apiPort, err = freePort(); err != nil {
+	if s.apiPort, err = cluster.FreePort(); err != nil {
 		return nil, err
 	}
 	pki := filepath.Join(c.Dir(), "pki", "kubevirt")
@@ -315,7 +314,7 @@ func (s *Stack) startVirtAPI(ctx context.Context, certFile, keyFile string) erro
 	if err != nil {
 		return err
 	}
-	consolePort, err := freePort()
+	consolePort, err := cluster.FreePort()
 	if err != nil {
 		return err
 	}
@@ -366,7 +365,7 @@ func (s *Stack) startVirtController(ctx context.Context, certFile, keyFile strin
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := cluster.FreePort()
 	if err != nil {
 		return err
 	}
@@ -439,13 +438,4 @@ func (s *Stack) Stop() {
 		cancel()
 		delete(s.handlers, site)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
