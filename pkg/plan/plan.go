@@ -84,6 +84,9 @@ type Request struct {
 	Mode  Mode                `json:"mode"`
 	// MaxInFlight is the throttle's batch size.
 	MaxInFlight int `json:"maxInFlight"`
+	// AllowGitOpsDrift moves VMs that Argo CD or Flux manage, which they will revert at
+	// their next sync unless the delta is committed or the sync paused.
+	AllowGitOpsDrift bool `json:"allowGitOpsDrift,omitempty"`
 }
 
 // Issue is a blocker or a warning.
@@ -232,7 +235,7 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		if st.Action != ActionSkip && st.From != "" {
 			sources[st.From] = true
 		}
-		p.Warnings = append(p.Warnings, vmWarnings(vm, st)...)
+		p.Warnings = append(p.Warnings, vmWarnings(vm, st, req)...)
 		p.Blockers = append(p.Blockers, vmBlockers(s, vm, &st, req, targetNodes)...)
 		p.Steps[len(p.Steps)-1] = st
 	}
@@ -443,6 +446,14 @@ func restartsItself(rs kubevirtv1.VirtualMachineRunStrategy) bool {
 	return rs == kubevirtv1.RunStrategyAlways || rs == kubevirtv1.RunStrategyRerunOnFailure
 }
 
+// gitOpsObject names what to pause for each GitOps controller.
+func gitOpsObject(controller string) string {
+	if strings.Contains(strings.ToLower(controller), "flux") {
+		return "Flux Kustomization or HelmRelease (flux suspend)"
+	}
+	return "Argo CD Application's auto-sync"
+}
+
 func countAction(steps []Step, a Action) int {
 	n := 0
 	for _, st := range steps {
@@ -460,7 +471,7 @@ func dashed(s string) string {
 	return s
 }
 
-func vmWarnings(vm *snapshot.VM, st Step) []Issue {
+func vmWarnings(vm *snapshot.VM, st Step, req Request) []Issue {
 	var out []Issue
 	if vm.TierError != "" {
 		out = append(out, Issue{Code: "MalformedTier", VM: vm.Key(), Message: vm.TierError + ": the VM is treated as untiered and moves last"})
@@ -468,7 +479,7 @@ func vmWarnings(vm *snapshot.VM, st Step) []Issue {
 	if st.Action == ActionSkip {
 		return out
 	}
-	if vm.GitOps != "" {
+	if vm.GitOps != "" && req.AllowGitOpsDrift {
 		out = append(out, Issue{Code: "GitOpsManaged", VM: vm.Key(),
 			Message: fmt.Sprintf("managed by %s, which will revert a direct patch at its next sync: commit the change to Git (see 'kubectl sitefail gitops') or pause the sync", vm.GitOps)})
 	}
@@ -491,6 +502,10 @@ func vmBlockers(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, ta
 			Message: fmt.Sprintf("no Ready node on %s satisfies the VM's other nodeSelector keys, required node affinity or taint tolerations", req.To)})
 	}
 	inst := vm.Instance
+	if vm.GitOps != "" && !req.AllowGitOpsDrift {
+		out = append(out, Issue{Code: "GitOpsManaged", VM: vm.Key(),
+			Message: fmt.Sprintf("managed by %s, which would revert the move at its next sync: commit the delta to Git ('kubectl sitefail gitops'), or pause the %s, then move with --allow-gitops-drift", vm.GitOps, gitOpsObject(vm.GitOps))})
+	}
 	if vm.Owner != "" {
 		out = append(out, Issue{Code: "OwnedByController", VM: vm.Key(),
 			Message: fmt.Sprintf("owned by %s, which rewrites the VM's spec and would undo the move: change the site in the owner's VM template instead, or detach the VM from it", vm.Owner)})

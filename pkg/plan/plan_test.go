@@ -265,12 +265,22 @@ func TestWarnings(t *testing.T) {
 	rr.RestartRequired = true
 	s.VMs = []snapshot.VM{argo, rr}
 	p := build(t, s, Request{To: "DR", All: true})
-	if !hasIssue(p.Warnings, "GitOpsManaged", "a/argo") || !hasIssue(p.Warnings, "RestartRequired", "a/rr") {
+	if !hasIssue(p.Blockers, "GitOpsManaged", "a/argo") || !hasIssue(p.Warnings, "RestartRequired", "a/rr") {
 		t.Fatalf("%+v", p.Warnings)
 	}
 	// With RestartRequired set, LiveUpdate will not carry the selector: restart instead.
 	if stepOf(p, "a/rr").Action != ActionRestart {
 		t.Fatalf("RestartRequired VM: %+v", stepOf(p, "a/rr"))
+	}
+	// A GitOps-managed VM moves only when the operator accepts the drift; it stays a warning.
+	p = build(t, s, Request{To: "DR", All: true, AllowGitOpsDrift: true})
+	if hasIssue(p.Blockers, "GitOpsManaged", "a/argo") || !hasIssue(p.Warnings, "GitOpsManaged", "a/argo") {
+		t.Fatalf("with --allow-gitops-drift: blockers %+v warnings %+v", p.Blockers, p.Warnings)
+	}
+	for _, b := range build(t, s, Request{To: "DR", All: true}).Blockers {
+		if b.Code == "GitOpsManaged" && (!strings.Contains(b.Message, "argocd") || !strings.Contains(b.Message, "kubectl sitefail gitops") || !strings.Contains(b.Message, "pause")) {
+			t.Fatalf("the blocker must name the controller and both ways out: %s", b.Message)
+		}
 	}
 }
 

@@ -26,8 +26,10 @@ type selection struct {
 	maxInFlight int
 	toOther     bool
 	tierOf      string
-	args        []string
-	req         plan.Request
+	// allowGitOpsDrift: see plan.Request.AllowGitOpsDrift.
+	allowGitOpsDrift bool
+	args             []string
+	req              plan.Request
 }
 
 func (s *selection) addFlags(cmd *cobra.Command, o *Options) {
@@ -47,6 +49,7 @@ func (s *selection) addFlags(cmd *cobra.Command, o *Options) {
 	cmd.Flags().BoolVar(&s.all, "all", false, "move every selected VM, tiered ones first in tier order, untiered last")
 	cmd.Flags().StringVar(&s.mode, "mode", "auto", "how running VMs move: auto (live-migrate when possible, else restart), migrate, restart")
 	cmd.Flags().IntVar(&s.maxInFlight, "max-in-flight", 5, "VMs starting on the target at once")
+	cmd.Flags().BoolVar(&s.allowGitOpsDrift, "allow-gitops-drift", false, "move VMs that Argo CD or Flux manage (they revert the move at their next sync unless the delta is committed or the sync paused)")
 }
 
 // complete validates the selection flags into a plan request. It reads no cluster state.
@@ -88,7 +91,7 @@ func (s *selection) complete(o *Options, args []string) error {
 	if err != nil {
 		return err
 	}
-	s.req = plan.Request{To: s.to, From: s.from, Tiers: tiers, All: s.all, VMs: keys, Mode: mode, MaxInFlight: s.maxInFlight}
+	s.req = plan.Request{To: s.to, From: s.from, Tiers: tiers, All: s.all, VMs: keys, Mode: mode, MaxInFlight: s.maxInFlight, AllowGitOpsDrift: s.allowGitOpsDrift}
 	if s.tierOf != "" {
 		k, err := s.vmKeys([]string{s.tierOf})
 		if err != nil {

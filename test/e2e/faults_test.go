@@ -39,7 +39,7 @@ func TestMoveThroughAFaultyAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy, err := faultproxy.Start(faultproxy.Config{Target: env.Host, Rate: 0.15, WatchRate: 0.5, WatchResetAfter: 3 * time.Second, Seed: 20261126, Cert: cert})
+	proxy, err := faultproxy.Start(faultproxy.Config{Target: env.Host, Rate: 0.15, WatchRate: 1, WatchResetAfter: 3 * time.Second, Seed: 20261126, Cert: cert})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ type Config struct {
 
 // Counts says what the proxy did.
 type Counts struct {
-	Requests, TooMany, Internal, Unavailable, Conflicts, WatchResets int
+	Requests, Watches, TooMany, Internal, Unavailable, Conflicts, WatchResets int
 }
 
 // Proxy is a running fault proxy.
@@ -100,6 +100,9 @@ func status(w http.ResponseWriter, code int, reason, msg string) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	watch := r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1"
 	x := p.roll()
+	if watch {
+		p.count(func(c *Counts) { c.Watches++ })
+	}
 	write := r.Method != http.MethodGet
 	switch {
 	case watch && x < p.cfg.WatchRate:
