@@ -486,6 +486,13 @@ func vmWarnings(vm *snapshot.VM, st Step, req Request) []Issue {
 	if vm.RestartRequired {
 		out = append(out, Issue{Code: "RestartRequired", VM: vm.Key(), Message: "RestartRequired is already set: pending template changes apply at the restart this move causes"})
 	}
+	if inst := vm.Instance; inst != nil && inst.Paused {
+		msg := "paused: a live migration keeps the guest paused on the target"
+		if st.Action == ActionRestart || st.Action == ActionFailover {
+			msg = "paused: the " + string(st.Action) + " starts a new instance, which runs unpaused"
+		}
+		out = append(out, Issue{Code: "Paused", VM: vm.Key(), Message: msg})
+	}
 	if vm.HomeSite == "" {
 		out = append(out, Issue{Code: "Unpinned", VM: vm.Key(), Message: "pinned to no site: the move adds the site key to its nodeSelector"})
 	}

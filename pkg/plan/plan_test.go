@@ -359,3 +359,32 @@ func TestOwnedVMIsBlocked(t *testing.T) {
 		}
 	}
 }
+
+// A paused VMI is moved like any other; the plan says what becomes of the pause.
+func TestPausedVMIsMovedWithAWarning(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	mig := vm("a", "mig", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)
+	mig.Instance.Paused = true
+	rst := vm("a", "rst", 1, "Primary", kubevirtv1.RunStrategyAlways, "p2", false)
+	rst.Instance.Paused = true
+	s.VMs = []snapshot.VM{mig, rst}
+	p := build(t, s, Request{To: "DR", All: true})
+	if stepOf(p, "a/mig").Action != ActionMigrate || stepOf(p, "a/rst").Action != ActionRestart {
+		t.Fatalf("actions: %+v", p.Steps)
+	}
+	for _, w := range p.Warnings {
+		switch w.VM {
+		case "a/mig":
+			if w.Code == "Paused" && !strings.Contains(w.Message, "keeps the guest paused") {
+				t.Errorf("migrate: %s", w.Message)
+			}
+		case "a/rst":
+			if w.Code == "Paused" && !strings.Contains(w.Message, "unpaused") {
+				t.Errorf("restart: %s", w.Message)
+			}
+		}
+	}
+	if !hasIssue(p.Warnings, "Paused", "a/mig") || !hasIssue(p.Warnings, "Paused", "a/rst") {
+		t.Fatalf("warnings %+v", p.Warnings)
+	}
+}

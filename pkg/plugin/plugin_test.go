@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sigs.k8s.io/yaml"
 	"strings"
 	"testing"
@@ -346,5 +348,21 @@ func TestFailbackNamesVMsWithoutJournal(t *testing.T) {
 	_, errOut, err := runCmd(t, kube, objs, "failback", "--all", "-A", "--dry-run")
 	if err != nil || !strings.Contains(errOut, "Not failed back") || !strings.Contains(errOut, "prod/cold, prod/db") {
 		t.Fatalf("failback must name the VMs it leaves out: %v\n%s", err, errOut)
+	}
+}
+
+func TestGitOpsDirWritesComponentAndReadme(t *testing.T) {
+	kube, objs := fixture(t)
+	dir := t.TempDir()
+	if _, _, err := runCmd(t, kube, objs, "gitops", "--all", "--to", "DR", "-A", "--dir", dir); err != nil {
+		t.Fatal(err)
+	}
+	comp, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil || !strings.Contains(string(comp), "kind: Component") {
+		t.Fatalf("kustomization.yaml: %v\n%s", err, comp)
+	}
+	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil || !strings.Contains(string(readme), "kubectl apply -k") || !strings.Contains(string(readme), "components:") {
+		t.Fatalf("README.md: %v\n%s", err, readme)
 	}
 }

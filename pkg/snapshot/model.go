@@ -59,6 +59,8 @@ type VMI struct {
 	NodeSelector   map[string]string `json:"nodeSelector,omitempty"`
 	Migrating      bool              `json:"migrating,omitempty"`
 	Terminating    bool              `json:"terminating,omitempty"`
+	// Paused: the guest is paused (condition Paused).
+	Paused bool `json:"paused,omitempty"`
 }
 
 // VM is one VirtualMachine with its instance and derived placement.

@@ -238,6 +238,9 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		} else {
 			inst.NotMigratable = "LiveMigratable condition not reported"
 		}
+		if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstancePaused); ok {
+			inst.Paused = c.Status == corev1.ConditionTrue
+		}
 		if ms := vmi.Status.MigrationState; ms != nil && !ms.Completed && !ms.Failed && ms.StartTimestamp != nil {
 			inst.Migrating = true
 		}
