@@ -56,3 +56,24 @@ func TestDrillJudgesAndWritesEvidence(t *testing.T) {
 		t.Fatalf("report.md:\n%s", md)
 	}
 }
+
+// FuzzParseRTO: an accepted objective is positive for every tier it covers.
+func FuzzParseRTO(f *testing.F) {
+	for _, s := range []string{"15m", "1=5m,2=15m", "0", "-5m", "1=", "x=5m", "1=5m,,2=1h", "=", "1=5m,1=6m", "9999999999=1s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := parseRTO(s)
+		if err != nil || o == nil {
+			return
+		}
+		if o.all < 0 {
+			t.Fatalf("%q: negative objective %s", s, o.all)
+		}
+		for tier, d := range o.perTier {
+			if tier < 1 || d <= 0 {
+				t.Fatalf("%q: tier %d objective %s", s, tier, d)
+			}
+		}
+	})
+}
