@@ -215,7 +215,7 @@ func (s *Stack) waitCRDs(ctx context.Context, objs []*unstructured.Unstructured)
 		}
 		for {
 			got, err := s.dyn.Resource(crdGVR).Get(ctx, u.GetName(), metav1.GetOptions{})
-			if err == nil && crdEstablished(got) {
+			if err == nil && conditionTrue(got, "Established") {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -231,11 +231,12 @@ func (s *Stack) waitCRDs(ctx context.Context, objs []*unstructured.Unstructured)
 	return nil
 }
 
-func crdEstablished(u *unstructured.Unstructured) bool {
+// conditionTrue reports whether an object's status condition of that type is True.
+func conditionTrue(u *unstructured.Unstructured, condType string) bool {
 	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 	for _, c := range conds {
 		m, _ := c.(map[string]any)
-		if m["type"] == "Established" && m["status"] == "True" {
+		if m["type"] == condType && m["status"] == "True" {
 			return true
 		}
 	}
@@ -325,13 +326,19 @@ func (s *Stack) startVirtAPI(ctx context.Context, certFile, keyFile string) erro
 		"--handler-cert-file", certFile, "--handler-key-file", keyFile); err != nil {
 		return err
 	}
+	return s.waitStarted(ctx, "virt-api", "its APIService v1.subresources.kubevirt.io to become Available", func() bool { return s.APIAvailable(ctx) })
+}
+
+// waitStarted waits up to 90 s for a component to be ready, failing early, with its log,
+// if it exits.
+func (s *Stack) waitStarted(ctx context.Context, name, what string, ready func() bool) error {
 	deadline := time.Now().Add(90 * time.Second)
-	for !s.APIAvailable(ctx) {
-		if done, err := s.c.Exited("virt-api"); done {
-			return s.c.WithLogs(fmt.Errorf("virt-api exited during startup: %v", err), "virt-api")
+	for !ready() {
+		if done, err := s.c.Exited(name); done {
+			return s.c.WithLogs(fmt.Errorf("%s exited during startup: %v", name, err), name)
 		}
 		if time.Now().After(deadline) {
-			return s.c.WithLogs(errors.New("virt-api (APIService v1.subresources.kubevirt.io) did not become Available in 90s"), "virt-api", "kube-apiserver")
+			return s.c.WithLogs(fmt.Errorf("%s: no sign after 90s of %s", name, what), name, "kube-apiserver")
 		}
 		select {
 		case <-ctx.Done():
@@ -346,18 +353,7 @@ func (s *Stack) startVirtAPI(ctx context.Context, certFile, keyFile string) erro
 func (s *Stack) APIAvailable(ctx context.Context) bool {
 	gvr := schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
 	u, err := s.dyn.Resource(gvr).Get(ctx, "v1.subresources.kubevirt.io", metav1.GetOptions{})
-	return err == nil && crdAvailable(u)
-}
-
-func crdAvailable(u *unstructured.Unstructured) bool {
-	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conds {
-		m, _ := c.(map[string]any)
-		if m["type"] == "Available" && m["status"] == "True" {
-			return true
-		}
-	}
-	return false
+	return err == nil && conditionTrue(u, "Available")
 }
 
 func (s *Stack) startVirtController(ctx context.Context, certFile, keyFile string) error {
@@ -378,24 +374,10 @@ func (s *Stack) startVirtController(ctx context.Context, certFile, keyFile strin
 		"--leader-elect-lease-duration", "15s", "--leader-elect-renew-deadline", "10s", "--leader-elect-retry-period", "2s"); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	return s.waitStarted(ctx, "virt-controller", "it taking its leader Lease", func() bool {
 		l, err := s.c.Kube.CoordinationV1().Leases(Namespace).Get(ctx, "virt-controller", metav1.GetOptions{})
-		if err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
-			return nil
-		}
-		if done, err := s.c.Exited("virt-controller"); done {
-			return s.c.WithLogs(fmt.Errorf("virt-controller exited during startup: %v", err), "virt-controller")
-		}
-		if time.Now().After(deadline) {
-			return s.c.WithLogs(errors.New("virt-controller did not take its leader Lease in 90s"), "virt-controller")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
+		return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != ""
+	})
 }
 
 // StartHandler starts the site's fake virt-handler (again).
