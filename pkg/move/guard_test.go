@@ -80,7 +80,7 @@ func TestUnlabeledNodesAreNeverReleased(t *testing.T) {
 	s.VMs = []snapshot.VM{runningOn("odd", "spare", "Primary", 1)}
 	p := guardPlan(t, s, plan.Request{All: true})
 	if len(p.NeedsFailover()) == 0 {
-		t.Skip("the plan does not fail over a VM on an unlabeled node: nothing to guard")
+		t.Fatal("the plan does not fail over the VM on the dead unlabeled node: the guard is never asked")
 	}
 	_, err := Guard(Config{Keys: s.Keys, ConfirmedDown: []string{"Primary"}}, s, p)
 	if err == nil || !strings.Contains(err.Error(), "no topology.kubernetes.io/site label") && !strings.Contains(err.Error(), "carry no") {

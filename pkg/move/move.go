@@ -60,6 +60,10 @@ type Config struct {
 	Keys       selector.Keys
 	// Namespace ("" for all) and LabelSelector scope the snapshot.
 	Namespace, LabelSelector string
+	// Snapshot is the one the caller planned from, for the preflight before the lock;
+	// Run reads one when it is nil. The executed plan is always built from a fresh read
+	// under the lock.
+	Snapshot *snapshot.Snapshot
 	// Request is resolved: a target, no --to-other or journal placeholders.
 	Request plan.Request
 	// Force runs despite overridable blockers.
@@ -122,9 +126,12 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	}
 	// Preflight before the lock, which is a write: a user who may not move is told
 	// everything they lack, and nothing is changed.
-	s, err := snapshot.Read(ctx, src)
-	if err != nil {
-		return nil, err
+	s := cfg.Snapshot
+	if s == nil {
+		var err error
+		if s, err = snapshot.Read(ctx, src); err != nil {
+			return nil, err
+		}
 	}
 	p, err := plan.Build(s, cfg.Request)
 	if err != nil {

@@ -278,7 +278,7 @@ func (mo *moveOptions) run(parent context.Context) error {
 		progOut = mo.ErrOut
 	}
 	prog := newProgress(progOut, mo.progress, len(p.Steps))
-	rep, err := mo.execute(ctx, stop, c, p.Request, prog.event, progOut)
+	rep, err := mo.execute(ctx, stop, c, s, p.Request, prog.event, progOut)
 	prog.close()
 	mo.lastReport = rep
 	if err != nil {
@@ -301,8 +301,9 @@ func (mo *moveOptions) run(parent context.Context) error {
 }
 
 // execute runs the move through the engine; the CLI, drill and the TUI share it.
-func (mo *moveOptions) execute(ctx, stop context.Context, c *Clients, req plan.Request, emit func(executor.Event), out io.Writer) (*executor.Report, error) {
+func (mo *moveOptions) execute(ctx, stop context.Context, c *Clients, s *snapshot.Snapshot, req plan.Request, emit func(executor.Event), out io.Writer) (*executor.Report, error) {
 	cfg := mo.config(c, req)
+	cfg.Snapshot = s
 	cfg.OnEvent = emit
 	cfg.OnStart = func(moveID, actor string, p *plan.Plan) {
 		fmt.Fprintf(out, "Move %s by %s: %s to %s, %d VM(s).\n", moveID, actor, p.Selection, p.Request.To, len(p.Steps))

@@ -125,6 +125,6 @@ func (uo *uiOptions) runMove(ctx, stop context.Context, p *plan.Plan, confirm st
 	}
 	// The engine reads the cluster again under the lock and rebuilds the plan from the
 	// same request.
-	rep, err := mo.execute(ctx, stop, c, p.Request, emit, io.Discard)
+	rep, err := mo.execute(ctx, stop, c, nil, p.Request, emit, io.Discard)
 	return rep, mo.engineError(err)
 }

@@ -1,10 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"testing"
-	"time"
-
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -19,19 +15,5 @@ func leaseObject(holder string, renewed metav1.MicroTime, seconds int32) *coordi
 	return &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: lock.DefaultName, Namespace: "kube-system", Annotations: map[string]string{"sitefail.io/move-id": "sf-test"}},
 		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &renewed, AcquireTime: &renewed, LeaseDurationSeconds: &seconds},
-	}
-}
-
-// expireLease ages the move lock as if its holder had died long ago.
-func expireLease(t *testing.T) {
-	t.Helper()
-	l, err := env.Kube.CoordinationV1().Leases("kube-system").Get(context.Background(), lock.DefaultName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := metav1.NewMicroTime(time.Now().Add(-10 * time.Minute))
-	l.Spec.RenewTime = &old
-	if _, err := env.Kube.CoordinationV1().Leases("kube-system").Update(context.Background(), l, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
 	}
 }

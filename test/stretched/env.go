@@ -6,7 +6,6 @@ package stretched
 import (
 	"context"
 	"io"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -162,18 +161,4 @@ func (e *Env) Counts(ns, name string) Counts {
 		}
 	}
 	return c
-}
-
-// LogDir is where the components' logs are.
-func (e *Env) LogDir() string { return filepath.Clean(e.Dir()) }
-
-// Stop ends the handlers and the cluster (virt-api and virt-controller with it).
-func (e *Env) Stop() {
-	if e.cancel != nil {
-		e.cancel()
-	}
-	if e.KubeVirt != nil {
-		e.KubeVirt.Stop()
-	}
-	e.Cluster.Stop()
 }

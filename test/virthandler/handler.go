@@ -16,8 +16,8 @@ package virthandler
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -319,7 +319,7 @@ func (h *Handler) update(ctx context.Context, vmi *kubevirtv1.VirtualMachineInst
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
-	if err != nil && !apierrors.IsConflict(err) && !strings.Contains(err.Error(), "context canceled") {
+	if err != nil && !apierrors.IsConflict(err) && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("fake virt-handler: update VMI %s/%s: %w", vmi.Namespace, vmi.Name, err)
 	}
 	return err
