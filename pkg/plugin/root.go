@@ -31,6 +31,8 @@ const (
 	ExitBlocked     = 2
 	ExitMoveFailed  = 3
 	ExitInterrupted = 4
+	// ExitDrift: gitops --check found VMs on which Git and the cluster disagree.
+	ExitDrift = 5
 )
 
 // ExitError carries the process exit code for an error.

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,6 +19,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/gitops"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 	"github.com/sitefail/kubectl-sitefail/test/stretched"
@@ -63,6 +67,13 @@ func TestGitOpsDeltaBuildsToWhatMoveProduces(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("gitops: %s", r)
 	}
+	component := t.TempDir()
+	if err := os.WriteFile(filepath.Join(component, "kustomization.yaml"), []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := sitefail(t, "gitops", "--check", component, "-n", viaGit); r.code != 5 || !strings.Contains(r.stdout, "the next sync moves it to DR") {
+		t.Fatalf("before the sync, Git places app-0 and app-1 on DR and the cluster on Primary: want drift (exit 5): %s", r)
+	}
 	built := kustomizeBuild(t, manifests[viaGit], r.stdout)
 	if len(built) != 3 {
 		t.Fatalf("kustomize build gave %d objects, want 3", len(built))
@@ -99,6 +110,15 @@ func TestGitOpsDeltaBuildsToWhatMoveProduces(t *testing.T) {
 			len(got.Spec.Tolerations) != 1 || got.Spec.Affinity == nil {
 			t.Errorf("%s: placement after the delta: %+v", m.Name, got.Spec)
 		}
+	}
+	if r := sitefail(t, "gitops", "--check", component, "-n", viaGit); r.code != 0 || !strings.Contains(r.stdout, "No drift") {
+		t.Errorf("after the apply the cluster matches the delta: %s", r)
+	}
+	// The direct move in the other namespace is not in Git: its controller would revert it.
+	var check struct{ Drift []gitops.Drift }
+	r = sitefail(t, "gitops", "--check", component, "-n", viaMove, "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &check); err != nil || r.code != 5 || len(check.Drift) != 2 || check.Drift[0].Cluster != "DR" || check.Drift[0].Git != "" {
+		t.Errorf("want app-0 and app-1 of %s reported as moved and not in Git (exit 5): %v %s", viaMove, err, r)
 	}
 	// The cluster now matches the delta: nothing is left to move in either namespace.
 	for _, ns := range []string{viaGit, viaMove} {
