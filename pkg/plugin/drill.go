@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,13 +11,13 @@ import (
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
 // newDrillCommand is a rehearsal: a relocate to the target and a failback, with both
 // legs timed, while both sites are up.
 func newDrillCommand(o *Options) *cobra.Command {
 	mo := &moveOptions{Options: o}
-	var keep bool
 	var rto, reportDir string
 	cmd := &cobra.Command{
 		Use:   "drill --to SITE (--tier N[-M] | --all | VM...)",
@@ -26,7 +27,12 @@ site exactly as 'move' does (throttled, tier by tier, journaled), then fails the
 to where they came from, and reports each leg's per-tier RTO. It refuses to start if
 the plan needs a failover (a site is down): that is an incident, not a drill.
 
-Interrupted, it can be finished with 'move' or 'failback' like any move.`,
+Interrupted, it can be finished with 'move' or 'failback' like any move.
+
+--dry-run=server checks the drill without disturbing anything: the plan and its guard,
+every permission every step needs, and every template patch sent to the API server
+with dryRun=All so that admission (KubeVirt's webhooks, policies) judges it. Cheap
+enough to run daily from a CronJob (see deploy/rbac/sitefail-drill-check.yaml).`,
 		Example: `  kubectl sitefail drill --tier 1 --to DR -A
 
   # Evidence for auditors: objectives per tier, a report, exit 3 when one is missed
@@ -34,13 +40,16 @@ Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 
   # Leave the VMs on DR (no second leg)
   kubectl sitefail drill --tier 1 --to DR -A --keep
-  kubectl sitefail drill --to DR -n prod db-0 --mode restart`,
+  kubectl sitefail drill --to DR -n prod db-0 --mode restart
+
+  # Would tonight's drill pass preflight, RBAC and admission? Nothing is changed.
+  kubectl sitefail drill --all --to DR -A --dry-run=server`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := mo.complete(args); err != nil {
 				return err
 			}
-			if mo.dryRun != "none" {
-				return errors.New("drill does not take --dry-run: use 'plan' to see the first leg")
+			if mo.dryRun == "client" {
+				return errors.New("drill takes --dry-run=server only (preflight, RBAC and admission, nothing changed): use 'plan' to see the first leg")
 			}
 			objectives, err := parseRTO(rto)
 			if err != nil {
@@ -60,6 +69,9 @@ Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 			if sites := p.NeedsFailover(); len(sites) > 0 {
 				return &ExitCodeError{Code: ExitBlocked, Err: fmt.Errorf("site %s is down: this is an incident, not a drill; use 'move' (nothing was changed)", sites[0])}
 			}
+			if mo.dryRun == "server" {
+				return mo.drillDryRun(cmd.Context(), s, p)
+			}
 			var moved []string
 			for _, st := range p.Steps {
 				if st.Action != plan.ActionSkip {
@@ -71,14 +83,14 @@ Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 				return nil
 			}
 			legs := 2
-			if keep {
+			if mo.keep {
 				legs = 1
 			}
 			fmt.Fprintf(mo.Out, "Drill, leg 1 of %d: %s to %s\n", legs, p.Selection, p.Request.To)
 			leg1Err := mo.run(cmd.Context())
 			reports := []*executor.Report{mo.lastReport}
 			finish := func(runErr error) error {
-				ev := judge(p.Selection, p.Request.To, keep, reports, objectives)
+				ev := judge(p.Selection, p.Request.To, mo.keep, reports, objectives)
 				if reportDir != "" {
 					if err := ev.write(reportDir); err != nil {
 						return fmt.Errorf("write the drill report: %w", err)
@@ -102,7 +114,7 @@ Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 			if leg1Err != nil {
 				return finish(fmt.Errorf("drill leg 1 (to %s): %w; finish it with 'kubectl sitefail move --to %s' and the same selection, or bring the VMs back with 'kubectl sitefail failback'", p.Request.To, leg1Err, p.Request.To))
 			}
-			if keep {
+			if mo.keep {
 				fmt.Fprintf(mo.Out, "\nDrill complete: the VMs stay on %s (--keep); 'kubectl sitefail failback' brings them back.\n", p.Request.To)
 				return finish(nil)
 			}
@@ -124,9 +136,30 @@ Interrupted, it can be finished with 'move' or 'failback' like any move.`,
 	}
 	mo.selection.addFlags(cmd, o)
 	mo.addRunFlags(cmd)
-	cmd.Flags().BoolVar(&keep, "keep", false, "leave the VMs on the target: no second leg")
+	cmd.Flags().BoolVar(&mo.keep, "keep", false, "leave the VMs on the target: no second leg")
 	cmd.Flags().StringVar(&rto, "rto", "", "RTO objective for every tier (15m) or per tier (1=5m,2=15m); a miss exits 3")
 	cmd.Flags().StringVar(&reportDir, "report", "", "write report.md and report.json (versioned schema) into this directory")
-	mo.fence, mo.dryRun = "pod", "none"
+	cmd.Flags().StringVar(&mo.dryRun, "dry-run", "none", `"none" or "server" (check preflight, RBAC and every patch through admission; change nothing)`)
+	cmd.Flags().Lookup("dry-run").NoOptDefVal = "server"
+	mo.fence = "pod"
 	return cmd
+}
+
+// drillDryRun checks what the drill would need without disturbing anything: the plan
+// and its guard, every permission of every step, and every template patch of leg 1
+// through admission (dryRun=All). Leg 2 writes the same objects with the same verbs,
+// back to the templates admission holds now.
+func (mo *moveOptions) drillDryRun(ctx context.Context, s *snapshot.Snapshot, p *plan.Plan) error {
+	c, err := mo.Factory.Clients()
+	if err != nil {
+		return err
+	}
+	if err := mo.serverDryRun(ctx, s, c, p); err != nil {
+		return err
+	}
+	if mo.keep {
+		return nil
+	}
+	fmt.Fprintln(mo.Out, "Leg 2 (failback) patches the same VMs back to the site their templates select now, with the same permissions: nothing more to check.")
+	return nil
 }

@@ -34,10 +34,12 @@ type moveOptions struct {
 	confirmSiteDown []string
 	fence           string
 	dryRun          string
-	lockNamespace   string
-	takeOverLock    bool
-	output          string
-	progress        string
+	// keep: a drill that leaves the VMs on the target (no second leg).
+	keep          bool
+	lockNamespace string
+	takeOverLock  bool
+	output        string
+	progress      string
 	// noPrompt is set when stdin belongs to someone else (the TUI).
 	noPrompt bool
 	// lastReport is the report of the last run, for drill.
