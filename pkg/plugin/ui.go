@@ -28,6 +28,7 @@ type uiOptions struct {
 	interval    time.Duration
 	lockNS      string
 	readyTO     time.Duration
+	allowGitOps bool
 }
 
 func newUICommand(o *Options) *cobra.Command {
@@ -67,6 +68,7 @@ Works at 80x24 and honours NO_COLOR.`,
 	f.DurationVar(&uo.interval, "refresh", 500*time.Millisecond, "at most one redraw per interval while the cluster changes")
 	f.StringVar(&uo.lockNS, "lock-namespace", lock.DefaultNamespace, "namespace of the move Lease")
 	f.DurationVar(&uo.readyTO, "ready-timeout", 10*time.Minute, "how long each VM may take to be Ready on the target")
+	f.BoolVar(&uo.allowGitOps, "allow-gitops-drift", false, "let plans move VMs that Argo CD or Flux manage (commit the delta first, or pause the sync)")
 	return cmd
 }
 
@@ -95,7 +97,8 @@ func (uo *uiOptions) run(ctx context.Context, mode plan.Mode) error {
 		}
 		return out, nil
 	}
-	m := tui.New(tui.Options{Context: c.Context, ReadOnly: uo.readOnly, MaxInFlight: uo.maxInFlight, Mode: mode, Run: uo.runMove, Events: events})
+	m := tui.New(tui.Options{Context: c.Context, ReadOnly: uo.readOnly, MaxInFlight: uo.maxInFlight, Mode: mode, Run: uo.runMove, Events: events,
+		AllowGitOpsDrift: uo.allowGitOps})
 	prog := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithInput(uo.In), tea.WithOutput(uo.Out))
 	m.Attach(prog.Send)
 	wctx, cancel := context.WithCancel(ctx)

@@ -32,6 +32,8 @@ type Options struct {
 	// MaxInFlight and Mode shape the plans the view makes.
 	MaxInFlight int
 	Mode        plan.Mode
+	// AllowGitOpsDrift lets plans move VMs that Argo CD or Flux manage (ui --allow-gitops-drift).
+	AllowGitOpsDrift bool
 }
 
 // Messages the model receives from outside.
@@ -389,7 +391,7 @@ func (m *Model) makePlan() {
 	if m.snap == nil {
 		return
 	}
-	req := plan.Request{To: m.defaultTarget(), Mode: m.opts.Mode, MaxInFlight: m.opts.MaxInFlight}
+	req := plan.Request{To: m.defaultTarget(), Mode: m.opts.Mode, MaxInFlight: m.opts.MaxInFlight, AllowGitOpsDrift: m.opts.AllowGitOpsDrift}
 	if m.tier > 0 {
 		req.Tiers = &selector.TierRange{Min: m.tier, Max: m.tier}
 	} else if vm := m.current(); vm != nil {

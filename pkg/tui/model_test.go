@@ -57,6 +57,7 @@ func testSnapshot(primaryDown bool) *snapshot.Snapshot {
 	add("prod", "cold", 2, "Primary", "", false, false)
 	add("prod", "moved", 1, "Primary", "d1", true, false)
 	add("dev", "ci", 0, "DR", "d1", true, false)
+	s.VMs[len(s.VMs)-1].GitOps = "argocd"
 	s.Derive()
 	return s
 }
@@ -258,6 +259,35 @@ func TestDetailShowsConditionsAndEvents(t *testing.T) {
 	for _, want := range []string{"conditions: Ready=true LiveMigratable=true RestartRequired=false", "SitefailMoved live-migrate: now on Primary (prod/db-1)", "journal: move-from=Primary"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("detail lacks %q:\n%s", want, v)
+		}
+	}
+}
+
+// A VM that Argo CD manages carries its mark, and the view refuses to move it unless the
+// ui was started with --allow-gitops-drift.
+func TestGitOpsManagedVMIsMarkedAndRefused(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		var ran *plan.Plan
+		run := func(ctx, stop context.Context, p *plan.Plan, confirm string, emit func(executor.Event)) (*executor.Report, error) {
+			ran = p
+			return &executor.Report{}, nil
+		}
+		m := newModel(100, 30, testSnapshot(false), Options{Run: run, AllowGitOpsDrift: allow})
+		if !strings.Contains(m.View(), "dev/ci [argocd]") {
+			t.Fatalf("no GitOps mark:\n%s", m.View())
+		}
+		keys(m, "down", "0", "p")
+		planned := m.View()
+		keys(m, "m", "yes")
+		_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+		if cmd != nil {
+			m.Update(cmd())
+		}
+		switch {
+		case !allow && (ran != nil || !strings.Contains(planned, "BLOCKER dev/ci: managed by argocd")):
+			t.Fatalf("without --allow-gitops-drift the plan must be blocked and nothing run:\n%s", planned)
+		case allow && (ran == nil || len(ran.Steps) != 1 || ran.Steps[0].Name != "ci"):
+			t.Fatalf("with --allow-gitops-drift the move must run:\n%s\nran %+v", planned, ran)
 		}
 	}
 }

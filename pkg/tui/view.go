@@ -42,6 +42,19 @@ func glyph(vm *snapshot.VM) string {
 	}
 }
 
+// managedMark flags a VM whose manifest another controller owns: a GitOps controller
+// reverts a move at its next sync, an owner rewrites the template, so the plan refuses
+// them; the mark says why before the plan does.
+func managedMark(vm *snapshot.VM) string {
+	switch {
+	case vm.GitOps != "":
+		return styleWarn.Render(" [" + vm.GitOps + "]")
+	case vm.Owner != "":
+		return styleWarn.Render(" [owned]")
+	}
+	return ""
+}
+
 func siteHeader(s *snapshot.Snapshot, site string) string {
 	ready, total := 0, 0
 	var cpu, mem, useCPU, useMem int64
@@ -180,7 +193,7 @@ func (m *Model) rows(i int, vms []*snapshot.VM, w int) []string {
 			lastTier = vm.Tier
 			all = append(all, row{text: styleDim.Render("tier " + tierName(vm.Tier)), vm: -1})
 		}
-		all = append(all, row{text: fmt.Sprintf("%s %s", glyph(vm), vm.Key()), vm: j})
+		all = append(all, row{text: glyph(vm) + " " + vm.Key() + managedMark(vm), vm: j})
 	}
 	h := m.height - 4 - m.footerHeight()
 	if m.detail || m.stage != browsing {
@@ -351,6 +364,12 @@ func (m *Model) detailView() string {
 		ready = fmt.Sprint(vm.Instance.Ready)
 	}
 	b.WriteString(fit(fmt.Sprintf("  conditions: Ready=%s LiveMigratable=%s RestartRequired=%v", ready, migr, vm.RestartRequired), m.width) + "\n")
+	if vm.GitOps != "" {
+		b.WriteString(fit(styleWarn.Render(fmt.Sprintf("  managed by %s: a move is reverted at its next sync; commit the delta (kubectl sitefail gitops) or pause the sync, then run ui --allow-gitops-drift", vm.GitOps)), m.width) + "\n")
+	}
+	if vm.Owner != "" {
+		b.WriteString(fit(styleWarn.Render(fmt.Sprintf("  owned by %s: it rewrites the template; move the owner's template instead", vm.Owner)), m.width) + "\n")
+	}
 	var journal []string
 	for k, v := range vm.Annotations {
 		if strings.HasPrefix(k, "sitefail.io/") {
@@ -400,6 +419,7 @@ func (m *Model) helpView() string {
 		"Glyphs",
 		"  ● R running and ready   ◐ s starting   ⇄ M migrating",
 		"  → P pending a move      ○ - stopped    ✖ S stranded on a dead site",
+		"  [argocd] [flux] managed by GitOps, [owned] by a controller: refused by plans",
 		"",
 		"press any key",
 	}
