@@ -285,6 +285,20 @@ func TestDrill(t *testing.T) {
 			t.Errorf("shop/%s: %d starts, %d migrations; want one migration out and one back", name, starts, migs)
 		}
 	}
+	// An objective no move can meet: the drill still finishes both legs, and fails.
+	dir = t.TempDir()
+	r = sitefail(t, "drill", "--tier", "3", "--to", "DR", "-A", "--progress", "lines", "--rto", "1ms", "--report", dir)
+	if r.code != 3 || !strings.Contains(r.stdout, "FAIL") || !strings.Contains(r.stdout, "Drill complete") {
+		t.Fatalf("drill with an impossible RTO: want exit 3 and FAIL: %s", r)
+	}
+	data, err = os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil || json.Unmarshal(data, &ev) != nil || ev.Result != "fail" || len(ev.Legs) != 2 {
+		t.Fatalf("report.json of the failed drill: %v %s", err, data)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil || !strings.Contains(string(md), "fail") {
+		t.Fatalf("report.md of the failed drill: %v\n%s", err, md)
+	}
 }
 
 func TestLockRefusesASecondMove(t *testing.T) {

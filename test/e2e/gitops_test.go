@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -208,4 +209,36 @@ func clusterTemplate(t *testing.T, ns, name string) *kubevirtv1.VirtualMachineIn
 		t.Fatal(err)
 	}
 	return vm.Spec.Template
+}
+
+// A VM that Argo CD manages is refused without --allow-gitops-drift, with the
+// controller and both ways out named and nothing changed, and moved with it.
+func TestArgoManagedVMNeedsTheFlag(t *testing.T) {
+	ctx := context.Background()
+	const ns = "argo"
+	t.Cleanup(func() { _ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
+	if err := env.CreateVMs(ctx, []stretched.VMSpec{{Namespace: ns, Name: "app", Tier: 1, Site: "Primary",
+		Labels: map[string]string{"argocd.argoproj.io/instance": "vms"}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "argo/app Ready on Primary", func() bool { return vmiReady(ctx, ns, "app") && siteOf(t, ns, "app") == "Primary" })
+
+	r := sitefail(t, "move", "--to", "DR", "-n", ns, "app")
+	if r.code != 2 || !strings.Contains(r.stderr, "argocd") || !strings.Contains(r.stderr, "kubectl sitefail gitops") || !strings.Contains(r.stderr, "--allow-gitops-drift") {
+		t.Fatalf("want a refusal naming argocd, the delta and the flag (exit 2): %s", r)
+	}
+	u, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Get(ctx, "app", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel, _, _ := unstructured.NestedStringMap(u.Object, "spec", "template", "spec", "nodeSelector"); sel[selector.DefaultSiteKey] != "Primary" {
+		t.Fatalf("a refused move changed the template: %v", sel)
+	}
+	r = sitefail(t, "move", "--to", "DR", "-n", ns, "app", "--allow-gitops-drift")
+	if r.code != 0 {
+		t.Fatalf("move --allow-gitops-drift: %s", r)
+	}
+	if s := siteOf(t, ns, "app"); s != "DR" {
+		t.Fatalf("argo/app runs on %q after the move", s)
+	}
 }
