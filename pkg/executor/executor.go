@@ -8,12 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/retry"
@@ -49,6 +51,10 @@ type Config struct {
 	DeadNodes []string
 	// Backoff for retriable API errors (409, 429, 5xx, timeouts).
 	Backoff wait.Backoff
+	// UnreachableRetry spaces the tries of a write while the API server cannot be
+	// reached at all (a restart, a lost network path): they go on until ctx ends, which
+	// losing the move's lock does (default 1 s).
+	UnreachableRetry time.Duration
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
@@ -148,6 +154,9 @@ func New(c Cluster, cfg Config, emit func(Event)) *Executor {
 	}
 	if cfg.Backoff.Steps == 0 {
 		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.UnreachableRetry == 0 {
+		cfg.UnreachableRetry = time.Second
 	}
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 10 * time.Minute
@@ -538,6 +547,32 @@ func isStatus5xx(err error) bool {
 	return false
 }
 
+// retry runs a write with backoff for transient API errors. While the API server cannot
+// be reached at all it keeps trying, for as long as ctx lives: the lock's renewal fails
+// too and cancels ctx after its deadline, so the move stops at a safe point (exit 4, and
+// a rerun finishes it) instead of reporting VMs failed that were never refused.
 func (e *Executor) retry(ctx context.Context, fn func() error) error {
-	return retry.OnError(e.cfg.Backoff, func(err error) bool { return ctx.Err() == nil && retriable(err) }, fn)
+	for {
+		err := retry.OnError(e.cfg.Backoff, func(err error) bool { return ctx.Err() == nil && (retriable(err) || unreachable(err)) }, fn)
+		if err == nil || !unreachable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(e.cfg.UnreachableRetry):
+		}
+	}
+}
+
+// unreachable reports an error from below HTTP: the request never got an answer.
+func unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err) {
+		return true
+	}
+	var nerr net.Error
+	return errors.As(err, &nerr) && nerr.Timeout()
 }

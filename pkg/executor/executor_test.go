@@ -3,6 +3,10 @@ package executor
 import (
 	"context"
 	"fmt"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"net"
+	"net/url"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,4 +248,48 @@ func runUntilCrash(t *testing.T, f *fakeCluster, cfg Config) {
 		}
 	}
 	<-done
+}
+
+// An API server that is down (connection refused) for longer than the backoff for
+// transient errors: the writes wait for it while the move holds its lock (losing the
+// lock cancels ctx), and no VM is reported failed because the API was unreachable.
+func TestWaitsOutAnUnreachableAPIServer(t *testing.T) {
+	f := newFake(delay)
+	populate(f, 1, 2)
+	refused := func() error {
+		return &url.Error{Op: "Patch", URL: "https://127.0.0.1:6443/apis/kubevirt.io/v1", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	}
+	var outage []error
+	for i := 0; i < 12; i++ {
+		outage = append(outage, refused())
+	}
+	f.failures["patch"] = outage
+	cfg := config("sf-a-000031", 2)
+	cfg.Backoff = wait.Backoff{Steps: 3, Duration: time.Millisecond, Factor: 1}
+	cfg.UnreachableRetry = time.Millisecond
+	rep := run(t, f, cfg)
+	if rep.Failed() {
+		t.Fatalf("an unreachable API server failed the move instead of being waited for: %+v", rep)
+	}
+	assertAllMovedOnce(t, f)
+}
+
+// The wait ends when the lock is lost (ctx cancelled): the step stops at a safe point.
+func TestUnreachableAPIServerStopsWhenTheMoveIsCancelled(t *testing.T) {
+	f := newFake(delay)
+	populate(f, 1, 1)
+	var outage []error
+	for i := 0; i < 100000; i++ {
+		outage = append(outage, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+	}
+	f.failures["patch"] = outage
+	cfg := config("sf-a-000032", 1)
+	cfg.Backoff = wait.Backoff{Steps: 2, Duration: time.Millisecond, Factor: 1}
+	cfg.UnreachableRetry = time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	rep, err := New(f, cfg, nil).Run(ctx, ctx, planFor(t, f, 1))
+	if err != nil || !rep.Interrupted {
+		t.Fatalf("want an interrupted report once ctx is cancelled: %v %+v", err, rep)
+	}
 }
