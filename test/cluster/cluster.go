@@ -106,6 +106,8 @@ type Cluster struct {
 
 type proc struct {
 	name    string
+	bin     string
+	args    []string
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
@@ -538,7 +540,7 @@ func (c *Cluster) spawnLocked(name, bin string, args ...string) (*proc, error) {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	fmt.Fprintf(c.cfg.Log, "started %s (pid %d, log %s)\n", name, cmd.Process.Pid, logPath)
-	p := &proc{name: name, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	p := &proc{name: name, bin: bin, args: args, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
@@ -595,15 +597,45 @@ func (c *Cluster) waitHTTP(ctx context.Context, name, url string, headers map[st
 	return c.withLogs(fmt.Errorf("%s not ready within %s: %v", name, timeout, last), name)
 }
 
+// find returns the named process, the latest when it was started again.
 func (c *Cluster) find(name string) *proc {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, p := range c.procs {
-		if p.name == name {
-			return p
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		if c.procs[i].name == name {
+			return c.procs[i]
 		}
 	}
 	return nil
+}
+
+// Kill ends the named component at once (SIGKILL), as a crash or a pulled plug would.
+func (c *Cluster) Kill(name string) error {
+	p := c.find(name)
+	if p == nil {
+		return fmt.Errorf("no component %s", name)
+	}
+	p.kill()
+	return nil
+}
+
+// Respawn starts the named component again with the arguments it was first started
+// with, unless it is running.
+func (c *Cluster) Respawn(name string) error {
+	p := c.find(name)
+	if p == nil {
+		return fmt.Errorf("no component %s", name)
+	}
+	if !p.done() {
+		return nil
+	}
+	_, err := c.spawn(name, p.bin, p.args...)
+	return err
+}
+
+// WaitAPIServer waits until kube-apiserver answers /readyz.
+func (c *Cluster) WaitAPIServer(ctx context.Context, timeout time.Duration) error {
+	return c.waitHTTP(ctx, "kube-apiserver", c.Host+"/readyz", map[string]string{"Authorization": "Bearer " + AdminToken}, timeout)
 }
 
 // withLogs appends the last lines of the named components' logs to err.

@@ -421,3 +421,23 @@ func (s *Stack) Stop() {
 		delete(s.handlers, site)
 	}
 }
+
+// Recover starts virt-api and virt-controller again if they exited (virt-controller
+// exits when it cannot renew its leader Lease, as during a control-plane outage; in a
+// real cluster its Deployment restarts it), and waits until the controller leads again
+// and the subresource API is Available.
+func (s *Stack) Recover(ctx context.Context) error {
+	since := time.Now()
+	for _, name := range []string{"virt-api", "virt-controller"} {
+		if err := s.c.Respawn(name); err != nil {
+			return err
+		}
+	}
+	if err := s.waitStarted(ctx, "virt-controller", "it renewing its leader Lease", func() bool {
+		l, err := s.c.Kube.CoordinationV1().Leases(Namespace).Get(ctx, "virt-controller", metav1.GetOptions{})
+		return err == nil && l.Spec.RenewTime != nil && l.Spec.RenewTime.After(since)
+	}); err != nil {
+		return err
+	}
+	return s.waitStarted(ctx, "virt-api", "its APIService to become Available", func() bool { return s.APIAvailable(ctx) })
+}

@@ -10,6 +10,11 @@
 //     the target the domain-ready time, the source completion, the target takes the VMI
 //     over (status.nodeName and the node label), and the source launcher ends.
 //
+// It also plays the one part of the kubelet that kwok does not: a running launcher pod
+// that the node controller marked not Ready (its node missed heartbeats, as when the
+// API server was away) is reported Ready again once the handler sees it, as the kubelet
+// reports its probes again; KubeVirt derives the VMI's Ready condition from the pod's.
+//
 // One Handler runs per site, on that site's nodes; the test cluster stops it together
 // with the site's kwok, so a dark site has no handler either, as in a real outage.
 package virthandler
@@ -18,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +69,7 @@ type Handler struct {
 	dyn     dynamic.Interface
 	nodes   cache.SharedIndexInformer
 	vmis    cache.SharedIndexInformer
+	pods    cache.SharedIndexInformer
 	queue   workqueue.TypedRateLimitingInterface[string]
 
 	mu sync.Mutex
@@ -95,7 +102,61 @@ func New(kube, kubelet kubernetes.Interface, dyn dynamic.Interface, cfg Config) 
 		}
 	}
 	_, _ = h.vmis.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, n any) { enqueue(n) }, DeleteFunc: enqueue})
+	pf := informers.NewSharedInformerFactoryWithOptions(kubelet, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.LabelSelector = launcherSelector
+	}))
+	h.pods = pf.Core().V1().Pods().Informer()
+	podChanged := func(obj any) {
+		if p, ok := obj.(*corev1.Pod); ok && notReadyAgain(p) {
+			h.queue.Add(podKeyPrefix + p.Namespace + "/" + p.Name)
+		}
+	}
+	_, _ = h.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: podChanged, UpdateFunc: func(_, n any) { podChanged(n) }})
 	return h
+}
+
+const (
+	launcherSelector = "kubevirt.io=virt-launcher"
+	podKeyPrefix     = "pod:"
+)
+
+// notReadyAgain reports a running launcher whose Ready condition was turned False from
+// outside (the node controller does that to every pod of a node that missed heartbeats).
+func notReadyAgain(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status != corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// reportReady sets a launcher pod Ready again, as its kubelet would once it reports.
+func (h *Handler) reportReady(ctx context.Context, key string) error {
+	obj, exists, err := h.pods.GetStore().GetByKey(key)
+	if err != nil || !exists {
+		return err
+	}
+	p := obj.(*corev1.Pod).DeepCopy()
+	if !notReadyAgain(p) || !h.mine(p.Spec.NodeName) {
+		return nil
+	}
+	now := metav1.Now()
+	for i := range p.Status.Conditions {
+		if c := &p.Status.Conditions[i]; c.Type == corev1.PodReady || c.Type == corev1.ContainersReady {
+			c.Status, c.Reason, c.Message, c.LastTransitionTime = corev1.ConditionTrue, "", "", now
+		}
+	}
+	for i := range p.Status.ContainerStatuses {
+		p.Status.ContainerStatuses[i].Ready = true
+	}
+	if _, err := h.kubelet.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 // Run starts the informers and workers and returns once the caches are synced; the
@@ -103,7 +164,8 @@ func New(kube, kubelet kubernetes.Interface, dyn dynamic.Interface, cfg Config) 
 func (h *Handler) Run(ctx context.Context, workers int) error {
 	go h.nodes.Run(ctx.Done())
 	go h.vmis.Run(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), h.nodes.HasSynced, h.vmis.HasSynced) {
+	go h.pods.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), h.nodes.HasSynced, h.vmis.HasSynced, h.pods.HasSynced) {
 		return fmt.Errorf("fake virt-handler (%s): caches did not sync", h.cfg.NodeSelector)
 	}
 	go func() {
@@ -144,6 +206,9 @@ func (h *Handler) mine(node string) bool {
 }
 
 func (h *Handler) sync(ctx context.Context, key string) error {
+	if pod, ok := strings.CutPrefix(key, podKeyPrefix); ok {
+		return h.reportReady(ctx, pod)
+	}
 	obj, exists, err := h.vmis.GetStore().GetByKey(key)
 	if err != nil {
 		return err
