@@ -36,6 +36,15 @@ func Read(annotations map[string]string) Entry {
 	return Entry{MoveID: annotations[MoveID], From: annotations[From], To: annotations[To], Phase: annotations[Phase], VMI: annotations[VMI]}
 }
 
+// Known reports whether the phase is one this version writes (empty: no journal).
+func (e Entry) Known() bool {
+	switch e.Phase {
+	case "", PhasePatched, PhaseMigrating, PhaseRestarting, PhaseReleasing, PhaseStarting, PhaseDone, PhaseFailed:
+		return true
+	}
+	return false
+}
+
 // Unfinished reports whether a step towards to began and did not end: the VM may be
 // restarting, booting, migrating or released and not yet started.
 func (e Entry) Unfinished(to string) bool {

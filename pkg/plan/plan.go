@@ -476,6 +476,10 @@ func vmWarnings(vm *snapshot.VM, st Step, req Request) []Issue {
 	if vm.TierError != "" {
 		out = append(out, Issue{Code: "MalformedTier", VM: vm.Key(), Message: vm.TierError + ": the VM is treated as untiered and moves last"})
 	}
+	if j := journal.Read(vm.Annotations); !j.Known() {
+		out = append(out, Issue{Code: "JournalUnreadable", VM: vm.Key(),
+			Message: fmt.Sprintf("its journal's phase %q is not one this version writes (hand-edited, or a newer version): planned from what runs now, and the move writes a fresh journal", j.Phase)})
+	}
 	if st.Action == ActionSkip {
 		return out
 	}

@@ -9,6 +9,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
@@ -386,5 +387,21 @@ func TestPausedVMIsMovedWithAWarning(t *testing.T) {
 	}
 	if !hasIssue(p.Warnings, "Paused", "a/mig") || !hasIssue(p.Warnings, "Paused", "a/rst") {
 		t.Fatalf("warnings %+v", p.Warnings)
+	}
+}
+
+// A journal this version cannot read (hand-edited, or from a newer version) is not
+// trusted: the VM is planned from what runs, and the plan says so.
+func TestCorruptedJournalIsPlannedFromStateWithAWarning(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	bad := vm("a", "bad", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)
+	bad.Annotations = map[string]string{journal.MoveID: "sf-x", journal.To: "DR", journal.Phase: "half-done?!"}
+	s.VMs = []snapshot.VM{bad}
+	p := build(t, s, Request{To: "DR", All: true})
+	if st := stepOf(p, "a/bad"); st.Action != ActionMigrate {
+		t.Fatalf("a VM running on Primary with an unreadable journal: want live-migrate, got %+v", st)
+	}
+	if !hasIssue(p.Warnings, "JournalUnreadable", "a/bad") {
+		t.Fatalf("want a JournalUnreadable warning: %+v", p.Warnings)
 	}
 }

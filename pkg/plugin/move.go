@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -83,6 +84,9 @@ Exit codes: 0 done, 1 error (nothing changed when it comes from validation or pr
   # One VM, by restart, checking admission first
   kubectl sitefail move --to DR prod/db-0 --mode restart --dry-run=server`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f := cmd.Flags().Lookup("confirm-site-down"); f.Changed && (len(mo.confirmSiteDown) == 0 || slices.Contains(mo.confirmSiteDown, "")) {
+				return errors.New("--confirm-site-down needs the dead site's name, e.g. --confirm-site-down=Primary (see 'kubectl sitefail sites')")
+			}
 			if err := mo.complete(args); err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sigs.k8s.io/yaml"
+	"slices"
 	"strings"
 	"testing"
 
@@ -83,7 +84,12 @@ func runCmd(t *testing.T, kube *kubefake.Clientset, objs []runtime.Object, args 
 	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
 	cmd := NewRootCommand(streams, &fakeFactory{c: &Clients{Kube: kube, Dynamic: dyn, Context: "test"}, ns: "prod"})
 	if args[0] != "__complete" {
-		args = append(args, "--config", "", "--site-label", "", "--tier-label", "")
+		// Defaults that keep a developer's own config file out, unless a case sets them.
+		for _, flag := range []string{"--config", "--site-label", "--tier-label"} {
+			if !slices.ContainsFunc(args, func(a string) bool { return a == flag || strings.HasPrefix(a, flag+"=") }) {
+				args = append(args, flag, "")
+			}
+		}
 	}
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(context.Background())
@@ -135,40 +141,73 @@ func TestNothingToDo(t *testing.T) {
 	}
 }
 
+// TestBadInput is the bad-input table of docs/reliability.md: each case names the
+// problem and the fix, exits with its code, and changes nothing.
 func TestBadInput(t *testing.T) {
 	kube, objs := fixture(t)
+	dir := t.TempDir()
+	badConfig := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(badConfig, []byte("siteLabel: [unterminated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notComponent := filepath.Join(dir, "deployment.yaml")
+	if err := os.WriteFile(notComponent, []byte("kind: Deployment\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		want string
+		code int
 	}{
-		{[]string{"plan", "--tier", "one", "--to", "DR"}, "positive integer"},
-		{[]string{"plan", "--tier", "2-1", "--to", "DR"}, "N <= M"},
-		{[]string{"plan", "--tier", "1", "--to", "Mars"}, "DR, Primary"},
-		{[]string{"plan", "--tier", "1"}, "--to is required"},
-		{[]string{"plan", "--to", "DR"}, "say which VMs move"},
-		{[]string{"plan", "--to", "DR", "--all", "db"}, "exclude each other"},
-		{[]string{"plan", "--to", "DR", "--tier", "7"}, "no VM matches"},
-		{[]string{"plan", "--to", "DR", "nope"}, "no such VM: prod/nope"},
-		{[]string{"plan", "--to", "DR", "--all", "-o", "xml"}, "not supported"},
-		{[]string{"move", "--to", "DR", "--all", "--max-in-flight", "0"}, "at least 1"},
-		{[]string{"move", "--to", "DR", "--all", "--max-per-node", "-1"}, "at least 1"},
-		{[]string{"move", "--to", "DR", "--all", "--mode", "teleport"}, "auto, migrate, restart"},
-		{[]string{"move", "--to", "Primary", "--from", "Primary", "--all"}, "pick a different target"},
-		{[]string{"failback", "--all", "--to", "DR"}, "takes no --to"},
+		{[]string{"plan", "--tier", "one", "--to", "DR"}, "positive integer", 1},
+		{[]string{"plan", "--tier", "2-1", "--to", "DR"}, "N <= M", 1},
+		{[]string{"plan", "--tier", "1", "--to", "Mars"}, "DR, Primary", 1},
+		{[]string{"plan", "--tier", "1"}, "--to is required", 1},
+		{[]string{"plan", "--to", "DR"}, "say which VMs move", 1},
+		{[]string{"plan", "--to", "DR", "--all", "db"}, "exclude each other", 1},
+		{[]string{"plan", "--to", "DR", "--to-other", "--all"}, "--to and --to-other exclude each other", 1},
+		{[]string{"plan", "--to", "DR", "--tier", "7"}, "no VM matches", 1},
+		{[]string{"plan", "--to", "DR", "nope"}, "no such VM: prod/nope", 1},
+		{[]string{"plan", "--to", "DR", "a/b/c"}, "want NAME or NAMESPACE/NAME", 1},
+		{[]string{"plan", "--to", "DR", "-A", "db"}, "with -A, name VMs as NAMESPACE/NAME", 1},
+		{[]string{"plan", "--to", "DR", "--tier-of", "ghost"}, "--tier-of: no such VM prod/ghost", 1},
+		{[]string{"plan", "--to", "DR", "--all", "-o", "xml"}, "not supported", 1},
+		{[]string{"plan", "--to", "DR", "--all", "--site-label", "bad key!"}, "--site-label", 1},
+		{[]string{"plan", "--to", "DR", "--all", "--config", badConfig}, "want keys siteLabel and tierLabel", 1},
+		{[]string{"plan", "--to", "DR", "--all", "--config", filepath.Join(dir, "missing.yaml")}, "missing.yaml", 1},
+		{[]string{"move", "--to", "DR", "--all", "--max-in-flight", "0"}, "at least 1", 1},
+		{[]string{"move", "--to", "DR", "--all", "--max-per-node", "-1"}, "at least 1", 1},
+		{[]string{"move", "--to", "DR", "--all", "--mode", "teleport"}, "auto, migrate, restart", 1},
+		{[]string{"move", "--to", "DR", "--all", "--fence", "shoot"}, "--fence", 1},
+		{[]string{"move", "--to", "DR", "--all", "--dry-run=maybe"}, "--dry-run", 1},
+		{[]string{"move", "--to", "DR", "--all", "--progress", "fireworks"}, "--progress", 1},
+		{[]string{"move", "--to", "Primary", "--from", "Primary", "--all"}, "pick a different target", 1},
+		{[]string{"failback", "--all", "--to", "DR"}, "takes no --to", 1},
 		// Confirming a live site down is refused before anything is written.
-		{[]string{"move", "--to", "DR", "--all", "-A", "--confirm-site-down=Primary"}, "node primary-1 of that site is Ready"},
-		{[]string{"move", "--to", "DR", "--all", "-A", "--confirm-site-down=Mars"}, "no node carries"},
-		{[]string{"status", "--site", "Moon"}, "unknown site"},
-		{[]string{"sites", "label", "node-1"}, "--site is required"},
+		{[]string{"move", "--to", "DR", "--all", "-A", "--confirm-site-down=Primary"}, "node primary-1 of that site is Ready", 1},
+		{[]string{"move", "--to", "DR", "--all", "-A", "--confirm-site-down=Mars"}, "no node carries", 1},
+		{[]string{"move", "--to", "DR", "--all", "-A", "--confirm-site-down="}, "confirm-site-down", 1},
+		{[]string{"drill", "--to", "DR", "--all", "--rto", "soon"}, "--rto", 1},
+		{[]string{"drill", "--to", "DR", "--all", "--dry-run=client"}, "--dry-run=server only", 1},
+		{[]string{"gitops", "--check", filepath.Join(dir, "missing")}, "--check", 1},
+		{[]string{"gitops", "--check", notComponent}, "want a Kustomize Component", 1},
+		{[]string{"gitops", "--to", "DR", "--all", "-o", "json"}, "-o applies to --check", 1},
+		{[]string{"status", "--site", "Moon"}, "unknown site", 1},
+		{[]string{"sites", "label", "node-1"}, "--site is required", 1},
+		{[]string{"sites", "label", "primary-1", "--site", "bad site!"}, "bad site!", 1},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			kube.ClearActions()
 			_, _, err := runCmd(t, kube, objs, tc.args...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want it to mention %q", err, tc.want)
 			}
+			if Code(err) != tc.code {
+				t.Fatalf("exit %d, want %d (%v)", Code(err), tc.code, err)
+			}
 			for _, a := range kube.Actions() {
-				if a.GetVerb() != "list" && a.GetVerb() != "get" {
+				if a.GetVerb() != "list" && a.GetVerb() != "get" && a.GetVerb() != "watch" {
 					t.Fatalf("bad input changed something: %v", a)
 				}
 			}

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/dynamic"
@@ -180,6 +182,11 @@ func (o *Options) complete(cmd *cobra.Command) error {
 	def := selector.DefaultKeys()
 	o.Keys.Site = firstNonEmpty(o.Keys.Site, fc.SiteLabel, def.Site)
 	o.Keys.Tier = firstNonEmpty(o.Keys.Tier, fc.TierLabel, def.Tier)
+	for flag, key := range map[string]string{"--site-label": o.Keys.Site, "--tier-label": o.Keys.Tier} {
+		if errs := validation.IsQualifiedName(key); len(errs) > 0 {
+			return fmt.Errorf("%s %q (or the config file's key) is not a label key: %s", flag, key, strings.Join(errs, "; "))
+		}
+	}
 	if o.Factory == nil {
 		o.Factory = &configFactory{flags: o.ConfigFlags, qps: o.QPS, burst: o.Burst}
 	}
