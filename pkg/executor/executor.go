@@ -182,7 +182,9 @@ type result struct {
 	err  error
 	// interrupted: stopped at a safe point before the VM was Ready; a rerun finishes it.
 	interrupted bool
-	readyAt     time.Time
+	// gone: the VM was deleted during the move.
+	gone    bool
+	readyAt time.Time
 }
 
 // Run carries out the plan. stop, when cancelled, stops starting new work and lets
@@ -364,7 +366,7 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 			failed++
 			out.report.Failed++
 			out.failures = append(out.failures, Failure{VM: r.step.Key(), Error: r.err.Error()})
-		case r.step.Action == plan.ActionSkip:
+		case r.step.Action == plan.ActionSkip, r.gone:
 			out.report.Skipped++
 		default:
 			out.report.Moved++

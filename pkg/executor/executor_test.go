@@ -3,9 +3,12 @@ package executor
 import (
 	"context"
 	"fmt"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"net"
 	"net/url"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -291,5 +294,30 @@ func TestUnreachableAPIServerStopsWhenTheMoveIsCancelled(t *testing.T) {
 	rep, err := New(f, cfg, nil).Run(ctx, ctx, planFor(t, f, 1))
 	if err != nil || !rep.Interrupted || len(rep.Failures) != 0 || rep.Tiers[0].Pending != 1 {
 		t.Fatalf("want the VM interrupted (not failed) once ctx is cancelled: %v %+v", err, rep)
+	}
+}
+
+// A VM deleted while the move runs (its owner removed it) is not a failure of the move
+// and does not stop the tier: it is reported skipped, saying why.
+func TestVMDeletedDuringTheMoveIsSkipped(t *testing.T) {
+	f := newFake(delay)
+	populate(f, 1, 3)
+	f.failures["patch"] = []error{apierrors.NewNotFound(schema.GroupResource{Group: "kubevirt.io", Resource: "virtualmachines"}, "t1-vm0")}
+	var events []Event
+	var mu sync.Mutex
+	rep, err := New(f, config("sf-a-000033", 1), func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }).
+		Run(context.Background(), context.Background(), planFor(t, f, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed() || rep.Tiers[0].Skipped != 1 || rep.Tiers[0].Moved != 2 {
+		t.Fatalf("want one VM skipped as deleted and the other two moved: %+v", rep)
+	}
+	found := false
+	for _, e := range events {
+		found = found || strings.Contains(e.Message, "deleted during the move")
+	}
+	if !found {
+		t.Fatalf("no event says the VM was deleted during the move: %+v", events)
 	}
 }

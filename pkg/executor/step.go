@@ -60,6 +60,10 @@ func (e *Executor) runStep(ctx, stop context.Context, st *plan.Step) result {
 		r.interrupted = true
 		e.phase(st, "interrupted", "stopped at a safe point; run the move again to finish it")
 		return r
+	case vmGone(err):
+		r.gone = true
+		e.finish(Event{Kind: StepDone, Tier: st.Tier, VM: st.Key(), Action: plan.ActionSkip, Message: "deleted during the move: skipped"})
+		return r
 	case err != nil:
 		r.err = err
 		_ = e.retry(ctx, func() error {
@@ -403,4 +407,15 @@ func (e *Executor) waitUntilWithin(stop context.Context, d time.Duration, cond f
 		case <-changed:
 		}
 	}
+}
+
+// vmGone reports that the VM itself no longer exists: someone deleted it while the move
+// ran. Nothing is left to move, and nothing was lost by the move.
+func vmGone(err error) bool {
+	var status apierrors.APIStatus
+	if !apierrors.IsNotFound(err) || !errors.As(err, &status) {
+		return false
+	}
+	d := status.Status().Details
+	return d != nil && d.Group == "kubevirt.io" && d.Kind == "virtualmachines"
 }
