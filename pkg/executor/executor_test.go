@@ -321,3 +321,22 @@ func TestVMDeletedDuringTheMoveIsSkipped(t *testing.T) {
 		t.Fatalf("no event says the VM was deleted during the move: %+v", events)
 	}
 }
+
+// The target fills up during the move: a VM that never becomes Ready there fails after
+// --ready-timeout, with that reason in the report and "failed" in its journal, so no VM
+// is left half-moved without a journal entry that says so.
+func TestNotReadyInTimeFailsWithItsJournal(t *testing.T) {
+	f := newFake(time.Second)
+	f.add("ns", "t1-vm0", 1, "Primary", true, false) // restarted: boots for longer than allowed
+	cfg := config("sf-a-000034", 1)
+	cfg.ReadyTimeout = 50 * time.Millisecond
+	rep := run(t, f, cfg)
+	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0].Error, "--ready-timeout") {
+		t.Fatalf("want one failure naming --ready-timeout: %+v", rep)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ph := f.vms["ns/t1-vm0"].annotations[AnnotationPhase]; ph != PhaseFailed {
+		t.Fatalf("journal phase %q, want %q", ph, PhaseFailed)
+	}
+}

@@ -203,6 +203,7 @@ func TestBadInput(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want it to mention %q", err, tc.want)
 			}
+			t.Log(err)
 			if Code(err) != tc.code {
 				t.Fatalf("exit %d, want %d (%v)", Code(err), tc.code, err)
 			}
@@ -255,6 +256,20 @@ func TestMissingKubeVirt(t *testing.T) {
 	err := cmd.Execute()
 	if err == nil || !strings.Contains(err.Error(), "KubeVirt CRDs are not installed") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// An expired or revoked token: the API server answers 401; the message says to log in
+// again, and nothing else is tried.
+func TestExpiredTokenSaysLogInAgain(t *testing.T) {
+	kube := kubefake.NewSimpleClientset()
+	kube.PrependReactor("list", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewUnauthorized("token has expired")
+	})
+	_, objs := fixture(t)
+	_, _, err := runCmd(t, kube, objs, "plan", "--to", "DR", "--all")
+	if err == nil || !strings.Contains(err.Error(), "refused your credentials") || !strings.Contains(err.Error(), "log in again") || Code(err) != ExitError {
+		t.Fatalf("%v (exit %d)", err, Code(err))
 	}
 }
 
