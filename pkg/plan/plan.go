@@ -237,7 +237,13 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		}
 		p.Warnings = append(p.Warnings, vmWarnings(vm, st, req)...)
 		p.Blockers = append(p.Blockers, vmBlockers(s, vm, &st, req, targetNodes)...)
+		sb, sw := storageIssues(s, vm, &st, req, targetNodes)
+		p.Blockers, p.Warnings = append(p.Blockers, sb...), append(p.Warnings, sw...)
 		p.Steps[len(p.Steps)-1] = st
+	}
+	if s.Storage != nil && s.Storage.Unread != "" && p.Work() {
+		p.Warnings = append(p.Warnings, Issue{Code: "StorageUnchecked",
+			Message: "storage was not checked (" + s.Storage.Unread + "): a volume that only the source site reaches would keep a VM from starting on " + req.To + "; grant list on persistentvolumeclaims, persistentvolumes, storageclasses and datavolumes (deploy/rbac/sitefail-viewer.yaml)"})
 	}
 	for site := range sources {
 		p.SourceSites = append(p.SourceSites, site)

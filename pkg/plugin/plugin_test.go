@@ -26,6 +26,7 @@ import (
 
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
 type fakeFactory struct {
@@ -79,7 +80,7 @@ func testNode(name, site string) *corev1.Node {
 func runCmd(t *testing.T, kube *kubefake.Clientset, objs []runtime.Object, args ...string) (string, string, error) {
 	t.Helper()
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList", kubevirt.KubeVirts: "KubeVirtList",
+		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList", kubevirt.KubeVirts: "KubeVirtList", snapshot.DataVolumes: "DataVolumeList",
 	}, objs...)
 	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
 	cmd := NewRootCommand(streams, &fakeFactory{c: &Clients{Kube: kube, Dynamic: dyn, Context: "test"}, ns: "prod"})
@@ -244,7 +245,7 @@ func TestStatusAndSites(t *testing.T) {
 func TestMissingKubeVirt(t *testing.T) {
 	kube := kubefake.NewSimpleClientset(testNode("primary-1", "Primary"))
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList", kubevirt.KubeVirts: "KubeVirtList",
+		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList", kubevirt.KubeVirts: "KubeVirtList", snapshot.DataVolumes: "DataVolumeList",
 	})
 	// A cluster without the CRDs answers 404 to the list.
 	dyn.PrependReactor("list", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {

@@ -93,6 +93,11 @@ type VM struct {
 	HasAnnotations  bool              `json:"-"`
 	ResourceVersion string            `json:"-"`
 
+	// Claims are the PVCs the VM mounts (its volumes' claims and DataVolumes, and its
+	// persistent-state PVC), in its namespace; DataVolumes the DataVolumes among them.
+	Claims      []string `json:"claims,omitempty"`
+	DataVolumes []string `json:"dataVolumes,omitempty"`
+
 	Instance    *VMI    `json:"instance,omitempty"`
 	CurrentSite string  `json:"currentSite,omitempty"`
 	State       VMState `json:"state"`
@@ -117,6 +122,8 @@ type Snapshot struct {
 	// CR leaves it unset: KubeVirt's default since v1.6) or Stage; "" when the CR could
 	// not be read.
 	RolloutStrategy string
+	// Storage is nil when it was not read (a snapshot assembled from watch caches).
+	Storage *Storage `json:"storage,omitempty"`
 
 	nodeIndex map[string]int
 }

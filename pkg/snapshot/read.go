@@ -34,8 +34,9 @@ type Source struct {
 	Keys          selector.Keys
 }
 
-// Read lists nodes, VMs, VMIs, virt-launcher pods and migrations, one paginated LIST
-// each, and derives every VM's placement. The request count does not grow with the
+// Read lists nodes, VMs, VMIs, virt-launcher pods, migrations, the KubeVirt CR and the
+// storage (claims, volumes, storage classes, DataVolumes), one paginated LIST each, and
+// derives every VM's placement. The request count does not grow with the
 // number of VMs.
 func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	var o Objects
@@ -77,6 +78,7 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 		return nil, err
 	}
 	readKubeVirtConfig(ctx, src.Dynamic, s)
+	readStorage(ctx, src, s)
 	return s, nil
 }
 
@@ -218,6 +220,7 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		out.Affinity = tpl.Spec.Affinity
 		out.Tolerations = tpl.Spec.Tolerations
 		out.CPUMilli, out.MemoryBytes = Requests(&tpl.Spec.Domain)
+		out.Claims, out.DataVolumes = volumeClaims(&tpl.Spec)
 	}
 	if vmi != nil {
 		inst := &VMI{

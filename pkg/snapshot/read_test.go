@@ -100,7 +100,7 @@ func unstructuredVMI(t *testing.T, ns, name, nodeName string) *unstructured.Unst
 // FakeDynamic returns a fake dynamic client that knows the KubeVirt list kinds.
 func FakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList", kubevirt.KubeVirts: "KubeVirtList",
+		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList", kubevirt.KubeVirts: "KubeVirtList", DataVolumes: "DataVolumeList",
 	}, objs...)
 }
 
@@ -141,8 +141,9 @@ func TestReadDerivesPlacementWithOneListPerKind(t *testing.T) {
 			gets++
 		}
 	}
-	// Nodes, VMIs, VMs, launcher pods, migrations, and the KubeVirt CR.
-	if gets != 0 || len(kube.Actions())+len(dyn.Actions()) != 6 {
-		t.Fatalf("want exactly 6 LIST calls, got %d actions (%d non-list)", len(kube.Actions())+len(dyn.Actions()), gets)
+	// Nodes, VMIs, VMs, launcher pods, migrations, the KubeVirt CR, and the storage:
+	// claims, volumes, storage classes and DataVolumes.
+	if gets != 0 || len(kube.Actions())+len(dyn.Actions()) != 10 {
+		t.Fatalf("want exactly 10 LIST calls, got %d actions (%d non-list)", len(kube.Actions())+len(dyn.Actions()), gets)
 	}
 }
