@@ -429,6 +429,8 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		st.Action, st.Reason = ActionFailover, fmt.Sprintf("site %s is down: release the instance from node %s so KubeVirt recreates it on %s", st.From, inst.NodeName, req.To)
 	case req.Mode == ModeRestart:
 		st.Action, st.Reason = ActionRestart, "--mode restart"
+	case inst.NodeName == "" && !inst.Migrating:
+		st.Action, st.Reason = ActionRestart, fmt.Sprintf("its instance never started (phase %s, %s): restart it from the patched template so that it schedules on %s", inst.Phase, dashed(vm.PrintableStatus), req.To)
 	case inst.Migrating:
 		st.Action, st.Reason = ActionMigrate, "a migration is in progress: wait for it, then move"
 	case vm.RestartRequired && req.Mode == ModeAuto:

@@ -405,3 +405,21 @@ func TestCorruptedJournalIsPlannedFromStateWithAWarning(t *testing.T) {
 		t.Fatalf("want a JournalUnreadable warning: %+v", p.Warnings)
 	}
 }
+
+// An Always VM whose instance never got a node on its home site (Pending, Scheduling,
+// ErrorUnschedulable) is restarted from the patched template, and the plan says why;
+// a migration needs a running source.
+func TestInstanceThatNeverStartedIsRestarted(t *testing.T) {
+	for _, phase := range []string{"Pending", "Scheduling"} {
+		s := twoSites(snapshot.NodeReady)
+		v := vm("a", "stuck", 1, "Primary", kubevirtv1.RunStrategyAlways, "", false)
+		v.Instance = &snapshot.VMI{UID: "uid-stuck", Phase: phase, NotMigratable: "LiveMigratable condition not reported"}
+		v.PrintableStatus = "ErrorUnschedulable"
+		s.VMs = []snapshot.VM{v}
+		p := build(t, s, Request{To: "DR", All: true})
+		st := stepOf(p, "a/stuck")
+		if st.Action != ActionRestart || !strings.Contains(st.Reason, "never started") || p.Blocked(false) {
+			t.Fatalf("%s: want a restart that says the instance never started: %+v %+v", phase, st, p.Blockers)
+		}
+	}
+}
