@@ -8,6 +8,7 @@ import (
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,6 +88,22 @@ type Request struct {
 	// AllowGitOpsDrift moves VMs that Argo CD or Flux manage, which they will revert at
 	// their next sync unless the delta is committed or the sync paused.
 	AllowGitOpsDrift bool `json:"allowGitOpsDrift,omitempty"`
+	// ExpectedStart is how long one VM takes from its start (migration, restart,
+	// release) to Ready on the target, for the RTO estimate (0: DefaultExpectedStart).
+	ExpectedStart time.Duration `json:"expectedStart,omitempty"`
+}
+
+// DefaultExpectedStart is the estimate's time per start when the operator gives none.
+const DefaultExpectedStart = time.Minute
+
+// TierEstimate is a tier's estimated RTO: the waves the throttle and KubeVirt's
+// migration limit allow, each taking the expected start time.
+type TierEstimate struct {
+	Tier       int     `json:"tier"`
+	Starts     int     `json:"starts"`
+	Migrations int     `json:"migrations"`
+	Waves      int     `json:"waves"`
+	RTOSeconds float64 `json:"rtoSeconds"`
 }
 
 // Issue is a blocker or a warning.
@@ -159,10 +176,12 @@ type Plan struct {
 	SourceSites []string    `json:"sourceSites"`
 	Steps       []Step      `json:"steps"`
 	Batches     []Batch     `json:"batches"`
-	Capacity    Capacity    `json:"capacity"`
-	Blockers    []Issue     `json:"blockers"`
-	Warnings    []Issue     `json:"warnings"`
-	Summary     Summary     `json:"summary"`
+	// Estimate is each tier's estimated RTO, at Request.ExpectedStart per start.
+	Estimate []TierEstimate `json:"estimate"`
+	Capacity Capacity       `json:"capacity"`
+	Blockers []Issue        `json:"blockers"`
+	Warnings []Issue        `json:"warnings"`
+	Summary  Summary        `json:"summary"`
 }
 
 // Blocked reports whether any blocker stands, ignoring overridable ones when force is set.
@@ -266,6 +285,7 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 	}
 
 	p.Batches = batches(p.Steps, req.MaxInFlight)
+	p.Estimate = estimate(p.Steps, req, s.MigrationsPerCluster)
 	p.Summary.Selected = len(p.Steps)
 	seenTier := map[int]bool{}
 	for _, st := range p.Steps {
@@ -622,6 +642,42 @@ func capacity(s *snapshot.Snapshot, site string, steps []Step) Capacity {
 	}
 	return c
 }
+
+// estimate models each tier as waves: at most maxInFlight starts at once, of which at
+// most KubeVirt's parallelMigrationsPerCluster migrations, each start taking the
+// expected time. Tiers run one after the other (the barrier).
+func estimate(steps []Step, req Request, migrationsPerCluster int) []TierEstimate {
+	per := req.ExpectedStart
+	if per <= 0 {
+		per = DefaultExpectedStart
+	}
+	slots, migSlots := max(req.MaxInFlight, 1), max(req.MaxInFlight, 1)
+	if migrationsPerCluster > 0 {
+		migSlots = min(slots, migrationsPerCluster)
+	}
+	var out []TierEstimate
+	for _, st := range steps {
+		if !st.Action.Starts() {
+			continue
+		}
+		if len(out) == 0 || out[len(out)-1].Tier != st.Tier {
+			out = append(out, TierEstimate{Tier: st.Tier})
+		}
+		t := &out[len(out)-1]
+		t.Starts++
+		if st.Action == ActionMigrate {
+			t.Migrations++
+		}
+	}
+	for i := range out {
+		t := &out[i]
+		t.Waves = max(ceilDiv(t.Starts, slots), ceilDiv(t.Migrations, migSlots))
+		t.RTOSeconds = float64(t.Waves) * per.Seconds()
+	}
+	return out
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // batches groups each tier's starts into waves of at most maxInFlight, in plan order.
 func batches(steps []Step, maxInFlight int) []Batch {

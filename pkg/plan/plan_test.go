@@ -1,8 +1,11 @@
 package plan
 
 import (
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -421,5 +424,25 @@ func TestInstanceThatNeverStartedIsRestarted(t *testing.T) {
 		if st.Action != ActionRestart || !strings.Contains(st.Reason, "never started") || p.Blocked(false) {
 			t.Fatalf("%s: want a restart that says the instance never started: %+v %+v", phase, st, p.Blockers)
 		}
+	}
+}
+
+// The estimate counts waves: the throttle's --max-in-flight, and within it KubeVirt's
+// parallelMigrationsPerCluster for migrations; each wave takes the expected start time.
+func TestEstimatedRTOPerTier(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	s.MigrationsPerCluster = 2
+	for i := 0; i < 7; i++ {
+		s.VMs = append(s.VMs, vm("a", fmt.Sprintf("mig-%d", i), 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true))
+	}
+	for i := 0; i < 3; i++ {
+		s.VMs = append(s.VMs, vm("a", fmt.Sprintf("rst-%d", i), 1, "Primary", kubevirtv1.RunStrategyAlways, "p2", false))
+		s.VMs = append(s.VMs, vm("a", fmt.Sprintf("t2-%d", i), 2, "Primary", kubevirtv1.RunStrategyAlways, "p2", false))
+	}
+	s.VMs = append(s.VMs, vm("a", "cold", 2, "Primary", kubevirtv1.RunStrategyHalted, "", false))
+	p := build(t, s, Request{To: "DR", All: true, MaxInFlight: 5, ExpectedStart: 30 * time.Second})
+	want := []TierEstimate{{Tier: 1, Starts: 10, Migrations: 7, Waves: 4, RTOSeconds: 120}, {Tier: 2, Starts: 3, Waves: 1, RTOSeconds: 30}}
+	if !reflect.DeepEqual(p.Estimate, want) {
+		t.Fatalf("estimate %+v, want %+v", p.Estimate, want)
 	}
 }

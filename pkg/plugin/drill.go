@@ -87,10 +87,12 @@ enough to run daily from a CronJob (see deploy/rbac/sitefail-drill-check.yaml).`
 				legs = 1
 			}
 			fmt.Fprintf(mo.Out, "Drill, leg 1 of %d: %s to %s\n", legs, p.Selection, p.Request.To)
+			rec := &recorder{leg: 1}
+			mo.observe = rec.event
 			leg1Err := mo.run(cmd.Context())
 			reports := []*executor.Report{mo.lastReport}
 			finish := func(runErr error) error {
-				ev := judge(p.Selection, p.Request.To, mo.keep, reports, objectives)
+				ev := judge(p.Selection, p.Request.To, mo.keep, reports, objectives, p.Estimate, rec.vms)
 				if reportDir != "" {
 					if err := ev.write(reportDir); err != nil {
 						return fmt.Errorf("write the drill report: %w", err)
@@ -125,6 +127,7 @@ enough to run daily from a CronJob (see deploy/rbac/sitefail-drill-check.yaml).`
 			mo.req.VMs, mo.req.Tiers, mo.req.All, mo.tierOf, mo.toOther = moved, nil, false, "", false
 			mo.from, mo.req.From = "", ""
 			mo.lastReport = nil
+			rec.leg = 2
 			leg2Err := mo.run(cmd.Context())
 			reports = append(reports, mo.lastReport)
 			if leg2Err != nil {

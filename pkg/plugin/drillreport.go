@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 )
 
 // rtoObjectives is --rto: one objective for every tier ("15m"), or per tier
@@ -63,8 +64,54 @@ type drillTier struct {
 	RTOSeconds float64 `json:"rtoSeconds"`
 	// ObjectiveSeconds is the --rto objective, 0 when none was given.
 	ObjectiveSeconds float64 `json:"objectiveSeconds,omitempty"`
+	// EstimatedRTOSeconds is the plan's estimate for the tier (plan.TierEstimate).
+	EstimatedRTOSeconds float64 `json:"estimatedRtoSeconds"`
 	// Result is pass, fail, or none (no objective).
 	Result string `json:"result"`
+}
+
+// drillVM is one VM's evidence in one leg: what was done, when it started and when it
+// was Ready on the target.
+type drillVM struct {
+	Leg     int         `json:"leg"`
+	VM      string      `json:"vm"`
+	Tier    int         `json:"tier"`
+	Action  plan.Action `json:"action"`
+	Started time.Time   `json:"started"`
+	// Ready is zero when the VM did not get there (see failures).
+	Ready   time.Time `json:"ready,omitempty"`
+	Seconds float64   `json:"seconds,omitempty"`
+	Result  string    `json:"result"`
+}
+
+// recorder turns a leg's progress events into per-VM evidence.
+type recorder struct {
+	leg int
+	vms []drillVM
+	idx map[string]int
+}
+
+func (r *recorder) event(e executor.Event) {
+	if r.idx == nil {
+		r.idx = map[string]int{}
+	}
+	key := fmt.Sprint(r.leg, "/", e.VM)
+	switch e.Kind {
+	case executor.StepStarted:
+		r.idx[key] = len(r.vms)
+		r.vms = append(r.vms, drillVM{Leg: r.leg, VM: e.VM, Tier: e.Tier, Action: e.Action, Started: e.Time, Result: "started"})
+	case executor.StepDone, executor.StepFailed:
+		i, ok := r.idx[key]
+		if !ok {
+			return
+		}
+		v := &r.vms[i]
+		v.Result = "failed"
+		if e.Kind == executor.StepDone {
+			v.Result, v.Ready = "ready", e.Time
+			v.Seconds = e.Time.Sub(v.Started).Round(time.Millisecond).Seconds()
+		}
+	}
 }
 
 // drillReport is report.json; its schema is versioned like the plan's.
@@ -77,12 +124,21 @@ type drillReport struct {
 	Result     string             `json:"result"`
 	Legs       []*executor.Report `json:"legs"`
 	Tiers      []drillTier        `json:"tiers"`
+	VMs        []drillVM          `json:"vms"`
 	Failures   []executor.Failure `json:"failures"`
 }
 
 // judge compares leg 1 (the failover rehearsal) with the objectives.
-func judge(sel, to string, kept bool, legs []*executor.Report, o *rtoObjectives) *drillReport {
-	r := &drillReport{APIVersion: "sitefail.io/v1alpha1", Kind: "DrillReport", Selection: sel, To: to, Kept: kept, Legs: legs, Result: "pass", Failures: []executor.Failure{}}
+func judge(sel, to string, kept bool, legs []*executor.Report, o *rtoObjectives, est []plan.TierEstimate, vms []drillVM) *drillReport {
+	r := &drillReport{APIVersion: "sitefail.io/v1alpha1", Kind: "DrillReport", Selection: sel, To: to, Kept: kept, Legs: legs, Result: "pass",
+		Failures: []executor.Failure{}, VMs: vms}
+	if r.VMs == nil {
+		r.VMs = []drillVM{}
+	}
+	estimated := map[int]float64{}
+	for _, e := range est {
+		estimated[e.Tier] = e.RTOSeconds
+	}
 	for _, leg := range legs {
 		if leg != nil {
 			r.Failures = append(r.Failures, leg.Failures...)
@@ -90,7 +146,7 @@ func judge(sel, to string, kept bool, legs []*executor.Report, o *rtoObjectives)
 	}
 	if len(legs) > 0 && legs[0] != nil {
 		for _, t := range legs[0].Tiers {
-			dt := drillTier{Tier: t.Tier, Moved: t.Moved, Failed: t.Failed, RTOSeconds: t.RTOSeconds, Result: "none"}
+			dt := drillTier{Tier: t.Tier, Moved: t.Moved, Failed: t.Failed, RTOSeconds: t.RTOSeconds, EstimatedRTOSeconds: estimated[t.Tier], Result: "none"}
 			if d, ok := o.objective(t.Tier); ok {
 				dt.ObjectiveSeconds = d.Seconds()
 				dt.Result = "pass"
@@ -139,14 +195,26 @@ func (r *drillReport) write(dir string) error {
 			fmt.Fprintf(&b, "- Leg %d: move %s to %s, %s\n", i+1, leg.MoveID, leg.To, leg.Elapsed)
 		}
 	}
-	b.WriteString("\n| tier | moved | failed | RTO | objective | result |\n|---|---|---|---|---|---|\n")
+	seconds := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)).Round(time.Second) }
+	b.WriteString("\n| tier | moved | failed | RTO | estimated | objective | result |\n|---|---|---|---|---|---|---|\n")
 	for _, t := range r.Tiers {
 		obj := "-"
 		if t.ObjectiveSeconds > 0 {
-			obj = (time.Duration(t.ObjectiveSeconds) * time.Second).String()
+			obj = seconds(t.ObjectiveSeconds).String()
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s |\n", tierString(t.Tier), t.Moved, t.Failed,
-			(time.Duration(t.RTOSeconds * float64(time.Second))).Round(time.Second), obj, t.Result)
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s |\n", tierString(t.Tier), t.Moved, t.Failed,
+			seconds(t.RTOSeconds), seconds(t.EstimatedRTOSeconds), obj, t.Result)
+	}
+	if len(r.VMs) > 0 {
+		b.WriteString("\n| leg | VM | tier | action | started | ready | time | result |\n|---|---|---|---|---|---|---|---|\n")
+		for _, v := range r.VMs {
+			ready := "-"
+			if !v.Ready.IsZero() {
+				ready = v.Ready.UTC().Format("15:04:05")
+			}
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", v.Leg, v.VM, tierString(v.Tier), v.Action,
+				v.Started.UTC().Format("15:04:05"), ready, seconds(v.Seconds), v.Result)
+		}
 	}
 	if len(r.Failures) > 0 {
 		b.WriteString("\nFailures:\n\n")

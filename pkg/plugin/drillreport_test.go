@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"encoding/json"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +39,14 @@ func TestDrillJudgesAndWritesEvidence(t *testing.T) {
 		Tiers: []executor.TierReport{{Tier: 1, Moved: 3, RTOSeconds: 240}, {Tier: 2, Moved: 5, RTOSeconds: 1000}}}
 	leg2 := &executor.Report{MoveID: "sf-2", To: "Primary", Elapsed: "3m", Failures: []executor.Failure{}}
 	o, _ := parseRTO("1=5m,2=15m")
-	r := judge("all", "DR", false, []*executor.Report{leg1, leg2}, o)
+	rec := &recorder{leg: 1}
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	rec.event(executor.Event{Time: t0, Kind: executor.StepStarted, Tier: 1, VM: "prod/db-1", Action: plan.ActionMigrate})
+	rec.event(executor.Event{Time: t0.Add(42 * time.Second), Kind: executor.StepDone, Tier: 1, VM: "prod/db-1", Action: plan.ActionMigrate})
+	rec.event(executor.Event{Time: t0, Kind: executor.StepStarted, Tier: 2, VM: "prod/web-1", Action: plan.ActionRestart})
+	rec.event(executor.Event{Time: t0.Add(time.Minute), Kind: executor.StepFailed, Tier: 2, VM: "prod/web-1", Action: plan.ActionRestart})
+	est := []plan.TierEstimate{{Tier: 1, RTOSeconds: 180}, {Tier: 2, RTOSeconds: 600}}
+	r := judge("all", "DR", false, []*executor.Report{leg1, leg2}, o, est, rec.vms)
 	if r.Result != "fail" || r.Tiers[0].Result != "pass" || r.Tiers[1].Result != "fail" {
 		t.Fatalf("judged %+v", r)
 	}
@@ -52,7 +60,11 @@ func TestDrillJudgesAndWritesEvidence(t *testing.T) {
 		t.Fatalf("report.json: %v %s", err, data)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
-	if !strings.Contains(string(md), "**FAIL**") || !strings.Contains(string(md), "| 2 | 5 | 0 | 16m40s | 15m0s | fail |") {
+	if back.Tiers[0].EstimatedRTOSeconds != 180 || len(back.VMs) != 2 || back.VMs[0].Seconds != 42 || back.VMs[0].Result != "ready" || back.VMs[1].Result != "failed" {
+		t.Fatalf("report.json lacks the estimate or the per-VM evidence: %s", data)
+	}
+	if !strings.Contains(string(md), "**FAIL**") || !strings.Contains(string(md), "| 2 | 5 | 0 | 16m40s | 10m0s | 15m0s | fail |") ||
+		!strings.Contains(string(md), "| 1 | prod/db-1 | 1 | live-migrate | 10:00:00 | 10:00:42 | 42s | ready |") {
 		t.Fatalf("report.md:\n%s", md)
 	}
 }

@@ -36,7 +36,9 @@ type moveOptions struct {
 	fence           string
 	dryRun          string
 	// keep: a drill that leaves the VMs on the target (no second leg).
-	keep          bool
+	keep bool
+	// observe, when set, sees every progress event (a drill's evidence).
+	observe       func(executor.Event)
 	lockNamespace string
 	takeOverLock  bool
 	output        string
@@ -284,7 +286,14 @@ func (mo *moveOptions) run(parent context.Context) error {
 		progOut = mo.ErrOut
 	}
 	prog := newProgress(progOut, mo.progress, len(p.Steps))
-	rep, err := mo.execute(ctx, stop, c, s, p.Request, prog.event, progOut)
+	emit := prog.event
+	if mo.observe != nil {
+		emit = func(e executor.Event) {
+			prog.event(e)
+			mo.observe(e)
+		}
+	}
+	rep, err := mo.execute(ctx, stop, c, s, p.Request, emit, progOut)
 	prog.close()
 	mo.lastReport = rep
 	if err != nil {

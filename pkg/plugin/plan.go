@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,6 +29,7 @@ type selection struct {
 	tierOf      string
 	// allowGitOpsDrift: see plan.Request.AllowGitOpsDrift.
 	allowGitOpsDrift bool
+	expectStart      time.Duration
 	args             []string
 	req              plan.Request
 }
@@ -47,6 +49,7 @@ func (s *selection) addFlags(cmd *cobra.Command, o *Options) {
 	cmd.Flags().StringVar(&s.from, "from", "", "only VMs whose home or current site is this one")
 	cmd.Flags().StringVar(&s.tier, "tier", "", "move this tier or range of tiers, e.g. 1 or 1-3")
 	cmd.Flags().BoolVar(&s.all, "all", false, "move every selected VM, tiered ones first in tier order, untiered last")
+	cmd.Flags().DurationVar(&s.expectStart, "expect-start", plan.DefaultExpectedStart, "for the RTO estimate: how long one VM takes from its start to Ready on the target (take it from a drill report)")
 	cmd.Flags().StringVar(&s.mode, "mode", "auto", "how running VMs move: auto (live-migrate when possible, else restart), migrate, restart")
 	cmd.Flags().IntVar(&s.maxInFlight, "max-in-flight", 5, "VMs starting on the target at once")
 	cmd.Flags().BoolVar(&s.allowGitOpsDrift, "allow-gitops-drift", false, "move VMs that Argo CD or Flux manage (they revert the move at their next sync unless the delta is committed or the sync paused)")
@@ -91,7 +94,11 @@ func (s *selection) complete(o *Options, args []string) error {
 	if err != nil {
 		return err
 	}
-	s.req = plan.Request{To: s.to, From: s.from, Tiers: tiers, All: s.all, VMs: keys, Mode: mode, MaxInFlight: s.maxInFlight, AllowGitOpsDrift: s.allowGitOpsDrift}
+	if s.expectStart <= 0 {
+		return fmt.Errorf("--expect-start must be positive (got %s)", s.expectStart)
+	}
+	s.req = plan.Request{To: s.to, From: s.from, Tiers: tiers, All: s.all, VMs: keys, Mode: mode, MaxInFlight: s.maxInFlight,
+		AllowGitOpsDrift: s.allowGitOpsDrift, ExpectedStart: s.expectStart}
 	if s.tierOf != "" {
 		k, err := s.vmKeys([]string{s.tierOf})
 		if err != nil {
@@ -239,6 +246,19 @@ func PrintPlan(w io.Writer, p *plan.Plan) {
 			n++
 			fmt.Fprintf(w, "  tier %s batch %d: %s\n", tierString(b.Tier), n, strings.Join(b.VMs, ", "))
 		}
+	}
+	if len(p.Estimate) > 0 {
+		per := p.Request.ExpectedStart
+		if per <= 0 {
+			per = plan.DefaultExpectedStart
+		}
+		parts := make([]string, 0, len(p.Estimate))
+		var total float64
+		for _, e := range p.Estimate {
+			parts = append(parts, fmt.Sprintf("tier %s %s (%d wave(s))", tierString(e.Tier), time.Duration(e.RTOSeconds*float64(time.Second)), e.Waves))
+			total += e.RTOSeconds
+		}
+		fmt.Fprintf(w, "\nEstimated RTO at %s per start (--expect-start): %s; total %s.\n", per, strings.Join(parts, ", "), time.Duration(total*float64(time.Second)))
 	}
 	c := p.Capacity
 	fmt.Fprintf(w, "\nCapacity on %s: %sm CPU and %s memory free on Ready nodes; this move starts %dm CPU and %s there.\n",

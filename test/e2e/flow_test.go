@@ -268,10 +268,27 @@ func TestDrill(t *testing.T) {
 	var ev struct {
 		Result string            `json:"result"`
 		Legs   []executor.Report `json:"legs"`
+		Tiers  []struct {
+			EstimatedRTOSeconds float64 `json:"estimatedRtoSeconds"`
+		} `json:"tiers"`
+		VMs []struct {
+			Leg     int     `json:"leg"`
+			Result  string  `json:"result"`
+			Seconds float64 `json:"seconds"`
+		} `json:"vms"`
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
 	if err != nil || json.Unmarshal(data, &ev) != nil || ev.Result != "pass" || len(ev.Legs) != 2 || ev.Legs[1].To != "Primary" {
 		t.Fatalf("report.json: %v %s", err, data)
+	}
+	// Per VM and leg: ready, with its time; each tier beside the plan's estimate.
+	if len(ev.VMs) != 10 || len(ev.Tiers) != 1 || ev.Tiers[0].EstimatedRTOSeconds <= 0 {
+		t.Fatalf("report.json: want 10 VM records (5 VMs, 2 legs) and the estimate: %s", data)
+	}
+	for _, v := range ev.VMs {
+		if v.Result != "ready" || v.Seconds <= 0 {
+			t.Fatalf("report.json: a VM record without its evidence: %s", data)
+		}
 	}
 	if strings.Count(r.stdout, "RTO") < 2 {
 		t.Fatalf("drill should report both legs: %s", r.stdout)
