@@ -40,8 +40,13 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench:
+## bench: the Go benchmarks of the pure pieces (benchstat can compare runs), then the
+## scale scenario (test/bench: 2 sites of 100 nodes, 5,000 VMs, 1,000 running), which
+## writes docs/benchmarks.md. Size it with SITEFAIL_BENCH_NODES, _VMS, _RUNNING,
+## _NAMESPACES, _IN_FLIGHT and _BOOT (a duration).
+bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+	SITEFAIL_BENCH=1 SITEFAIL_TOOLS_BIN=$$(hack/build-tools.sh all) $(GO) test -count=1 -v -timeout 90m -run '^TestScale$$' ./test/bench/
 
 ## demo: a local stretched cluster with VMs, the plugin walking through a failover.
 demo: build tools

@@ -35,6 +35,9 @@ type Config struct {
 // Counts says what the proxy did.
 type Counts struct {
 	Requests, Watches, TooMany, Internal, Unavailable, Conflicts, WatchResets int
+	// ByKind counts requests by verb and resource, "PATCH virtualmachines" say (a LIST
+	// is a GET of a collection, a WATCH a GET with watch=true).
+	ByKind map[string]int
 }
 
 // Proxy is a running fault proxy.
@@ -75,7 +78,53 @@ func (p *Proxy) Stop() { _ = p.srv.Close() }
 func (p *Proxy) Counts() Counts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.counts
+	c := p.counts
+	c.ByKind = make(map[string]int, len(p.counts.ByKind))
+	for k, v := range p.counts.ByKind {
+		c.ByKind[k] = v
+	}
+	return c
+}
+
+// Reset zeroes the counts, to measure one run.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.counts = Counts{}
+}
+
+// kind names a request by verb and resource from its path: /api/v1/namespaces/x/pods/y
+// is a GET of pods, /apis/kubevirt.io/v1/namespaces/x/virtualmachines/y/status a PUT
+// of virtualmachines/status.
+func kind(r *http.Request, watch bool) string {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	// Drop the group and version prefix: api/v1 or apis/GROUP/VERSION.
+	switch {
+	case len(parts) >= 2 && parts[0] == "api":
+		parts = parts[2:]
+	case len(parts) >= 3 && parts[0] == "apis":
+		parts = parts[3:]
+	default:
+		return r.Method + " " + r.URL.Path
+	}
+	if len(parts) >= 2 && parts[0] == "namespaces" && len(parts) > 2 {
+		parts = parts[2:]
+	}
+	verb := r.Method
+	switch {
+	case watch:
+		verb = "WATCH"
+	case r.Method == http.MethodGet && len(parts) == 1:
+		verb = "LIST"
+	}
+	resource := ""
+	if len(parts) > 0 {
+		resource = parts[0]
+	}
+	if len(parts) > 2 {
+		resource += "/" + parts[2]
+	}
+	return verb + " " + resource
 }
 
 func (p *Proxy) roll() float64 {
@@ -100,6 +149,12 @@ func status(w http.ResponseWriter, code int, reason, msg string) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	watch := r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1"
 	x := p.roll()
+	p.count(func(c *Counts) {
+		if c.ByKind == nil {
+			c.ByKind = map[string]int{}
+		}
+		c.ByKind[kind(r, watch)]++
+	})
 	if watch {
 		p.count(func(c *Counts) { c.Watches++ })
 	}

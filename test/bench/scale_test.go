@@ -1,0 +1,404 @@
+// Package bench is the scale scenario of `make bench`: a stretched cluster of two sites
+// of 100 kwok nodes each, running KubeVirt's own controllers, 5,000 VMs in 50
+// namespaces over 5 tiers, 1,000 of them running. It measures the plugin beside its
+// peers in the same run (kubectl, and loops of kubectl patch) and writes
+// docs/benchmarks.md. It runs only when SITEFAIL_BENCH is set: it takes tens of minutes.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+	"github.com/sitefail/kubectl-sitefail/test/cluster"
+	"github.com/sitefail/kubectl-sitefail/test/faultproxy"
+	"github.com/sitefail/kubectl-sitefail/test/kubevirtstack"
+	"github.com/sitefail/kubectl-sitefail/test/stretched"
+)
+
+// scale is the scenario's size, from the environment (the defaults are the issue's).
+type scale struct {
+	nodes, vms, running, namespaces, tiers, inFlight int
+	boot                                             time.Duration
+}
+
+func scaleFromEnv() scale {
+	atoi := func(k string, def int) int {
+		if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+			return v
+		}
+		return def
+	}
+	boot, err := time.ParseDuration(os.Getenv("SITEFAIL_BENCH_BOOT"))
+	if err != nil || boot <= 0 {
+		boot = 5 * time.Second
+	}
+	return scale{nodes: atoi("SITEFAIL_BENCH_NODES", 100), vms: atoi("SITEFAIL_BENCH_VMS", 5000), running: atoi("SITEFAIL_BENCH_RUNNING", 1000),
+		namespaces: atoi("SITEFAIL_BENCH_NAMESPACES", 50), tiers: 5, inFlight: atoi("SITEFAIL_BENCH_IN_FLIGHT", 50), boot: boot}
+}
+
+// row is one line of docs/benchmarks.md.
+type row struct {
+	what, measured, peer, ratio, target, met, command string
+}
+
+type bench struct {
+	t       *testing.T
+	env     *stretched.Env
+	binDir  string
+	proxy   *faultproxy.Proxy
+	counted string // kubeconfig through the counting proxy
+	rows    []row
+}
+
+func TestScale(t *testing.T) {
+	if os.Getenv("SITEFAIL_BENCH") == "" {
+		t.Skip("the scale scenario runs with make bench (SITEFAIL_BENCH=1)")
+	}
+	sc := scaleFromEnv()
+	ctx := context.Background()
+	b := &bench{t: t}
+	b.binDir = t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(b.binDir, "kubectl-sitefail"), "../../cmd/kubectl-sitefail")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	start := time.Now()
+	env, err := stretched.Start(ctx, stretched.Options{
+		Cluster:  cluster.Config{Sites: []string{"Primary", "DR"}, NodesPerSite: sc.nodes, NodeCPU: "64", NodeMemory: "256Gi"},
+		KubeVirt: kubevirtstack.Config{BootDelay: sc.boot, MigrationDelay: sc.boot},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	b.env = env
+	t.Logf("cluster of %d nodes ready in %s", 2*sc.nodes, time.Since(start).Round(time.Second))
+
+	specs := make([]stretched.VMSpec, 0, sc.vms)
+	perTier := sc.vms / sc.tiers
+	for i := 0; i < sc.vms; i++ {
+		tier := 1 + i/perTier
+		if tier > sc.tiers {
+			tier = sc.tiers
+		}
+		spec := stretched.VMSpec{Namespace: fmt.Sprintf("bench-%02d", i%sc.namespaces), Name: fmt.Sprintf("vm-%05d", i), Tier: tier, Site: "Primary", Memory: "1Gi"}
+		if i >= sc.running {
+			spec.RunStrategy = kubevirtv1.RunStrategyHalted
+		}
+		specs = append(specs, spec)
+	}
+	start = time.Now()
+	if err := createParallel(ctx, env, specs, 16); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.WaitSettled(ctx, 30*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d VMs, %d running, settled in %s", sc.vms, sc.running, time.Since(start).Round(time.Second))
+
+	cert, err := cluster.ServingCert("localhost", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.proxy, err = faultproxy.Start(faultproxy.Config{Target: env.Host, Cert: cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.proxy.Stop()
+	b.counted = b.kubeconfig("counted", b.proxy.URL)
+
+	b.planVersusKubectl()
+	b.patchOnly(sc)
+	b.relocateAndFailover(sc)
+	b.writeDoc(sc)
+}
+
+// planVersusKubectl: `plan --all -A` beside `kubectl get vm -A -o json`, median of 3,
+// wall time and peak memory.
+func (b *bench) planVersusKubectl() {
+	var planWall, planRSS, getWall, getRSS []float64
+	for i := 0; i < 3; i++ {
+		w, rss := b.measure(b.env.Kubeconfig, b.sitefailCmd("plan", "--all", "--to", "DR", "-A", "-o", "json"))
+		planWall, planRSS = append(planWall, w), append(planRSS, rss)
+		w, rss = b.measure(b.env.Kubeconfig, exec.Command("kubectl", "get", "vm", "-A", "-o", "json"))
+		getWall, getRSS = append(getWall, w), append(getRSS, rss)
+	}
+	pw, pr, gw, gr := median(planWall), median(planRSS), median(getWall), median(getRSS)
+	b.add(row{what: "`plan --all --to DR -A`, wall time", measured: secs(pw), peer: "`kubectl get vm -A -o json`: " + secs(gw),
+		ratio: ratio(pw, gw), target: "<= 0.6x", met: yes(pw <= 0.6*gw), command: "kubectl sitefail plan --all --to DR -A -o json"})
+	b.add(row{what: "`plan --all --to DR -A`, peak memory", measured: mib(pr), peer: "kubectl: " + mib(gr),
+		ratio: ratio(pr, gr), target: "<= 0.75x", met: yes(pr <= 0.75*gr), command: "(same run, getrusage maxrss)"})
+}
+
+// patchOnly: the stopped VMs of one tier, moved by the plugin through the counting
+// proxy, beside a serial loop and an xargs -P 50 loop of kubectl patch over another tier.
+func (b *bench) patchOnly(sc scale) {
+	tier2 := b.vmsOfTier(2)
+	b.proxy.Reset()
+	wall, _ := b.measure(b.counted, b.sitefailCmd("move", "--tier", "2", "--to", "DR", "-A", "--progress", "lines"))
+	c := b.proxy.Counts()
+	perVM := float64(writes(c)) / float64(len(tier2))
+	b.t.Logf("patch-only move of %d VMs: %s; requests %v", len(tier2), secs(wall), c.ByKind)
+
+	patch := `{"spec":{"template":{"spec":{"nodeSelector":{"topology.kubernetes.io/site":"DR"}}}}}`
+	tier3 := b.vmsOfTier(3)
+	var script strings.Builder
+	for _, vm := range tier3 {
+		ns, name, _ := strings.Cut(vm, "/")
+		fmt.Fprintf(&script, "kubectl patch vm -n %s %s --type merge -p '%s' >/dev/null\n", ns, name, patch)
+	}
+	serial, _ := b.measure(b.env.Kubeconfig, exec.Command("bash", "-c", script.String()))
+	tier4 := b.vmsOfTier(4)
+	var list strings.Builder
+	for _, vm := range tier4 {
+		ns, name, _ := strings.Cut(vm, "/")
+		fmt.Fprintf(&list, "%s %s\n", ns, name)
+	}
+	xargs := exec.Command("bash", "-c", fmt.Sprintf("xargs -P 50 -n 2 sh -c 'kubectl patch vm -n \"$0\" \"$1\" --type merge -p %q >/dev/null'", patch))
+	xargs.Stdin = strings.NewReader(list.String())
+	parallel, _ := b.measure(b.env.Kubeconfig, xargs)
+	b.add(row{what: fmt.Sprintf("template patches, %d stopped VMs (`move --tier 2`)", len(tier2)), measured: secs(wall),
+		peer:  fmt.Sprintf("serial `kubectl patch` loop, %d VMs: %s; `xargs -P 50`: %s", len(tier3), secs(serial), secs(parallel)),
+		ratio: fmt.Sprintf("%.1fx faster than serial, %s of xargs", serial/wall, ratio(wall, parallel)), target: "<= 5 s, >= 25x serial",
+		met: yes(wall <= 5 && serial/wall >= 25), command: "kubectl sitefail move --tier 2 --to DR -A"})
+	b.add(row{what: "API requests per patch-only VM (writes)", measured: fmt.Sprintf("%.2f", perVM), peer: "kubectl patch: 1",
+		ratio: "-", target: "<= 2", met: yes(perVM <= 2), command: "(counting proxy)"})
+}
+
+// relocateAndFailover: the running tier relocated to DR through the counting proxy,
+// then failed over back to Primary after DR is stopped. RTO beside the ideal:
+// ceil(running / max-in-flight) boots.
+func (b *bench) relocateAndFailover(sc scale) {
+	ideal := float64((sc.running+sc.inFlight-1)/sc.inFlight) * sc.boot.Seconds()
+	inFlight := strconv.Itoa(sc.inFlight)
+	b.proxy.Reset()
+	rep := b.moveReport(b.counted, "move", "--tier", "1", "--to", "DR", "-A", "--max-in-flight", inFlight, "-o", "json")
+	c := b.proxy.Counts()
+	perVM := float64(writes(c)+reads(c)) / float64(max(sc.running, 1))
+	rto := tierRTO(rep, 1)
+	b.t.Logf("relocate: RTO %s; requests %v", secs(rto), c.ByKind)
+	b.add(row{what: fmt.Sprintf("relocate %d running VMs, `--max-in-flight %d`", sc.running, sc.inFlight), measured: "RTO " + secs(rto),
+		peer: fmt.Sprintf("ideal ceil(%d/%d) x %s = %s", sc.running, sc.inFlight, sc.boot, secs(ideal)), ratio: ratio(rto, ideal),
+		target: "<= 1.15", met: yes(rto <= 1.15*ideal), command: "kubectl sitefail move --tier 1 --to DR -A --max-in-flight " + inFlight})
+	b.add(row{what: "API requests per live-migrated VM (all verbs)", measured: fmt.Sprintf("%.2f", perVM), peer: "-", ratio: "-",
+		target: "<= 5", met: yes(perVM <= 5), command: "(counting proxy)"})
+
+	if err := b.env.StopSite("DR"); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := b.env.WaitNodesMatching(context.Background(), 3*time.Minute, "topology.kubernetes.io/site=DR", func(n *corev1.Node) bool { return !cluster.NodeReady(n) }); err != nil {
+		b.t.Fatal(err)
+	}
+	rep = b.moveReport(b.env.Kubeconfig, "move", "--tier", "1", "--to", "Primary", "-A", "--max-in-flight", inFlight, "--confirm-site-down=DR", "-o", "json")
+	rto = tierRTO(rep, 1)
+	b.add(row{what: fmt.Sprintf("failover of the same %d VMs (DR down)", sc.running), measured: "RTO " + secs(rto),
+		peer: "ideal " + secs(ideal), ratio: ratio(rto, ideal), target: "<= 1.15", met: yes(rto <= 1.15*ideal),
+		command: "kubectl sitefail move --tier 1 --to Primary -A --confirm-site-down=DR --max-in-flight " + inFlight})
+}
+
+func (b *bench) moveReport(kubeconfig string, args ...string) *executor.Report {
+	cmd := b.sitefailCmd(args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "SITEFAIL_CONFIG=/nonexistent/none.yaml")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		b.t.Fatalf("%v: %v\n%s", args, err, errb.String())
+	}
+	var rep executor.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		b.t.Fatalf("%v: %v\n%s", args, err, out.String())
+	}
+	return &rep
+}
+
+func tierRTO(rep *executor.Report, tier int) float64 {
+	for _, t := range rep.Tiers {
+		if t.Tier == tier {
+			return t.RTOSeconds
+		}
+	}
+	return 0
+}
+
+func writes(c faultproxy.Counts) int {
+	n := 0
+	for k, v := range c.ByKind {
+		if !strings.HasPrefix(k, "GET ") && !strings.HasPrefix(k, "LIST ") && !strings.HasPrefix(k, "WATCH ") {
+			n += v
+		}
+	}
+	return n
+}
+
+func reads(c faultproxy.Counts) int {
+	n := 0
+	for k, v := range c.ByKind {
+		if strings.HasPrefix(k, "GET ") || strings.HasPrefix(k, "LIST ") || strings.HasPrefix(k, "WATCH ") {
+			n += v
+		}
+	}
+	return n
+}
+
+func (b *bench) vmsOfTier(tier int) []string {
+	list, err := b.env.Dynamic.Resource(kubevirt.VMs).List(context.Background(), metav1.ListOptions{LabelSelector: fmt.Sprintf("sitefail.io/tier=%d", tier)})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var out []string
+	for _, u := range list.Items {
+		out = append(out, u.GetNamespace()+"/"+u.GetName())
+	}
+	return out
+}
+
+func (b *bench) sitefailCmd(args ...string) *exec.Cmd {
+	return exec.Command(filepath.Join(b.binDir, "kubectl-sitefail"), args...)
+}
+
+// measure runs cmd with kubeconfig and returns its wall time in seconds and its peak
+// resident memory in bytes.
+func (b *bench) measure(kubeconfig string, cmd *exec.Cmd) (float64, float64) {
+	if cmd.Env == nil {
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "SITEFAIL_CONFIG=/nonexistent/none.yaml", "PATH="+b.binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = nil, &errb
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.t.Fatalf("%v: %v\n%s", cmd.Args, err, errb.String())
+	}
+	wall := time.Since(start).Seconds()
+	rss := 0.0
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = float64(ru.Maxrss) * 1024 // kilobytes on Linux
+	}
+	return wall, rss
+}
+
+func (b *bench) kubeconfig(name, server string) string {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters[name] = &clientcmdapi.Cluster{Server: server, InsecureSkipTLSVerify: true}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cluster.AdminToken}
+	kc.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: "admin"}
+	kc.CurrentContext = name
+	path := filepath.Join(b.t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		b.t.Fatal(err)
+	}
+	return path
+}
+
+func (b *bench) add(r row) {
+	b.t.Logf("%s: %s (peer %s, ratio %s, target %s: %s)", r.what, r.measured, r.peer, r.ratio, r.target, r.met)
+	b.rows = append(b.rows, r)
+}
+
+func (b *bench) writeDoc(sc scale) {
+	out := os.Getenv("SITEFAIL_BENCH_OUT")
+	if out == "" {
+		out = "../../docs/benchmarks.md"
+	}
+	var d strings.Builder
+	fmt.Fprintf(&d, "# Benchmarks\n\nWritten by `make bench` (`test/bench`), %s. Every figure and its peer come from the same run.\n\n", time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&d, "Scenario: 2 sites of %d kwok nodes, KubeVirt's own virt-api and virt-controller with the fake handler, %d VMs in %d namespaces over %d tiers, %d of them running (tier 1), boot and migration %s.\n\n",
+		sc.nodes, sc.vms, sc.namespaces, sc.tiers, sc.running, sc.boot)
+	fmt.Fprintf(&d, "Machine: %s, %d CPUs, %s.\n\n", cpuModel(), runtime.NumCPU(), runtime.Version())
+	d.WriteString("| what | measured | peer (same run) | ratio | target | met | reproduce |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range b.rows {
+		fmt.Fprintf(&d, "| %s | %s | %s | %s | %s | %s | `%s` |\n", r.what, r.measured, r.peer, r.ratio, r.target, r.met, r.command)
+	}
+	d.WriteString("\nNot measured by this scenario yet: the TUI's idle CPU and first screen at this scale (its Go benchmarks, `BenchmarkView5000` in `pkg/tui`, time one frame).\n")
+	d.WriteString("\nThe Go benchmarks of the pure pieces (`make bench` runs them first; compare runs with benchstat):\n\n    go test -run '^$' -bench . -benchmem ./pkg/...\n")
+	if err := os.WriteFile(out, []byte(d.String()), 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Logf("wrote %s", out)
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			if _, v, ok := strings.Cut(l, ":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return runtime.GOARCH
+}
+
+// createParallel creates the VMs with a few workers: thousands of serial creates would
+// dominate the scenario's set-up.
+func createParallel(ctx context.Context, env *stretched.Env, specs []stretched.VMSpec, workers int) error {
+	ch := make(chan []stretched.VMSpec)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range ch {
+				if err := env.CreateVMs(ctx, batch); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < len(specs); i += 50 {
+		ch <- specs[i:min(i+50, len(specs))]
+	}
+	close(ch)
+	wg.Wait()
+	return first
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func secs(s float64) string { return fmt.Sprintf("%.2f s", s) }
+func mib(b float64) string  { return fmt.Sprintf("%.0f MiB", b/(1<<20)) }
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
