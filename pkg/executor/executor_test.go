@@ -340,3 +340,27 @@ func TestNotReadyInTimeFailsWithItsJournal(t *testing.T) {
 		t.Fatalf("journal phase %q, want %q", ph, PhaseFailed)
 	}
 }
+
+// The request budget of issue 13: a stopped VM costs one write (the template and its
+// journal, done), a live migration or a restart three (the template with its journal,
+// the migration or restart, the journal's done).
+func TestWritesPerVM(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		running, migratable bool
+		want                int
+	}{
+		{"patch-only", false, false, 1},
+		{"live-migrate", true, true, 3},
+		{"restart", true, false, 3},
+	} {
+		f := newFake(delay)
+		f.add("ns", "vm", 1, "Primary", tc.running, tc.migratable)
+		if rep := run(t, f, config("sf-w-000001", 1)); rep.Failed() {
+			t.Fatalf("%s: %+v", tc.name, rep)
+		}
+		if f.writes != tc.want {
+			t.Errorf("%s: %d writes, want %d", tc.name, f.writes, tc.want)
+		}
+	}
+}

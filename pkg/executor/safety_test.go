@@ -128,8 +128,9 @@ func TestRerunWhileRestartsBootWaitsWithoutRestartingAgain(t *testing.T) {
 	for _, n := range []string{"a", "b", "c"} {
 		f.add("ns", n, 1, "Primary", true, false) // not migratable: restart
 	}
-	// Each VM: patch, journal "restarting", restart. Crash after the third VM's restart.
-	f.crashAt, f.applyCrash = 9, true
+	// Each VM: patch (with the journal's "restarting"), restart. Crash after the third
+	// VM's restart.
+	f.crashAt, f.applyCrash = 6, true
 	cfg := config("sf-boot-000001", 3)
 	runUntilCrash(t, f, cfg)
 	f.mu.Lock()

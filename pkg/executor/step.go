@@ -98,13 +98,25 @@ func (e *Executor) doStep(ctx, stop context.Context, st *plan.Step) error {
 		}
 	}
 
-	// 1. The template: the journal and the new site land in one request.
-	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, PhasePatched)) })
+	// 1. The template: the journal and the new site land in one request. Its phase is
+	// the step's next one where nothing else comes first, to save a request per VM: done
+	// for a stopped VM (nothing more happens), restarting for a restart (a rerun restarts
+	// only the instance it sees, never a new one twice).
+	phase := PhasePatched
+	switch {
+	case st.Action == plan.ActionPatch && !e.patchOnlyWaits(st):
+		phase = PhaseDone
+	case st.Action == plan.ActionRestart:
+		phase = PhaseRestarting
+	}
+	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, phase)) })
 	if err != nil {
 		return fmt.Errorf("patch nodeSelector: %w", err)
 	}
 	e.phase(st, PhasePatched, fmt.Sprintf("template now selects %s", st.To))
-	e.cluster.Record(st.Namespace, st.Name, "SitefailPatched", fmt.Sprintf("template nodeSelector moved from %s to %s (%s)", dashed(st.From), st.To, st.Action))
+	if phase == PhaseDone {
+		return nil
+	}
 
 	// 2. The instance.
 	switch st.Action {
@@ -130,11 +142,13 @@ func (e *Executor) doStep(ctx, stop context.Context, st *plan.Step) error {
 	return e.finishStep(ctx, st)
 }
 
+// finishStep closes the journal. The Events an auditor reads are the disruptive ones
+// (migrating, restarted, released, started) and failures; the journal on the VM says
+// the rest, and one Event per step would double the writes of a large move.
 func (e *Executor) finishStep(ctx context.Context, st *plan.Step) error {
 	if err := e.mark(ctx, st, PhaseDone); err != nil {
 		return fmt.Errorf("write journal: %w", err)
 	}
-	e.cluster.Record(st.Namespace, st.Name, "SitefailMoved", fmt.Sprintf("%s: now on %s", st.Action, st.To))
 	return nil
 }
 
@@ -210,16 +224,20 @@ func dashed(s string) string {
 // waitPatchOnly waits for readiness only where KubeVirt is already (re)starting the VM:
 // a stopped VM stays stopped.
 func (e *Executor) waitPatchOnly(stop context.Context, st *plan.Step) error {
-	inst := e.cluster.Instance(st.Namespace, st.Name)
-	if inst == nil || inst.Final() || (inst.Site == st.To && inst.Ready) {
-		return nil
-	}
-	if st.RunStrategy != "Always" && st.RunStrategy != "RerunOnFailure" {
-		// A Halted, Manual or Once VM whose instance is finishing will not come back by
-		// itself: there is no readiness to wait for.
+	if !e.patchOnlyWaits(st) {
 		return nil
 	}
 	return e.waitReadyOnTarget(stop, st, "")
+}
+
+func (e *Executor) patchOnlyWaits(st *plan.Step) bool {
+	inst := e.cluster.Instance(st.Namespace, st.Name)
+	if inst == nil || inst.Final() || (inst.Site == st.To && inst.Ready) {
+		return false
+	}
+	// A Halted, Manual or Once VM whose instance is finishing will not come back by
+	// itself: there is no readiness to wait for.
+	return st.RunStrategy == "Always" || st.RunStrategy == "RerunOnFailure"
 }
 
 func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
@@ -250,9 +268,8 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 			}
 			return fmt.Errorf("LiveUpdate did not carry the new nodeSelector into the instance (is the KubeVirt CR's vmRolloutStrategy Stage, or RestartRequired set? move it with --mode restart): %w", err)
 		}
-		if err := e.mark(ctx, st, PhaseMigrating); err != nil {
-			return err
-		}
+		// No journal write of its own: the migration carries the move's id and target in
+		// its labels, and a rerun follows it by them (ownMigration).
 		vmi := st.Name
 		if err := e.retry(ctx, func() error { return e.cluster.Migrate(ctx, st.Namespace, vmi, name, st.To) }); err != nil {
 			return fmt.Errorf("create migration %s: %w", name, err)
@@ -292,9 +309,7 @@ func MigrationName(moveID, vm string) string {
 }
 
 func (e *Executor) restart(ctx, stop context.Context, st *plan.Step) error {
-	if err := e.mark(ctx, st, PhaseRestarting); err != nil {
-		return err
-	}
+	// The template patch wrote the journal's restarting phase.
 	inst := e.cluster.Instance(st.Namespace, st.Name)
 	// Restart only the instance the plan saw, and only if it is not already going
 	// away: a rerun after a crash must not restart the VM a second time.
