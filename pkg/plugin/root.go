@@ -141,8 +141,8 @@ a tier label (default sitefail.io/tier, a positive integer; tier 1 moves first).
 	cmd.PersistentFlags().StringVar(&o.Keys.Site, "site-label", "", "node label (and VM nodeSelector key) that names a site (default "+selector.DefaultSiteKey+")")
 	cmd.PersistentFlags().StringVar(&o.Keys.Tier, "tier-label", "", "VM label that gives its tier (default "+selector.DefaultTierKey+")")
 	cmd.PersistentFlags().StringVar(&o.ConfigFile, "config", "", "config file with siteLabel and tierLabel (default $SITEFAIL_CONFIG or ~/.config/sitefail/config.yaml)")
-	cmd.PersistentFlags().Float32Var(&o.QPS, "qps", 50, "client requests per second to the API server (client-go's default of 5 makes large moves crawl)")
-	cmd.PersistentFlags().IntVar(&o.Burst, "burst", 100, "client request burst to the API server")
+	cmd.PersistentFlags().Float32Var(&o.QPS, "qps", 250, "client requests per second to the API server (client-go's default of 5 makes large moves crawl; lower it on a small control plane)")
+	cmd.PersistentFlags().IntVar(&o.Burst, "burst", 500, "client request burst to the API server")
 
 	cmd.AddCommand(
 		newSitesCommand(o),
