@@ -256,6 +256,7 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		}
 		p.Warnings = append(p.Warnings, vmWarnings(vm, st, req)...)
 		p.Blockers = append(p.Blockers, vmBlockers(s, vm, &st, req, targetNodes)...)
+		p.Blockers = append(p.Blockers, deviceIssues(s, vm, &st, req, targetNodes)...)
 		sb, sw := storageIssues(s, vm, &st, req, targetNodes)
 		p.Blockers, p.Warnings = append(p.Blockers, sb...), append(p.Warnings, sw...)
 		p.Steps[len(p.Steps)-1] = st

@@ -31,6 +31,9 @@ type Node struct {
 	MemoryBytes   int64             `json:"allocatableMemoryBytes"`
 	Labels        map[string]string `json:"-"`
 	Taints        []corev1.Taint    `json:"-"`
+	// Devices counts the allocatable extended resources (GPUs, host devices, SR-IOV
+	// VFs: names with a domain, like nvidia.com/GA102GL_A10) the node offers.
+	Devices map[string]int64 `json:"devices,omitempty"`
 }
 
 // Schedulable reports whether new VMs can land on the node.
@@ -97,6 +100,14 @@ type VM struct {
 	// persistent-state PVC), in its namespace; DataVolumes the DataVolumes among them.
 	Claims      []string `json:"claims,omitempty"`
 	DataVolumes []string `json:"dataVolumes,omitempty"`
+	// Devices are the device plugin resources the VM asks for (its GPUs and host
+	// devices); NodeFeatures the node labels KubeVirt adds to its launcher's
+	// nodeSelector (dedicated CPUs, a named CPU model, required CPU features).
+	Devices      []string          `json:"devices,omitempty"`
+	NodeFeatures map[string]string `json:"nodeFeatures,omitempty"`
+	// HostModelCPU: the CPU model is host-model (KubeVirt's default), so a live
+	// migration needs a target that can run the source node's CPU model.
+	HostModelCPU bool `json:"hostModelCPU,omitempty"`
 
 	Instance    *VMI    `json:"instance,omitempty"`
 	CurrentSite string  `json:"currentSite,omitempty"`

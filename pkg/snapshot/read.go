@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -188,7 +189,59 @@ func NodeFrom(n *corev1.Node, siteKey string) Node {
 		MemoryBytes:   alloc.Memory().Value(),
 		Labels:        n.Labels,
 		Taints:        n.Spec.Taints,
+		Devices:       extendedResources(alloc),
 	}
+}
+
+// extendedResources keeps the device plugin resources with something allocatable.
+func extendedResources(alloc corev1.ResourceList) map[string]int64 {
+	var out map[string]int64
+	for name, q := range alloc {
+		if !strings.Contains(string(name), "/") || q.IsZero() {
+			continue
+		}
+		if out == nil {
+			out = map[string]int64{}
+		}
+		out[string(name)] = q.Value()
+	}
+	return out
+}
+
+// placementNeeds reads what KubeVirt adds to a launcher's scheduling beyond the VM's own
+// nodeSelector and affinity: device plugin resources and node feature labels.
+func placementNeeds(spec *kubevirtv1.VirtualMachineInstanceSpec) (devices []string, features map[string]string, hostModel bool) {
+	d := spec.Domain
+	for _, g := range d.Devices.GPUs {
+		devices = append(devices, g.DeviceName)
+	}
+	for _, h := range d.Devices.HostDevices {
+		devices = append(devices, h.DeviceName)
+	}
+	features = map[string]string{}
+	hostModel = true
+	if c := d.CPU; c != nil {
+		if c.DedicatedCPUPlacement {
+			features[kubevirtv1.CPUManager] = "true"
+		}
+		switch c.Model {
+		case "", kubevirtv1.CPUModeHostModel:
+		case kubevirtv1.CPUModeHostPassthrough:
+			hostModel = false
+		default:
+			hostModel = false
+			features[kubevirtv1.CPUModelLabel+c.Model] = "true"
+		}
+		for _, f := range c.Features {
+			if f.Policy == "" || f.Policy == "require" {
+				features[kubevirtv1.CPUFeatureLabel+f.Name] = "true"
+			}
+		}
+	}
+	if len(features) == 0 {
+		features = nil
+	}
+	return devices, features, hostModel
 }
 
 // VMFrom reduces a VM and its instance (nil when none) to what decisions need.
@@ -221,6 +274,7 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		out.Tolerations = tpl.Spec.Tolerations
 		out.CPUMilli, out.MemoryBytes = Requests(&tpl.Spec.Domain)
 		out.Claims, out.DataVolumes = volumeClaims(&tpl.Spec)
+		out.Devices, out.NodeFeatures, out.HostModelCPU = placementNeeds(&tpl.Spec)
 	}
 	if vmi != nil {
 		inst := &VMI{

@@ -147,3 +147,29 @@ func TestReadDerivesPlacementWithOneListPerKind(t *testing.T) {
 		t.Fatalf("want exactly 10 LIST calls, got %d actions (%d non-list)", len(kube.Actions())+len(dyn.Actions()), gets)
 	}
 }
+
+func TestPlacementNeedsFromTheTemplate(t *testing.T) {
+	spec := &kubevirtv1.VirtualMachineInstanceSpec{Domain: kubevirtv1.DomainSpec{
+		CPU: &kubevirtv1.CPU{Model: "Skylake", DedicatedCPUPlacement: true, Features: []kubevirtv1.CPUFeature{{Name: "avx512f"}, {Name: "svm", Policy: "forbid"}}},
+		Devices: kubevirtv1.Devices{
+			GPUs:        []kubevirtv1.GPU{{Name: "g", DeviceName: "nvidia.com/A10"}},
+			HostDevices: []kubevirtv1.HostDevice{{Name: "h", DeviceName: "intel.com/qat"}},
+		},
+	}}
+	devices, features, hostModel := placementNeeds(spec)
+	if len(devices) != 2 || devices[0] != "nvidia.com/A10" || devices[1] != "intel.com/qat" || hostModel {
+		t.Fatalf("devices %v hostModel %v", devices, hostModel)
+	}
+	want := map[string]string{kubevirtv1.CPUManager: "true", kubevirtv1.CPUModelLabel + "Skylake": "true", kubevirtv1.CPUFeatureLabel + "avx512f": "true"}
+	if len(features) != len(want) {
+		t.Fatalf("features %v, want %v", features, want)
+	}
+	for k, v := range want {
+		if features[k] != v {
+			t.Fatalf("features %v, want %v", features, want)
+		}
+	}
+	if _, _, hostModel := placementNeeds(&kubevirtv1.VirtualMachineInstanceSpec{}); !hostModel {
+		t.Fatal("no CPU model is KubeVirt's default, host-model")
+	}
+}
