@@ -20,6 +20,10 @@ func deviceIssues(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, 
 		return nil
 	}
 	var out []Issue
+	if vm.InstancetypeSite != "" && vm.InstancetypeSite != req.To {
+		out = append(out, Issue{Code: "SiteInInstancetype", VM: vm.Key(),
+			Message: fmt.Sprintf("its %s %s sets the site key to %s, which the VM's template cannot override: give the VM an instance type without the site key (keep the site in the template), or one for %s", vm.InstancetypeKind, vm.Instancetype, vm.InstancetypeSite, req.To)})
+	}
 	for _, dev := range vm.Devices {
 		if !anyNodeOffers(s, targets, dev) {
 			out = append(out, Issue{Code: "DeviceNotOnTarget", VM: vm.Key(),

@@ -59,3 +59,20 @@ func TestDevicesAndNodeFeatures(t *testing.T) {
 		})
 	}
 }
+
+func TestSiteKeyInTheInstancetypeBlocks(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	v := vm("a", "vm", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)
+	v.Instancetype, v.InstancetypeKind, v.InstancetypeSite = "primary-large", "VirtualMachineClusterInstancetype", "Primary"
+	s.VMs = []snapshot.VM{v}
+	p := build(t, s, Request{To: "DR", All: true})
+	if !hasIssue(p.Blockers, "SiteInInstancetype", "a/vm") {
+		t.Fatalf("want SiteInInstancetype: %+v", p.Blockers)
+	}
+	s.InstancetypesUnread = "cannot list virtualmachineclusterinstancetypes: forbidden"
+	s.VMs[0].InstancetypeSite = ""
+	p = build(t, s, Request{To: "DR", All: true})
+	if p.Blocked(false) || !hasIssue(p.Warnings, "InstancetypesUnchecked", "") {
+		t.Fatalf("unread instance types are a warning: %+v %+v", p.Blockers, p.Warnings)
+	}
+}

@@ -261,6 +261,10 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		p.Blockers, p.Warnings = append(p.Blockers, sb...), append(p.Warnings, sw...)
 		p.Steps[len(p.Steps)-1] = st
 	}
+	if s.InstancetypesUnread != "" && usesInstancetype(selected) {
+		p.Warnings = append(p.Warnings, Issue{Code: "InstancetypesUnchecked",
+			Message: "instance types were not read (" + s.InstancetypesUnread + "): the placement they set (nodeSelector, dedicated CPUs, devices) was not checked against " + req.To})
+	}
 	if s.Storage != nil && s.Storage.Unread != "" && p.Work() {
 		p.Warnings = append(p.Warnings, Issue{Code: "StorageUnchecked",
 			Message: "storage was not checked (" + s.Storage.Unread + "): a volume that only the source site reaches would keep a VM from starting on " + req.To + "; grant list on persistentvolumeclaims, persistentvolumes, storageclasses and datavolumes (deploy/rbac/sitefail-viewer.yaml)"})
@@ -676,6 +680,15 @@ func estimate(steps []Step, req Request, migrationsPerCluster int) []TierEstimat
 		t.RTOSeconds = float64(t.Waves) * per.Seconds()
 	}
 	return out
+}
+
+func usesInstancetype(vms []*snapshot.VM) bool {
+	for _, vm := range vms {
+		if vm.Instancetype != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -108,6 +108,12 @@ type VM struct {
 	// HostModelCPU: the CPU model is host-model (KubeVirt's default), so a live
 	// migration needs a target that can run the source node's CPU model.
 	HostModelCPU bool `json:"hostModelCPU,omitempty"`
+	// Instancetype names the VM's instance type (InstancetypeKind says which kind);
+	// InstancetypeSite is the site key its nodeSelector sets, which the template cannot
+	// override.
+	Instancetype     string `json:"instancetype,omitempty"`
+	InstancetypeKind string `json:"instancetypeKind,omitempty"`
+	InstancetypeSite string `json:"instancetypeSite,omitempty"`
 
 	Instance    *VMI    `json:"instance,omitempty"`
 	CurrentSite string  `json:"currentSite,omitempty"`
@@ -135,6 +141,8 @@ type Snapshot struct {
 	RolloutStrategy string
 	// Storage is nil when it was not read (a snapshot assembled from watch caches).
 	Storage *Storage `json:"storage,omitempty"`
+	// InstancetypesUnread says why instance types could not be read, when they could not.
+	InstancetypesUnread string `json:"instancetypesUnread,omitempty"`
 
 	nodeIndex map[string]int
 }

@@ -80,6 +80,7 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	}
 	readKubeVirtConfig(ctx, src.Dynamic, s)
 	readStorage(ctx, src, s)
+	readInstancetypes(ctx, src, s)
 	return s, nil
 }
 
@@ -260,6 +261,12 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		Annotations:     vm.Annotations,
 		HasAnnotations:  vm.Annotations != nil,
 		ResourceVersion: vm.ResourceVersion,
+	}
+	if it := vm.Spec.Instancetype; it != nil && it.Name != "" {
+		out.Instancetype, out.InstancetypeKind = it.Name, it.Kind
+		if out.InstancetypeKind == "" {
+			out.InstancetypeKind = "VirtualMachineClusterInstancetype"
+		}
 	}
 	if t, ok, err := selector.ParseTier(vm.Labels[keys.Tier]); err != nil {
 		out.TierError = fmt.Sprintf("label %s: %v", keys.Tier, err)

@@ -14,6 +14,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	instancetypev1beta1 "kubevirt.io/api/instancetype/v1beta1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
@@ -171,5 +172,19 @@ func TestPlacementNeedsFromTheTemplate(t *testing.T) {
 	}
 	if _, _, hostModel := placementNeeds(&kubevirtv1.VirtualMachineInstanceSpec{}); !hostModel {
 		t.Fatal("no CPU model is KubeVirt's default, host-model")
+	}
+}
+
+func TestInstancetypePlacementJoinsTheVMs(t *testing.T) {
+	dedicated := true
+	vm := &VM{Namespace: "a", Name: "vm", NodeSelector: map[string]string{"topology.kubernetes.io/site": "Primary", "disk": "ssd"}}
+	applyInstancetype(vm, instancetypev1beta1.VirtualMachineInstancetypeSpec{
+		NodeSelector: map[string]string{"topology.kubernetes.io/site": "Primary", "gpu": "yes"},
+		CPU:          instancetypev1beta1.CPUInstancetype{DedicatedCPUPlacement: &dedicated},
+		GPUs:         []kubevirtv1.GPU{{Name: "g", DeviceName: "nvidia.com/A10"}},
+	}, "topology.kubernetes.io/site")
+	if vm.InstancetypeSite != "Primary" || vm.NodeSelector["gpu"] != "yes" || vm.NodeSelector["disk"] != "ssd" ||
+		vm.NodeFeatures[kubevirtv1.CPUManager] != "true" || len(vm.Devices) != 1 {
+		t.Fatalf("%+v", vm)
 	}
 }
