@@ -2,14 +2,17 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
@@ -94,4 +97,48 @@ func templateSiteIn(t *testing.T, ns, name string) string {
 	}
 	sel, _, _ := unstructured.NestedStringMap(u.Object, "spec", "template", "spec", "nodeSelector")
 	return sel["topology.kubernetes.io/site"]
+}
+
+// A GPU only the source site has blocks the move; once a target node offers it (its
+// device plugin reports it allocatable), the plan is clear.
+func TestDeviceOnlyOnTheSourceBlocks(t *testing.T) {
+	ctx := context.Background()
+	const ns, gpu = "devices", "sitefail.test/gpu"
+	t.Cleanup(func() { _ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
+	setGPUs := func(node string, n int64) {
+		t.Helper()
+		patch := fmt.Sprintf(`{"status":{"capacity":{%q:"%d"},"allocatable":{%q:"%d"}}}`, gpu, n, gpu, n)
+		if _, err := env.Kube.CoreV1().Nodes().Patch(ctx, node, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setGPUs(cluster.NodeName("Primary", 2), 2)
+	t.Cleanup(func() {
+		_, _ = env.Kube.CoreV1().Nodes().Patch(ctx, cluster.NodeName("Primary", 2), types.JSONPatchType, []byte(`[{"op":"remove","path":"/status/capacity/sitefail.test~1gpu"},{"op":"remove","path":"/status/allocatable/sitefail.test~1gpu"}]`), metav1.PatchOptions{}, "status")
+		_, _ = env.Kube.CoreV1().Nodes().Patch(ctx, cluster.NodeName("DR", 2), types.JSONPatchType, []byte(`[{"op":"remove","path":"/status/capacity/sitefail.test~1gpu"},{"op":"remove","path":"/status/allocatable/sitefail.test~1gpu"}]`), metav1.PatchOptions{}, "status")
+	})
+	vm := stretched.VMSpec{Namespace: ns, Name: "render", Tier: 1, Site: "Primary", RunStrategy: kubevirtv1.RunStrategyHalted}.VM()
+	vm.Spec.Template.Spec.Domain.Devices.GPUs = []kubevirtv1.GPU{{Name: "gpu1", DeviceName: gpu}}
+	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := sitefail(t, "plan", "--to", "DR", "-n", ns, "render"); r.code != 2 || !strings.Contains(r.stdout+r.stderr, "DeviceNotOnTarget") {
+		t.Fatalf("a GPU only Primary has must block the move to DR (exit 2): %s", r)
+	}
+	setGPUs(cluster.NodeName("DR", 2), 1)
+	waitFor(t, 30*time.Second, "the DR node's GPU in the API", func() bool {
+		n, err := env.Kube.CoreV1().Nodes().Get(ctx, cluster.NodeName("DR", 2), metav1.GetOptions{})
+		q, ok := n.Status.Allocatable[corev1.ResourceName(gpu)]
+		return err == nil && ok && q.Value() == 1
+	})
+	if r := sitefail(t, "plan", "--to", "DR", "-n", ns, "render"); r.code != 0 {
+		t.Fatalf("with a GPU on a DR node the plan must be clear: %s", r)
+	}
 }
