@@ -130,7 +130,8 @@ type Step struct {
 	// VMIUID is the instance the action applies to; resume uses it to avoid acting twice.
 	VMIUID string `json:"vmiUID,omitempty"`
 	// Journal is the VM's journal when an earlier move towards To did not finish: its
-	// move id (a migration it created is followed, no other) and the instance it acted on.
+	// move id (a migration it created is followed, no other) and, when that step replaces
+	// the instance (a restart or a release), the instance it replaced.
 	JournalMoveID string `json:"journalMoveID,omitempty"`
 	JournalVMI    string `json:"journalVMI,omitempty"`
 	Node          string `json:"node,omitempty"`
@@ -422,7 +423,11 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 
 	j := journal.Read(vm.Annotations)
 	if j.Unfinished(req.To) {
-		st.JournalMoveID, st.JournalVMI = j.MoveID, j.VMI
+		st.JournalMoveID = j.MoveID
+		// Only a restart or a release replaces the instance; a migration keeps it.
+		if j.Phase == journal.PhaseRestarting || j.Phase == journal.PhaseReleasing || j.Phase == journal.PhaseStarting {
+			st.JournalVMI = j.VMI
+		}
 	}
 	readyOnTarget := running && vm.CurrentSite == req.To && inst.Ready
 	// The template already selects the target and nothing runs elsewhere: the VM is

@@ -446,3 +446,30 @@ func TestEstimatedRTOPerTier(t *testing.T) {
 		t.Fatalf("estimate %+v, want %+v", p.Estimate, want)
 	}
 }
+
+// A live migration keeps the instance: a rerun that finds a migrated VM not Ready yet on
+// the target waits for that same instance. Only restarts and releases replace it, and
+// only there does the journal's instance mean "Ready again only with another one".
+// (Found by the control-plane restart test: the rerun waited --ready-timeout for a new
+// instance that a migration never makes.)
+func TestRerunAfterAMigrationWaitsForTheSameInstance(t *testing.T) {
+	for _, tc := range []struct {
+		phase       string
+		wantReplace bool
+	}{
+		{journal.PhasePatched, false},
+		{journal.PhaseMigrating, false},
+		{journal.PhaseRestarting, true},
+		{journal.PhaseReleasing, true},
+	} {
+		s := twoSites(snapshot.NodeReady)
+		v := vm("a", "vm", 1, "DR", kubevirtv1.RunStrategyAlways, "d1", true)
+		v.Instance.Ready = false
+		v.Annotations = map[string]string{journal.MoveID: "sf-1", journal.To: "DR", journal.From: "Primary", journal.Phase: tc.phase, journal.VMI: string(v.Instance.UID)}
+		s.VMs = []snapshot.VM{v}
+		st := stepOf(build(t, s, Request{To: "DR", All: true}), "a/vm")
+		if st.Action != ActionWait || (st.JournalVMI != "") != tc.wantReplace {
+			t.Errorf("journal %s: %+v; want wait, replaced instance %v", tc.phase, st, tc.wantReplace)
+		}
+	}
+}
