@@ -262,6 +262,10 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		p.Blockers, p.Warnings = append(p.Blockers, sb...), append(p.Warnings, sw...)
 		p.Steps[len(p.Steps)-1] = st
 	}
+	if s.NetworksUnread != "" && p.Work() {
+		p.Warnings = append(p.Warnings, Issue{Code: "NetworksUnchecked",
+			Message: "Multus networks were not read (" + s.NetworksUnread + "): the device resources they need (SR-IOV) were not checked against " + req.To})
+	}
 	if s.InstancetypesUnread != "" && usesInstancetype(selected) {
 		p.Warnings = append(p.Warnings, Issue{Code: "InstancetypesUnchecked",
 			Message: "instance types were not read (" + s.InstancetypesUnread + "): the placement they set (nodeSelector, dedicated CPUs, devices) was not checked against " + req.To})

@@ -111,9 +111,11 @@ type VM struct {
 	// Instancetype names the VM's instance type (InstancetypeKind says which kind);
 	// InstancetypeSite is the site key its nodeSelector sets, which the template cannot
 	// override.
-	Instancetype     string `json:"instancetype,omitempty"`
-	InstancetypeKind string `json:"instancetypeKind,omitempty"`
-	InstancetypeSite string `json:"instancetypeSite,omitempty"`
+	// Networks are the VM's Multus networks, namespace/name.
+	Networks         []string `json:"networks,omitempty"`
+	Instancetype     string   `json:"instancetype,omitempty"`
+	InstancetypeKind string   `json:"instancetypeKind,omitempty"`
+	InstancetypeSite string   `json:"instancetypeSite,omitempty"`
 
 	Instance    *VMI    `json:"instance,omitempty"`
 	CurrentSite string  `json:"currentSite,omitempty"`
@@ -143,6 +145,8 @@ type Snapshot struct {
 	Storage *Storage `json:"storage,omitempty"`
 	// InstancetypesUnread says why instance types could not be read, when they could not.
 	InstancetypesUnread string `json:"instancetypesUnread,omitempty"`
+	// NetworksUnread says why Multus networks could not be read, when they could not.
+	NetworksUnread string `json:"networksUnread,omitempty"`
 
 	nodeIndex map[string]int
 }

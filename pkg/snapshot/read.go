@@ -81,6 +81,7 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	readKubeVirtConfig(ctx, src.Dynamic, s)
 	readStorage(ctx, src, s)
 	readInstancetypes(ctx, src, s)
+	readNetworks(ctx, src, s)
 	return s, nil
 }
 
@@ -282,6 +283,7 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		out.CPUMilli, out.MemoryBytes = Requests(&tpl.Spec.Domain)
 		out.Claims, out.DataVolumes = volumeClaims(&tpl.Spec)
 		out.Devices, out.NodeFeatures, out.HostModelCPU = placementNeeds(&tpl.Spec)
+		out.Networks = multusNetworks(vm.Namespace, &tpl.Spec)
 	}
 	if vmi != nil {
 		inst := &VMI{

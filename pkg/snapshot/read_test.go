@@ -188,3 +188,32 @@ func TestInstancetypePlacementJoinsTheVMs(t *testing.T) {
 		t.Fatalf("%+v", vm)
 	}
 }
+
+func TestSRIOVNetworkAddsItsDeviceResource(t *testing.T) {
+	nad := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+		"metadata": map[string]any{"name": "sriov-a", "namespace": "prod", "annotations": map[string]any{nadResourceAnnotation: "intel.com/sriov_netdevice"}},
+	}}
+	plain := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+		"metadata": map[string]any{"name": "bridge", "namespace": "prod"},
+	}}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		NetworkAttachmentDefinitions: "NetworkAttachmentDefinitionList"})
+	// Created through the resource: the fake would guess "networkattachmentdefinitions".
+	for _, o := range []*unstructured.Unstructured{nad, plain} {
+		if _, err := dyn.Resource(NetworkAttachmentDefinitions).Namespace("prod").Create(context.Background(), o, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := &kubevirtv1.VirtualMachineInstanceSpec{Networks: []kubevirtv1.Network{
+		{Name: "pod", NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}},
+		{Name: "fast", NetworkSource: kubevirtv1.NetworkSource{Multus: &kubevirtv1.MultusNetwork{NetworkName: "sriov-a"}}},
+		{Name: "br", NetworkSource: kubevirtv1.NetworkSource{Multus: &kubevirtv1.MultusNetwork{NetworkName: "prod/bridge"}}},
+	}}
+	s := &Snapshot{VMs: []VM{{Namespace: "prod", Name: "vm", Networks: multusNetworks("prod", spec)}}}
+	readNetworks(context.Background(), Source{Dynamic: dyn, Namespace: "prod"}, s)
+	if d := s.VMs[0].Devices; len(d) != 1 || d[0] != "intel.com/sriov_netdevice" || s.NetworksUnread != "" {
+		t.Fatalf("devices %v, unread %q", d, s.NetworksUnread)
+	}
+}
