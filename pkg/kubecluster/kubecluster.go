@@ -322,10 +322,11 @@ func (c *Cluster) Instance(ns, name string) *executor.Instance {
 	if err != nil {
 		return nil
 	}
+	node := kubevirt.RunningNode(vmi)
 	inst := &executor.Instance{
-		UID: string(vmi.UID), NodeName: vmi.Status.NodeName, Phase: string(vmi.Status.Phase),
+		UID: string(vmi.UID), NodeName: node, Phase: string(vmi.Status.Phase),
 		Terminating: vmi.DeletionTimestamp != nil, SelectorSite: vmi.Spec.NodeSelector[c.siteKey],
-		Site: c.siteOfNode(vmi.Status.NodeName),
+		Site: c.siteOfNode(node),
 	}
 	if cond, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceReady); ok {
 		inst.Ready = cond.Status == corev1.ConditionTrue

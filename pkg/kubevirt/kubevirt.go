@@ -114,3 +114,14 @@ func ToUnstructured(obj any) (*unstructured.Unstructured, error) {
 	}
 	return u, nil
 }
+
+// RunningNode is the node the VMI's domain runs on. After a live migration completes,
+// KubeVirt marks the migration Succeeded before the target hands the VMI over
+// (status.nodeName); in between, the domain already runs on the migration's target
+// node, and a second migration must not be started from the old one.
+func RunningNode(vmi *kubevirtv1.VirtualMachineInstance) string {
+	if ms := vmi.Status.MigrationState; ms != nil && ms.Completed && !ms.Failed && ms.TargetNode != "" {
+		return ms.TargetNode
+	}
+	return vmi.Status.NodeName
+}

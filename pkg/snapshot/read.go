@@ -289,7 +289,7 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		inst := &VMI{
 			UID:          vmi.UID,
 			Phase:        string(vmi.Status.Phase),
-			NodeName:     vmi.Status.NodeName,
+			NodeName:     kubevirt.RunningNode(vmi),
 			NodeSelector: vmi.Spec.NodeSelector,
 			Terminating:  vmi.DeletionTimestamp != nil,
 		}

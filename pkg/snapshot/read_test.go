@@ -217,3 +217,15 @@ func TestSRIOVNetworkAddsItsDeviceResource(t *testing.T) {
 		t.Fatalf("devices %v, unread %q", d, s.NetworksUnread)
 	}
 }
+
+// Found by the crash suite: between a migration's Succeeded and the VMI's hand-off, the
+// VMI still names the source node; a rerun that believed it planned a second migration.
+func TestCompletedMigrationCountsOnTheTargetBeforeTheHandOff(t *testing.T) {
+	vm := &kubevirtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "vm"}}
+	vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "vm", UID: "u1"},
+		Status: kubevirtv1.VirtualMachineInstanceStatus{NodeName: "primary-1", Phase: kubevirtv1.Running,
+			MigrationState: &kubevirtv1.VirtualMachineInstanceMigrationState{Completed: true, TargetNode: "dr-1", SourceNode: "primary-1"}}}
+	if got := VMFrom(vm, vmi, selector.DefaultKeys()); got.Instance.NodeName != "dr-1" {
+		t.Fatalf("instance on %s, want dr-1 (the completed migration's target)", got.Instance.NodeName)
+	}
+}
