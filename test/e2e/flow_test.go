@@ -343,7 +343,7 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	// once, none is restarted or migrated twice.
 	cmd, out := startProcess(t, "move", "--tier", "2", "--to", "DR", "-A", "--mode", "restart", "--max-in-flight", "2", "--progress", "lines")
 	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(out.String(), "restarting") && time.Now().Before(deadline) && cmd.ProcessState == nil {
+	for !strings.Contains(out.String(), "waiting-ready") && time.Now().Before(deadline) && cmd.ProcessState == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
