@@ -145,8 +145,8 @@ func kustomizeBuild(t *testing.T, vms []*kubevirtv1.VirtualMachine, component st
 		base.Write(data)
 	}
 	files := map[string]string{
-		"/repo/base/vms.yaml":                   base.String(),
-		"/repo/base/kustomization.yaml":         "resources:\n- vms.yaml\n",
+		"/repo/base/vms.yaml":                    base.String(),
+		"/repo/base/kustomization.yaml":          "resources:\n- vms.yaml\n",
 		"/repo/components/dr/kustomization.yaml": component,
 		"/repo/overlays/dr/kustomization.yaml":   "resources:\n- ../../base\ncomponents:\n- ../../components/dr\n",
 	}
