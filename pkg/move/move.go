@@ -404,20 +404,46 @@ func CheckAccess(ctx context.Context, cfg Config, p *plan.Plan, allowed map[stri
 	if allowed == nil {
 		allowed = map[string]bool{}
 	}
-	var missing []string
-	for _, n := range needs(cfg, p) {
+	review := func(n need) (bool, error) {
 		if allowed[n.String()] {
-			continue
+			return true, nil
 		}
 		r := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: n.verb, Group: n.group, Resource: n.resource, Subresource: n.sub, Namespace: n.ns, Name: n.name}}}
 		res, err := cfg.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, r, metav1.CreateOptions{})
 		if err != nil {
-			return allowed, fmt.Errorf("checking permissions: %w", err)
+			return false, fmt.Errorf("checking permissions: %w", err)
 		}
 		if res.Status.Allowed {
 			allowed[n.String()] = true
-		} else {
+		}
+		return res.Status.Allowed, nil
+	}
+	var missing []string
+	everywhere := map[need]bool{}
+	for _, n := range needs(cfg, p) {
+		if n.ns != "" && n.name == "" {
+			// A grant in every namespace (a ClusterRoleBinding) answers for each of them:
+			// one review per verb instead of one per verb and namespace.
+			all := n
+			all.ns = ""
+			ok, seen := everywhere[all]
+			if !seen {
+				var err error
+				if ok, err = review(all); err != nil {
+					return allowed, err
+				}
+				everywhere[all] = ok
+			}
+			if ok {
+				continue
+			}
+		}
+		ok, err := review(n)
+		if err != nil {
+			return allowed, err
+		}
+		if !ok {
 			missing = append(missing, n.String())
 		}
 	}
