@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,7 +21,7 @@ func storageIssues(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request,
 	for _, dv := range vm.DataVolumes {
 		if phase, ok := s.Storage.DataVolumePhases[vm.Namespace+"/"+dv]; ok && phase != "Succeeded" {
 			blockers = append(blockers, Issue{Code: "DataVolumeNotReady", VM: vm.Key(),
-				Message: fmt.Sprintf("DataVolume %s is %s: its disk is still being imported or cloned; wait until it is Succeeded ('kubectl get dv -n %s %s')", dv, dashIfEmpty(phase), vm.Namespace, dv)})
+				Message: fmt.Sprintf("DataVolume %s is %s: its disk is still being imported or cloned; wait until it is Succeeded ('kubectl get dv -n %s %s')", dv, dashed(phase), vm.Namespace, dv)})
 		}
 	}
 	var rwo []string
@@ -71,7 +72,7 @@ func anyNodeInTopology(nodes []*corev1.Node, terms []corev1.TopologySelectorTerm
 			match := true
 			for _, e := range t.MatchLabelExpressions {
 				v, ok := n.Labels[e.Key]
-				if !ok || !contains(e.Values, v) {
+				if !ok || !slices.Contains(e.Values, v) {
 					match = false
 					break
 				}
@@ -79,15 +80,6 @@ func anyNodeInTopology(nodes []*corev1.Node, terms []corev1.TopologySelectorTerm
 			if match {
 				return true
 			}
-		}
-	}
-	return false
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
 		}
 	}
 	return false
@@ -103,11 +95,4 @@ func describeSelector(sel *corev1.NodeSelector) string {
 		terms = append(terms, strings.Join(exprs, " and "))
 	}
 	return strings.Join(terms, " or ")
-}
-
-func dashIfEmpty(s string) string {
-	if s == "" {
-		return "not ready"
-	}
-	return s
 }

@@ -23,8 +23,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
@@ -128,7 +126,9 @@ func TestScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.proxy.Stop()
-	b.counted = b.kubeconfig("counted", b.proxy.URL)
+	if b.counted, err = env.KubeconfigVia("counted", b.proxy.URL, cluster.AdminToken); err != nil {
+		t.Fatal(err)
+	}
 
 	b.planVersusKubectl()
 	b.patchOnly(sc)
@@ -307,19 +307,6 @@ func (b *bench) measure(kubeconfig string, cmd *exec.Cmd) (float64, float64) {
 		}
 	}
 	return wall, rss
-}
-
-func (b *bench) kubeconfig(name, server string) string {
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters[name] = &clientcmdapi.Cluster{Server: server, InsecureSkipTLSVerify: true}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cluster.AdminToken}
-	kc.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: "admin"}
-	kc.CurrentContext = name
-	path := filepath.Join(b.t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		b.t.Fatal(err)
-	}
-	return path
 }
 
 func (b *bench) add(r row) {

@@ -329,9 +329,15 @@ func (c *Cluster) writeKubeconfig() error {
 
 // KubeconfigFor writes a kubeconfig that authenticates with token and returns its path.
 func (c *Cluster) KubeconfigFor(name, token string) (string, error) {
+	return c.KubeconfigVia(name, c.Host, token)
+}
+
+// KubeconfigVia is KubeconfigFor through another server: a proxy in front of the API
+// server, say.
+func (c *Cluster) KubeconfigVia(name, server, token string) (string, error) {
 	path := filepath.Join(c.dir, "kubeconfig-"+name)
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["sitefail-local"] = &clientcmdapi.Cluster{Server: c.Host, InsecureSkipTLSVerify: true}
+	kc.Clusters["sitefail-local"] = &clientcmdapi.Cluster{Server: server, InsecureSkipTLSVerify: true}
 	kc.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: token}
 	kc.Contexts[name] = &clientcmdapi.Context{Cluster: "sitefail-local", AuthInfo: name}
 	kc.CurrentContext = name

@@ -36,9 +36,8 @@ func TestMoveSurvivesControlPlaneRestarts(t *testing.T) {
 		waitFor(t, 3*time.Minute, v.Name+" Ready on Primary", func() bool { return vmiReady(ctx, v.Namespace, v.Name) && siteOf(t, v.Namespace, v.Name) == "Primary" })
 	}
 
-	outage := func(what string, cut func() error, down time.Duration, restore func() error) {
+	outage := func(what, to string, cut func() error, down time.Duration, restore func() error) {
 		t.Helper()
-		to := map[string]string{"kube-apiserver": "DR", "etcd": "Primary"}[what]
 		args := []string{"move", "--all", "--to", to, "-n", controlPlaneNS, "--max-in-flight", "2", "--progress", "lines"}
 		cmd, out := startProcess(t, args...)
 		waitFor(t, 2*time.Minute, "two VMs moved before the "+what+" outage", func() bool { return strings.Count(out.String(), " done, ") >= 2 })
@@ -83,8 +82,8 @@ func TestMoveSurvivesControlPlaneRestarts(t *testing.T) {
 			}
 		}
 	}
-	outage("kube-apiserver", func() error { return env.Kill("kube-apiserver") }, 20*time.Second, func() error { return env.Respawn("kube-apiserver") })
-	outage("etcd", func() error { return env.Kill("etcd") }, 5*time.Second, func() error { return env.Respawn("etcd") })
+	outage("kube-apiserver", "DR", func() error { return env.Kill("kube-apiserver") }, 20*time.Second, func() error { return env.Respawn("kube-apiserver") })
+	outage("etcd", "Primary", func() error { return env.Kill("etcd") }, 5*time.Second, func() error { return env.Respawn("etcd") })
 
 	// There and back: one start each, and exactly one migration per move.
 	for _, v := range vms {

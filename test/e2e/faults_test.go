@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
@@ -44,13 +41,8 @@ func TestMoveThroughAFaultyAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer proxy.Stop()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["faulty"] = &clientcmdapi.Cluster{Server: proxy.URL, InsecureSkipTLSVerify: true}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cluster.AdminToken}
-	kc.Contexts["faulty"] = &clientcmdapi.Context{Cluster: "faulty", AuthInfo: "admin"}
-	kc.CurrentContext = "faulty"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+	path, err := env.KubeconfigVia("faulty", proxy.URL, cluster.AdminToken)
+	if err != nil {
 		t.Fatal(err)
 	}
 

@@ -111,12 +111,7 @@ func sitefailEnv(t *testing.T, extra []string, args ...string) result {
 
 func templateSite(t *testing.T, name string) string {
 	t.Helper()
-	u, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(safetyNS).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sel, _, _ := unstructured.NestedStringMap(u.Object, "spec", "template", "spec", "nodeSelector")
-	return sel["topology.kubernetes.io/site"]
+	return templateSiteIn(t, safetyNS, name)
 }
 
 func launcherPods(t *testing.T, name string) int {

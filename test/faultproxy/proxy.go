@@ -107,7 +107,7 @@ func kind(r *http.Request, watch bool) string {
 	default:
 		return r.Method + " " + r.URL.Path
 	}
-	if len(parts) >= 2 && parts[0] == "namespaces" && len(parts) > 2 {
+	if len(parts) > 2 && parts[0] == "namespaces" {
 		parts = parts[2:]
 	}
 	verb := r.Method
