@@ -421,3 +421,18 @@ func TestGitOpsDirWritesComponentAndReadme(t *testing.T) {
 		t.Fatalf("README.md: %v\n%s", err, readme)
 	}
 }
+
+// A command that fails still writes its profile: that run is the one worth reading.
+func TestProfileIsWrittenWhenTheCommandFails(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "cpu.pprof")
+	_, _, err := runCmd(t, kubefake.NewSimpleClientset(), nil, "plan", "--tier", "1", "--to", "Nowhere", "--profile", "cpu", "--profile-output", out)
+	if err == nil {
+		t.Fatal("plan to a site no node carries succeeded")
+	}
+	if fi, statErr := os.Stat(out); statErr != nil || fi.Size() == 0 {
+		t.Fatalf("no profile after a failed command: %v", statErr)
+	}
+	if _, _, err := runCmd(t, kubefake.NewSimpleClientset(), nil, "sites", "--profile", "mem"); err == nil || !strings.Contains(err.Error(), "want none, cpu, heap or trace") {
+		t.Fatalf("--profile mem: %v", err)
+	}
+}

@@ -83,6 +83,7 @@ type Options struct {
 	QPS         float32
 	Burst       int
 	ConfigFile  string
+	profile     profiling
 }
 
 // FileConfig is the optional config file a user may keep, in YAML.
@@ -131,7 +132,10 @@ a tier label (default sitefail.io/tier, a positive integer; tier 1 moves first).
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return o.complete(cmd)
+			if err := o.complete(cmd); err != nil {
+				return err
+			}
+			return o.profile.start()
 		},
 	}
 	cmd.SetIn(streams.In)
@@ -143,6 +147,7 @@ a tier label (default sitefail.io/tier, a positive integer; tier 1 moves first).
 	cmd.PersistentFlags().StringVar(&o.ConfigFile, "config", "", "config file with siteLabel and tierLabel (default $SITEFAIL_CONFIG or ~/.config/sitefail/config.yaml)")
 	cmd.PersistentFlags().Float32Var(&o.QPS, "qps", 250, "client requests per second to the API server (client-go's default of 5 makes large moves crawl; lower it on a small control plane)")
 	cmd.PersistentFlags().IntVar(&o.Burst, "burst", 500, "client request burst to the API server")
+	o.profile.addFlags(cmd)
 
 	cmd.AddCommand(
 		newSitesCommand(o),
@@ -155,6 +160,7 @@ a tier label (default sitefail.io/tier, a positive integer; tier 1 moves first).
 		newDrillCommand(o),
 		newVersionCommand(o),
 	)
+	o.profile.finishAfter(cmd)
 	return cmd
 }
 

@@ -65,6 +65,8 @@ type bench struct {
 	binDir  string
 	proxy   *faultproxy.Proxy
 	counted string // kubeconfig through the counting proxy
+	// profiles numbers the profiles written (SITEFAIL_BENCH_PROFILE).
+	profiles int
 	rows    []row
 }
 
@@ -162,6 +164,7 @@ func (b *bench) patchOnly(sc scale) {
 	c := b.proxy.Counts()
 	perVM := float64(writes(c)) / float64(len(tier2))
 	b.t.Logf("patch-only move of %d VMs: %s; requests %v", len(tier2), secs(wall), c.ByKind)
+	b.logTiming(c)
 
 	patch := `{"spec":{"template":{"spec":{"nodeSelector":{"topology.kubernetes.io/site":"DR"}}}}}`
 	tier3 := b.vmsOfTier(3)
@@ -202,6 +205,7 @@ func (b *bench) relocateAndFailover(sc scale) {
 	perVM := float64(writes(c)+reads(c)) / float64(max(sc.running, 1))
 	rto := tierRTO(rep, 1)
 	b.t.Logf("relocate: RTO %s; requests %v", secs(rto), c.ByKind)
+	b.logTiming(c)
 	b.add(row{what: fmt.Sprintf("relocate %d running VMs, `--max-in-flight %d`", sc.running, sc.inFlight), measured: "RTO " + secs(rto),
 		peer: fmt.Sprintf("ideal ceil(%d/%d) x %s = %s", sc.running, sc.inFlight, sc.boot, secs(ideal)), ratio: ratio(rto, ideal),
 		target: "<= 1.15", met: yes(rto <= 1.15*ideal), command: "kubectl sitefail move --tier 1 --to DR -A --max-in-flight " + inFlight})
@@ -277,8 +281,42 @@ func (b *bench) vmsOfTier(tier int) []string {
 	return out
 }
 
+// sitefailCmd runs the plugin; with SITEFAIL_BENCH_PROFILE=cpu|heap|trace each run
+// also writes that profile to SITEFAIL_BENCH_PROFILE_DIR (default the working directory),
+// named after its command.
 func (b *bench) sitefailCmd(args ...string) *exec.Cmd {
+	if kind := os.Getenv("SITEFAIL_BENCH_PROFILE"); kind != "" {
+		dir := os.Getenv("SITEFAIL_BENCH_PROFILE_DIR")
+		if dir == "" {
+			dir = "."
+		}
+		b.profiles++
+		name := fmt.Sprintf("%02d-%s-%s.%s", b.profiles, args[0], strings.Join(args[1:min(len(args), 3)], ""), kind)
+		args = append(args, "--profile", kind, "--profile-output", filepath.Join(dir, strings.ReplaceAll(name, "-", "_")))
+	}
 	return exec.Command(filepath.Join(b.binDir, "kubectl-sitefail"), args...)
+}
+
+// logTiming says where a run's wall time went on the wire: per kind of request, when
+// the first began and the last ended, and how many were in flight on average.
+func (b *bench) logTiming(c faultproxy.Counts) {
+	var first time.Time
+	for _, s := range c.Timing {
+		if first.IsZero() || s.First.Before(first) {
+			first = s.First
+		}
+	}
+	keys := make([]string, 0, len(c.Timing))
+	for k := range c.Timing {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return c.Timing[keys[i]].First.Before(c.Timing[keys[j]].First) })
+	for _, k := range keys {
+		s := c.Timing[k]
+		span := s.Last.Sub(s.First)
+		b.t.Logf("  %-45s n=%-5d from %6.2fs to %6.2fs, busy %6.2fs (avg %.1f in flight), max %s", k, c.ByKind[k],
+			s.First.Sub(first).Seconds(), s.Last.Sub(first).Seconds(), s.Busy.Seconds(), s.Busy.Seconds()/max(span.Seconds(), 1e-9), s.Max.Round(time.Millisecond))
+	}
 }
 
 // measure runs cmd with kubeconfig and returns its wall time in seconds and its peak

@@ -38,6 +38,16 @@ type Counts struct {
 	// ByKind counts requests by verb and resource, "PATCH virtualmachines" say (a LIST
 	// is a GET of a collection, a WATCH a GET with watch=true).
 	ByKind map[string]int
+	// Timing spans the requests of each kind that were passed on (watches excluded):
+	// where a run's wall time went, seen from the wire.
+	Timing map[string]Span
+}
+
+// Span is when the requests of one kind ran: the first began, the last ended, and the
+// sum of their latencies (Busy / (Last - First) is how many were in flight on average).
+type Span struct {
+	First, Last time.Time
+	Busy, Max   time.Duration
 }
 
 // Proxy is a running fault proxy.
@@ -82,6 +92,10 @@ func (p *Proxy) Counts() Counts {
 	c.ByKind = make(map[string]int, len(p.counts.ByKind))
 	for k, v := range p.counts.ByKind {
 		c.ByKind[k] = v
+	}
+	c.Timing = make(map[string]Span, len(p.counts.Timing))
+	for k, v := range p.counts.Timing {
+		c.Timing[k] = v
 	}
 	return c
 }
@@ -173,6 +187,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	case watch:
+		p.rp.ServeHTTP(w, r)
+		return
 	case x < p.cfg.Rate*0.3:
 		p.count(func(c *Counts) { c.TooMany++ })
 		w.Header().Set("Retry-After", "1")
@@ -191,5 +207,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status(w, http.StatusConflict, "Conflict", "fault proxy: the object has been modified; please apply your changes to the latest version and try again")
 		return
 	}
+	start := time.Now()
 	p.rp.ServeHTTP(w, r)
+	end := time.Now()
+	p.count(func(c *Counts) {
+		if c.Timing == nil {
+			c.Timing = map[string]Span{}
+		}
+		k := kind(r, false)
+		s := c.Timing[k]
+		if s.First.IsZero() || start.Before(s.First) {
+			s.First = start
+		}
+		if end.After(s.Last) {
+			s.Last = end
+		}
+		s.Busy += end.Sub(start)
+		s.Max = max(s.Max, end.Sub(start))
+		c.Timing[k] = s
+	})
 }
