@@ -67,7 +67,7 @@ type bench struct {
 	counted string // kubeconfig through the counting proxy
 	// profiles numbers the profiles written (SITEFAIL_BENCH_PROFILE).
 	profiles int
-	rows    []row
+	rows     []row
 }
 
 func TestScale(t *testing.T) {
