@@ -15,6 +15,7 @@ import (
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/lock"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 	"github.com/sitefail/kubectl-sitefail/pkg/tui"
 )
 
@@ -81,9 +82,9 @@ func (uo *uiOptions) run(ctx context.Context, mode plan.Mode) error {
 		return err
 	}
 	// Fail early and plainly (not inside the full-screen view) when the cluster is
-	// unreachable or forbids reading.
-	if _, _, err := uo.readSnapshot(ctx, uo.namespace, uo.labelSelector); err != nil {
-		return err
+	// unreachable or forbids reading; a full read would only delay the first screen.
+	if err := snapshot.CanRead(ctx, snapshot.Source{Kube: c.Kube, Dynamic: c.Dynamic, Namespace: uo.namespace}); err != nil {
+		return clusterError(err, c)
 	}
 	events := func(ctx context.Context, ns, name string) ([]string, error) {
 		list, err := c.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
@@ -101,11 +102,14 @@ func (uo *uiOptions) run(ctx context.Context, mode plan.Mode) error {
 		AllowGitOpsDrift: uo.allowGitOps})
 	prog := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithInput(uo.In), tea.WithOutput(uo.Out))
 	m.Attach(prog.Send)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := tui.Watch(wctx, c.Kube, c.Dynamic, uo.namespace, uo.Keys, uo.interval, func(msg any) { prog.Send(msg) }); err != nil {
+	src, err := tui.NewSource(c.Kube, c.Dynamic, uo.namespace, uo.Keys)
+	if err != nil {
 		return err
 	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The screen comes up at once and says it is reading; the watches fill it.
+	go src.Run(wctx, uo.interval, func(msg any) { prog.Send(msg) })
 	_, err = prog.Run()
 	return err
 }

@@ -285,34 +285,40 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		out.Devices, out.NodeFeatures, out.HostModelCPU = placementNeeds(&tpl.Spec)
 		out.Networks = multusNetworks(vm.Namespace, &tpl.Spec)
 	}
-	if vmi != nil {
-		inst := &VMI{
-			UID:          vmi.UID,
-			Phase:        string(vmi.Status.Phase),
-			NodeName:     kubevirt.RunningNode(vmi),
-			NodeSelector: vmi.Spec.NodeSelector,
-			Terminating:  vmi.DeletionTimestamp != nil,
-		}
-		if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceReady); ok {
-			inst.Ready = c.Status == corev1.ConditionTrue
-		}
-		if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceIsMigratable); ok {
-			inst.LiveMigratable = c.Status == corev1.ConditionTrue
-			if !inst.LiveMigratable {
-				inst.NotMigratable = c.Reason
-			}
-		} else {
-			inst.NotMigratable = "LiveMigratable condition not reported"
-		}
-		if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstancePaused); ok {
-			inst.Paused = c.Status == corev1.ConditionTrue
-		}
-		if ms := vmi.Status.MigrationState; ms != nil && !ms.Completed && !ms.Failed && ms.StartTimestamp != nil {
-			inst.Migrating = true
-		}
-		out.Instance = inst
-	}
+	out.Instance = InstanceFrom(vmi)
 	return out
+}
+
+// InstanceFrom reduces a VMI to what sitefail decides on; nil for no VMI.
+func InstanceFrom(vmi *kubevirtv1.VirtualMachineInstance) *VMI {
+	if vmi == nil {
+		return nil
+	}
+	inst := &VMI{
+		UID:          vmi.UID,
+		Phase:        string(vmi.Status.Phase),
+		NodeName:     kubevirt.RunningNode(vmi),
+		NodeSelector: vmi.Spec.NodeSelector,
+		Terminating:  vmi.DeletionTimestamp != nil,
+	}
+	if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceReady); ok {
+		inst.Ready = c.Status == corev1.ConditionTrue
+	}
+	if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceIsMigratable); ok {
+		inst.LiveMigratable = c.Status == corev1.ConditionTrue
+		if !inst.LiveMigratable {
+			inst.NotMigratable = c.Reason
+		}
+	} else {
+		inst.NotMigratable = "LiveMigratable condition not reported"
+	}
+	if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstancePaused); ok {
+		inst.Paused = c.Status == corev1.ConditionTrue
+	}
+	if ms := vmi.Status.MigrationState; ms != nil && !ms.Completed && !ms.Failed && ms.StartTimestamp != nil {
+		inst.Migrating = true
+	}
+	return inst
 }
 
 // Requests estimates what a VM's launcher pod asks the scheduler for: explicit requests
@@ -390,3 +396,26 @@ func (e *AccessError) Error() string {
 }
 
 func (e *AccessError) Unwrap() error { return e.Err }
+
+// CanRead checks, with one single-item LIST per resource, that everything Read lists
+// can be listed: the same errors as Read, in milliseconds instead of a full read. The
+// TUI checks so before it takes the screen, then fills its watch caches.
+func CanRead(ctx context.Context, src Source) error {
+	one := metav1.ListOptions{Limit: 1}
+	if _, err := src.Kube.CoreV1().Nodes().List(ctx, one); err != nil {
+		return describe(err, "list", "nodes", "")
+	}
+	for _, r := range []struct {
+		gvr  schema.GroupVersionResource
+		name string
+	}{{kubevirt.VMIs, "virtualmachineinstances.kubevirt.io"}, {kubevirt.VMs, "virtualmachines.kubevirt.io"}, {kubevirt.Migrations, "virtualmachineinstancemigrations.kubevirt.io"}} {
+		if _, err := src.Dynamic.Resource(r.gvr).Namespace(src.Namespace).List(ctx, one); err != nil {
+			return describe(err, "list", r.name, src.Namespace)
+		}
+	}
+	one.LabelSelector = kubevirt.LauncherSelector
+	if _, err := src.Kube.CoreV1().Pods(src.Namespace).List(ctx, one); err != nil {
+		return describe(err, "list", "pods", src.Namespace)
+	}
+	return nil
+}
