@@ -6,10 +6,15 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/textinput"
+	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
@@ -67,6 +72,25 @@ const (
 	finished
 )
 
+// siteColumn is one site's VMs as the view lists them, built once per snapshot or
+// filter change so that a redraw only renders the rows on screen.
+type siteColumn struct {
+	site string
+	// header and tiers are the column's two title lines, unstyled parts precomputed.
+	header string
+	tiers  string
+	vms    []*snapshot.VM
+	// rows interleaves tier titles (vm -1) with VMs (their index in vms).
+	rows []row
+	// rowOf is the row of each VM index.
+	rowOf []int
+}
+
+type row struct {
+	tier int
+	vm   int
+}
+
 // Model is the bubbletea model.
 type Model struct {
 	opts   Options
@@ -75,19 +99,25 @@ type Model struct {
 	snap   *snapshot.Snapshot
 	err    error
 
-	col     int
-	cursor  []int
-	filter  string
-	editing bool
-	help    bool
-	detail  bool
+	cols   []siteColumn
+	col    int
+	cursor []int
+	marked map[string]bool
+
+	keys     keyMap
+	help     help.Model
+	showHelp bool
+	detail   bool
+	filter   textinput.Model
+	editing  bool
+	confirm  textinput.Model
+	pane     viewport.Model
 
 	stage   stage
-	tier    int // tier selected for actions; 0 means the VM under the cursor
+	tier    int // tier selected for actions; 0 means the marked VMs, or the one under the cursor
 	target  string
 	plan    *plan.Plan
 	planErr error
-	confirm string
 
 	log      []string
 	done     int
@@ -111,17 +141,28 @@ func New(o Options) *Model {
 	if o.Mode == "" {
 		o.Mode = plan.ModeAuto
 	}
-	return &Model{opts: o, width: 80, height: 24}
+	m := &Model{opts: o, width: 80, height: 24, keys: newKeyMap(), help: help.New(), marked: map[string]bool{}}
+	m.help.ShortSeparator = "  "
+	m.filter = textinput.New()
+	m.filter.Prompt = "filter: "
+	m.filter.Placeholder = "namespace/name or tier=N"
+	m.confirm = textinput.New()
+	m.confirm.Prompt = ""
+	m.pane = viewport.New(80, 10)
+	m.pane.KeyMap = viewport.KeyMap{} // the model routes keys itself
+	m.enableKeys()
+	return m
 }
 
 // Init implements tea.Model.
 func (m *Model) Init() tea.Cmd { return nil }
 
 func (m *Model) sites() []string {
-	if m.snap == nil {
-		return nil
+	out := make([]string, len(m.cols))
+	for i, c := range m.cols {
+		out[i] = c.site
 	}
-	return m.snap.SiteNames()
+	return out
 }
 
 // displaySite is where a VM shows: where it runs, or its home when stopped.
@@ -132,29 +173,6 @@ func displaySite(vm *snapshot.VM) string {
 	return vm.HomeSite
 }
 
-// column lists the VMs shown under a site, filtered and ordered by tier.
-func (m *Model) column(site string) []*snapshot.VM {
-	var out []*snapshot.VM
-	for i := range m.snap.VMs {
-		vm := &m.snap.VMs[i]
-		if displaySite(vm) != site {
-			continue
-		}
-		if m.filter != "" && !strings.Contains(vm.Key(), m.filter) && !strings.Contains(fmt.Sprint("tier=", vm.Tier), m.filter) {
-			continue
-		}
-		out = append(out, vm)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		ti, tj := tierKey(out[i].Tier), tierKey(out[j].Tier)
-		if ti != tj {
-			return ti < tj
-		}
-		return out[i].Key() < out[j].Key()
-	})
-	return out
-}
-
 func tierKey(t int) int {
 	if t == 0 {
 		return 1 << 30
@@ -162,36 +180,102 @@ func tierKey(t int) int {
 	return t
 }
 
-func (m *Model) current() *snapshot.VM {
-	sites := m.sites()
-	if len(sites) == 0 {
+// rebuild lists each site's VMs, filtered and ordered by tier, and keeps every cursor
+// on the VM it was on: VMs move between columns while an operator watches.
+func (m *Model) rebuild() {
+	if m.snap == nil {
+		return
+	}
+	prev := map[string]string{}
+	for i, c := range m.cols {
+		if vm := m.vmAt(i); vm != nil {
+			prev[c.site] = vm.Key()
+		}
+	}
+	focused := ""
+	if m.col < len(m.cols) {
+		focused = m.cols[m.col].site
+	}
+	names := m.snap.SiteNames()
+	bySite := make(map[string]int, len(names))
+	cols := make([]siteColumn, len(names))
+	for i, s := range names {
+		bySite[s] = i
+		cols[i].site = s
+	}
+	f := m.filter.Value()
+	for i := range m.snap.VMs {
+		vm := &m.snap.VMs[i]
+		c, ok := bySite[displaySite(vm)]
+		if !ok {
+			continue
+		}
+		if f != "" && !strings.Contains(vm.Key(), f) && !strings.Contains(fmt.Sprint("tier=", vm.Tier), f) {
+			continue
+		}
+		cols[c].vms = append(cols[c].vms, vm)
+	}
+	stats := siteStats(m.snap)
+	m.cursor = make([]int, len(cols))
+	m.col = 0
+	for i := range cols {
+		c := &cols[i]
+		sort.Slice(c.vms, func(a, b int) bool {
+			va, vb := c.vms[a], c.vms[b]
+			if ta, tb := tierKey(va.Tier), tierKey(vb.Tier); ta != tb {
+				return ta < tb
+			}
+			if va.Namespace != vb.Namespace {
+				return va.Namespace < vb.Namespace
+			}
+			return va.Name < vb.Name
+		})
+		c.header = stats[c.site].header(c.site)
+		c.tiers = tierCounts(c.vms)
+		c.rowOf = make([]int, len(c.vms))
+		last := -1
+		for j, vm := range c.vms {
+			if vm.Tier != last {
+				last = vm.Tier
+				c.rows = append(c.rows, row{tier: vm.Tier, vm: -1})
+			}
+			c.rowOf[j] = len(c.rows)
+			c.rows = append(c.rows, row{tier: vm.Tier, vm: j})
+			if prev[c.site] == vm.Key() {
+				m.cursor[i] = j
+			}
+		}
+		if c.site == focused {
+			m.col = i
+		}
+	}
+	m.cols = cols
+}
+
+// vmAt is the VM under the cursor of column i.
+func (m *Model) vmAt(i int) *snapshot.VM {
+	if i >= len(m.cols) || i >= len(m.cursor) {
 		return nil
 	}
-	vms := m.column(sites[m.col])
+	vms := m.cols[i].vms
 	if len(vms) == 0 {
 		return nil
 	}
-	c := m.cursor[m.col]
-	if c >= len(vms) {
-		c = len(vms) - 1
-	}
-	return vms[c]
+	return vms[min(m.cursor[i], len(vms)-1)]
 }
+
+func (m *Model) current() *snapshot.VM { return m.vmAt(m.col) }
 
 // Update implements tea.Model.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	var cmd tea.Cmd
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
 	case SnapshotMsg:
 		m.snap = msg.Snapshot
 		m.err = nil
-		if n := len(m.sites()); len(m.cursor) != n {
-			m.cursor = make([]int, n)
-			if m.col >= n {
-				m.col = 0
-			}
-		}
+		m.rebuild()
 	case ErrMsg:
 		m.err = msg.Err
 	case ProgressMsg:
@@ -200,12 +284,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if ev.Kind == executor.StepFailed {
 			m.failed++
 		}
-		if line := eventLine(ev); line != "" {
-			m.log = append(m.log, line)
-			if len(m.log) > 200 {
-				m.log = m.log[len(m.log)-200:]
-			}
-		}
+		m.logLine(eventLine(ev))
 	case EventsMsg:
 		if msg.VM == m.eventsVM {
 			m.events, m.eventErr = msg.Events, msg.Err
@@ -214,9 +293,23 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.stage, m.report, m.moveErr = finished, msg.Report, msg.Err
 		m.stopMove = nil
 	case tea.KeyMsg:
-		return m.key(msg)
+		cmd = m.key(msg)
+	default:
+		return m, nil
 	}
-	return m, nil
+	m.enableKeys()
+	m.layoutPane()
+	return m, cmd
+}
+
+func (m *Model) logLine(line string) {
+	if line == "" {
+		return
+	}
+	m.log = append(m.log, line)
+	if len(m.log) > 500 {
+		m.log = m.log[len(m.log)-500:]
+	}
 }
 
 func eventLine(ev executor.Event) string {
@@ -242,133 +335,197 @@ func tierName(t int) string {
 	return fmt.Sprint(t)
 }
 
-func (m *Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+// enableKeys turns on the keys that do something now; the footer and help show
+// only those.
+func (m *Model) enableKeys() {
+	k := &m.keys
+	act := !m.opts.ReadOnly
+	idle := m.stage != moving && m.stage != confirming
+	k.Tier.SetEnabled(act && idle)
+	k.VMSel.SetEnabled(act && idle)
+	k.Target.SetEnabled(act && idle)
+	k.Mark.SetEnabled(act && idle)
+	k.Plan.SetEnabled(act && idle)
+	k.Move.SetEnabled(act && m.movable())
+	k.Cancel.SetEnabled(m.stopMove != nil)
+	k.Back.SetEnabled(m.stage == planning || m.stage == finished || m.stage == confirming || m.detail || len(m.marked) > 0 || m.filter.Value() != "")
+	k.Quit.SetEnabled(m.stage != moving)
+	k.Detail.SetEnabled(m.stage != confirming)
+	k.Filter.SetEnabled(m.stage != confirming)
+}
+
+func (m *Model) movable() bool {
+	return m.stage == planning && m.plan != nil && m.plan.Work() && !m.plan.Blocked(false)
+}
+
+func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 	// Keys typed quickly (or pasted) arrive as one message; outside text entry each is
 	// its own command.
 	if k.Type == tea.KeyRunes && len(k.Runes) > 1 && !m.editing && m.stage != confirming {
 		var cmds []tea.Cmd
 		for _, r := range k.Runes {
-			_, cmd := m.key(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}})
-			cmds = append(cmds, cmd)
+			cmds = append(cmds, m.key(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}}))
+			m.enableKeys()
 		}
-		return m, tea.Batch(cmds...)
+		return tea.Batch(cmds...)
 	}
-	s := k.String()
-	if s == "ctrl+c" {
+	if k.String() == "ctrl+c" {
 		if m.stopMove != nil {
 			m.stopMove()
-			m.log = append(m.log, "stopping: no new VMs will start; run the move again to finish it")
-			return m, nil
+			m.logLine("stopping: no new VMs will start; run the move again to finish it")
+			return nil
 		}
-		return m, tea.Quit
+		return tea.Quit
 	}
-	if m.editing {
-		switch k.Type {
-		case tea.KeyEnter:
-			m.editing = false
-		case tea.KeyEsc:
-			m.editing, m.filter = false, ""
-		case tea.KeyBackspace:
-			if len(m.filter) > 0 {
-				m.filter = m.filter[:len(m.filter)-1]
-			}
-		case tea.KeyRunes:
-			m.filter += string(k.Runes)
-		}
-		return m, nil
+	switch {
+	case m.editing:
+		return m.filterKey(k)
+	case m.stage == confirming:
+		return m.confirmKey(k)
+	case m.showHelp:
+		m.showHelp = false
+		return nil
 	}
-	if m.stage == confirming {
-		switch k.Type {
-		case tea.KeyEsc:
-			m.stage, m.confirm = planning, ""
-		case tea.KeyEnter:
-			return m.startMove()
-		case tea.KeyBackspace:
-			if len(m.confirm) > 0 {
-				m.confirm = m.confirm[:len(m.confirm)-1]
-			}
-		case tea.KeyRunes:
-			m.confirm += string(k.Runes)
-		}
-		return m, nil
-	}
-	if m.help {
-		m.help = false
-		return m, nil
-	}
-	switch s {
-	case "q":
-		if m.stage == moving {
-			return m, nil
-		}
-		return m, tea.Quit
-	case "?":
-		m.help = true
-	case "esc":
-		switch m.stage {
-		case planning, finished:
-			m.stage, m.plan, m.planErr = browsing, nil, nil
-		}
-		m.detail = false
-	case "/":
+	keys := &m.keys
+	switch {
+	case key.Matches(k, keys.Quit):
+		return tea.Quit
+	case key.Matches(k, keys.Help):
+		m.showHelp = true
+	case key.Matches(k, keys.Back):
+		m.back()
+	case key.Matches(k, keys.Filter):
 		m.editing = true
-	case "enter":
-		m.detail = !m.detail
-		if vm := m.current(); m.detail && vm != nil && m.opts.Events != nil {
-			key, ns, name, list := vm.Key(), vm.Namespace, vm.Name, m.opts.Events
-			m.eventsVM, m.events, m.eventErr = key, nil, nil
-			return m, func() tea.Msg {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				ev, err := list(ctx, ns, name)
-				return EventsMsg{VM: key, Events: ev, Err: err}
+		return m.filter.Focus()
+	case key.Matches(k, keys.Detail):
+		return m.toggleDetail()
+	case key.Matches(k, keys.Up):
+		m.moveCursor(-1)
+	case key.Matches(k, keys.Down):
+		m.moveCursor(1)
+	case key.Matches(k, keys.PageUp):
+		if m.paneOpen() {
+			m.pane.HalfPageUp()
+		} else {
+			m.moveCursor(-m.bodyRows())
+		}
+	case key.Matches(k, keys.PageDown):
+		if m.paneOpen() {
+			m.pane.HalfPageDown()
+		} else {
+			m.moveCursor(m.bodyRows())
+		}
+	case key.Matches(k, keys.Left):
+		m.col = max(m.col-1, 0)
+	case key.Matches(k, keys.Right):
+		m.col = max(min(m.col+1, len(m.cols)-1), 0)
+	case key.Matches(k, keys.Tier):
+		m.tier = int(k.String()[0] - '0')
+	case key.Matches(k, keys.VMSel):
+		m.tier = 0
+	case key.Matches(k, keys.Mark):
+		if vm := m.current(); vm != nil {
+			if m.marked[vm.Key()] {
+				delete(m.marked, vm.Key())
+			} else {
+				m.marked[vm.Key()] = true
 			}
+			m.tier = 0
 		}
-	case "up", "k":
-		if len(m.cursor) > 0 && m.cursor[m.col] > 0 {
-			m.cursor[m.col]--
-		}
-	case "down", "j":
-		if len(m.cursor) > 0 {
-			if n := len(m.column(m.sites()[m.col])); m.cursor[m.col] < n-1 {
-				m.cursor[m.col]++
-			}
-		}
-	case "left", "h", "shift+tab":
-		if m.col > 0 {
-			m.col--
-		}
-	case "right", "l", "tab":
-		if m.col < len(m.sites())-1 {
-			m.col++
-		}
-	case "0", "1", "2", "3", "4", "5", "6", "7", "8", "9":
-		m.tier = int(s[0] - '0')
-	case "t":
-		if sites := m.sites(); len(sites) > 0 && !m.opts.ReadOnly {
-			i := 0
-			for j, site := range sites {
-				if site == m.target {
-					i = j + 1
-				}
-			}
+	case key.Matches(k, keys.Target):
+		if sites := m.sites(); len(sites) > 0 {
+			i := slices.Index(sites, m.target) + 1
 			m.target = sites[i%len(sites)]
 		}
-	case "p":
-		if !m.opts.ReadOnly && m.stage != moving {
-			m.makePlan()
-		}
-	case "m":
-		if !m.opts.ReadOnly && m.stage == planning && m.plan != nil && m.plan.Work() && !m.plan.Blocked(false) {
-			m.stage, m.confirm = confirming, ""
-		}
-	case "c":
-		if m.stopMove != nil {
-			m.stopMove()
-			m.log = append(m.log, "cancel: no new VMs will start; steps in flight reach a safe point")
-		}
+	case key.Matches(k, keys.Plan):
+		m.makePlan()
+	case key.Matches(k, keys.Move):
+		m.stage = confirming
+		m.confirm.Reset()
+		m.confirm.Placeholder = m.confirmWord()
+		return m.confirm.Focus()
+	case key.Matches(k, keys.Cancel):
+		m.stopMove()
+		m.logLine("cancel: no new VMs will start; steps in flight reach a safe point")
 	}
-	return m, nil
+	return nil
+}
+
+// back closes what is open, innermost first: the plan, the detail pane, the marks,
+// the filter.
+func (m *Model) back() {
+	switch {
+	case m.stage == planning || m.stage == finished:
+		m.stage, m.plan, m.planErr = browsing, nil, nil
+	case m.detail:
+		m.detail = false
+	case len(m.marked) > 0:
+		m.marked = map[string]bool{}
+	case m.filter.Value() != "":
+		m.filter.Reset()
+		m.rebuild()
+	}
+}
+
+func (m *Model) filterKey(k tea.KeyMsg) tea.Cmd {
+	switch k.Type {
+	case tea.KeyEnter:
+		m.editing = false
+		m.filter.Blur()
+		return nil
+	case tea.KeyEsc:
+		m.editing = false
+		m.filter.Blur()
+		m.filter.Reset()
+		m.rebuild()
+		return nil
+	}
+	before := m.filter.Value()
+	var cmd tea.Cmd
+	m.filter, cmd = m.filter.Update(k)
+	if m.filter.Value() != before {
+		m.rebuild()
+	}
+	return cmd
+}
+
+func (m *Model) confirmKey(k tea.KeyMsg) tea.Cmd {
+	switch k.Type {
+	case tea.KeyEsc:
+		m.stage = planning
+		m.confirm.Blur()
+		return nil
+	case tea.KeyEnter:
+		return m.startMove()
+	}
+	var cmd tea.Cmd
+	m.confirm, cmd = m.confirm.Update(k)
+	return cmd
+}
+
+func (m *Model) toggleDetail() tea.Cmd {
+	m.detail = !m.detail
+	vm := m.current()
+	if !m.detail || vm == nil || m.opts.Events == nil {
+		return nil
+	}
+	m.pane.GotoTop()
+	key, ns, name, list := vm.Key(), vm.Namespace, vm.Name, m.opts.Events
+	m.eventsVM, m.events, m.eventErr = key, nil, nil
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ev, err := list(ctx, ns, name)
+		return EventsMsg{VM: key, Events: ev, Err: err}
+	}
+}
+
+func (m *Model) moveCursor(by int) {
+	if m.col >= len(m.cols) {
+		return
+	}
+	n := len(m.cols[m.col].vms)
+	m.cursor[m.col] = max(min(m.cursor[m.col]+by, n-1), 0)
 }
 
 // defaultTarget is the other site of a two-site cluster, seen from the focused column.
@@ -386,23 +543,41 @@ func (m *Model) defaultTarget() string {
 	return ""
 }
 
+// markedKeys are the marked VMs still in the snapshot, sorted.
+func (m *Model) markedKeys() []string {
+	if len(m.marked) == 0 || m.snap == nil {
+		return nil
+	}
+	var out []string
+	for i := range m.snap.VMs {
+		if k := m.snap.VMs[i].Key(); m.marked[k] {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (m *Model) makePlan() {
 	m.plan, m.planErr = nil, nil
 	if m.snap == nil {
 		return
 	}
+	m.stage = planning
+	m.pane.GotoTop()
 	req := plan.Request{To: m.defaultTarget(), Mode: m.opts.Mode, MaxInFlight: m.opts.MaxInFlight, AllowGitOpsDrift: m.opts.AllowGitOpsDrift}
-	if m.tier > 0 {
+	switch marked := m.markedKeys(); {
+	case m.tier > 0:
 		req.Tiers = &selector.TierRange{Min: m.tier, Max: m.tier}
-	} else if vm := m.current(); vm != nil {
-		req.VMs = []string{vm.Key()}
-	} else {
-		m.planErr = fmt.Errorf("no VM under the cursor: pick a tier with 1-9")
-		m.stage = planning
+	case len(marked) > 0:
+		req.VMs = marked
+	case m.current() != nil:
+		req.VMs = []string{m.current().Key()}
+	default:
+		m.planErr = fmt.Errorf("no VM under the cursor: pick a tier with 1-9, or mark VMs with space")
 		return
 	}
 	m.plan, m.planErr = plan.Build(m.snap, req)
-	m.stage = planning
 }
 
 // confirmWord is what the operator must type: the dead site's name for a failover,
@@ -414,24 +589,26 @@ func (m *Model) confirmWord() string {
 	return "yes"
 }
 
-func (m *Model) startMove() (tea.Model, tea.Cmd) {
-	if m.confirm != m.confirmWord() {
-		m.confirm = ""
-		return m, nil
+func (m *Model) startMove() tea.Cmd {
+	if m.confirm.Value() != m.confirmWord() {
+		m.confirm.Reset()
+		return nil
 	}
+	m.confirm.Blur()
 	if m.opts.Run == nil {
 		m.stage, m.moveErr = finished, fmt.Errorf("moves are disabled in this view")
-		return m, nil
+		return nil
 	}
 	ctx := context.Background()
 	stop, cancel := context.WithCancel(ctx)
 	m.stopMove = cancel
 	m.stage, m.log, m.done, m.failed, m.total = moving, nil, 0, 0, len(m.plan.Steps)
+	m.marked = map[string]bool{}
 	p, confirm, run, send := m.plan, "", m.opts.Run, m.send
 	if len(p.NeedsFailover()) > 0 {
-		confirm = m.confirm
+		confirm = m.confirm.Value()
 	}
-	return m, func() tea.Msg {
+	return func() tea.Msg {
 		rep, err := run(ctx, stop, p, confirm, func(ev executor.Event) {
 			if send != nil {
 				send(ProgressMsg(ev))

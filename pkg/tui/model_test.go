@@ -20,7 +20,12 @@ import (
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden screens")
+// updating reports -update, which rewrites the golden screens; the flag is teatest's
+// own (its golden package defines it), shared with ours.
+func updating() bool {
+	f := flag.Lookup("update")
+	return f != nil && f.Value.String() == "true"
+}
 
 func TestMain(m *testing.M) {
 	// Golden screens are compared without colour, as NO_COLOR users see them.
@@ -90,7 +95,7 @@ func keys(m *Model, ks ...string) {
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
-	if *update {
+	if updating() {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -289,5 +294,96 @@ func TestGitOpsManagedVMIsMarkedAndRefused(t *testing.T) {
 		case allow && (ran == nil || len(ran.Steps) != 1 || ran.Steps[0].Name != "ci"):
 			t.Fatalf("with --allow-gitops-drift the move must run:\n%s\nran %+v", planned, ran)
 		}
+	}
+}
+
+// VMs marked by hand are planned and moved together; the marks go once the move starts.
+func TestMarkedVMsMoveTogether(t *testing.T) {
+	var ran *plan.Plan
+	run := func(ctx, stop context.Context, p *plan.Plan, confirm string, emit func(executor.Event)) (*executor.Report, error) {
+		ran = p
+		return &executor.Report{}, nil
+	}
+	m := newModel(80, 24, testSnapshot(false), Options{Run: run})
+	keys(m, "right", " ", "down", "down", " ")
+	if v := m.View(); !strings.Contains(v, "✓● R prod/db-1") || !strings.Contains(v, "[2 marked → DR]") {
+		t.Fatalf("marks not shown:\n%s", v)
+	}
+	keys(m, "p")
+	if m.plan == nil || len(m.plan.Steps) != 2 || m.plan.Steps[0].Key() != "prod/db-1" || m.plan.Steps[1].Key() != "prod/cold" {
+		t.Fatalf("plan of the marked VMs: %+v", m.plan)
+	}
+	keys(m, "m", "yes")
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	if cmd == nil {
+		t.Fatal("move did not start")
+	}
+	m.Update(cmd())
+	if ran == nil || len(ran.Steps) != 2 || len(m.marked) != 0 {
+		t.Fatalf("ran %+v, marks left %v", ran, m.marked)
+	}
+}
+
+// The cursor stays on its VM when a new snapshot reorders the column.
+func TestCursorFollowsItsVMAcrossSnapshots(t *testing.T) {
+	m := newModel(80, 24, testSnapshot(false), Options{})
+	keys(m, "right", "down", "down", "down")
+	if vm := m.current(); vm == nil || vm.Key() != "prod/web-1" {
+		t.Fatalf("cursor on %v", vm)
+	}
+	s := testSnapshot(false)
+	s.VMs = append(s.VMs[:1], s.VMs[2:]...) // prod/db-2 is gone: web-1 moves up a row
+	m.Update(SnapshotMsg{Snapshot: s})
+	if vm := m.current(); vm == nil || vm.Key() != "prod/web-1" {
+		t.Fatalf("after the snapshot the cursor is on %v", vm)
+	}
+}
+
+// At 80x24 the footer always ends with help and quit, whatever else it has to cut.
+func TestFooterAlwaysShowsHelpAndQuit(t *testing.T) {
+	for _, tc := range []struct {
+		w    int
+		keys []string
+	}{{80, nil}, {80, []string{"right", "1", "p"}}, {80, []string{"/", "prod", "enter"}}, {50, nil}, {80, []string{"right", "enter"}}} {
+		m := newModel(tc.w, 24, testSnapshot(false), Options{})
+		keys(m, tc.keys...)
+		lines := strings.Split(m.View(), "\n")
+		footer := lines[len(lines)-1]
+		if !strings.HasSuffix(strings.TrimRight(footer, " "), "? help  q quit") || len(lines) != 24 {
+			t.Errorf("%dx24 after %v: %d lines, footer %q", tc.w, tc.keys, len(lines), footer)
+		}
+	}
+}
+
+// Cutting a coloured string keeps its reset: the rest of the line is not painted.
+func TestFitKeepsTheColourReset(t *testing.T) {
+	lipgloss.SetColorProfile(termenv.ANSI)
+	defer lipgloss.SetColorProfile(termenv.Ascii)
+	styled := lipgloss.NewStyle().Foreground(lipgloss.Color("1")).Render("stranded-on-a-dead-site")
+	got := fit(styled, 8)
+	if !strings.HasSuffix(strings.TrimRight(got, " "), "\x1b[0m") || lipgloss.Width(got) != 8 {
+		t.Fatalf("fit cut the reset or the width: %q", got)
+	}
+}
+
+// The detail pane takes the whole screen: a VM's Events are not cut at half its height.
+func TestDetailUsesTheWholeScreen(t *testing.T) {
+	var events []string
+	for i := 0; i < 30; i++ {
+		events = append(events, "event-"+itoa(i))
+	}
+	m := newModel(80, 24, testSnapshot(false), Options{Events: func(context.Context, string, string) ([]string, error) { return events, nil }})
+	keys(m, "right")
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	m.Update(cmd())
+	v := m.View()
+	shown := strings.Count(v, "event-")
+	if shown < 15 || !strings.Contains(v, "pgup/pgdn scroll") {
+		t.Fatalf("%d events on a 24-line screen:\n%s", shown, v)
+	}
+	m.Update(tea.KeyMsg{Type: tea.KeyPgDown})
+	m.Update(tea.KeyMsg{Type: tea.KeyPgDown})
+	if !strings.Contains(m.View(), "event-29") {
+		t.Fatalf("paging did not reach the last event:\n%s", m.View())
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
@@ -20,69 +22,97 @@ var (
 	styleMove     = lipgloss.NewStyle().Foreground(lipgloss.Color("5"))
 	styleMig      = lipgloss.NewStyle().Foreground(lipgloss.Color("6"))
 	styleSelected = lipgloss.NewStyle().Reverse(true)
+	plain         = lipgloss.NewStyle()
 )
 
 // glyph is a VM's state at a glance; the letter after it keeps the meaning readable
-// without colour.
-func glyph(vm *snapshot.VM) string {
+// without colour. colour false draws it plain, for the selected row, whose reverse
+// video a colour reset inside would cut short.
+func glyph(vm *snapshot.VM, colour bool) string {
 	inst := vm.Instance
+	g, style := "◐ s", styleWarn
 	switch {
 	case vm.State == snapshot.StateStranded:
-		return styleBad.Render("✖ S")
+		g, style = "✖ S", styleBad
 	case inst != nil && inst.Migrating:
-		return styleMig.Render("⇄ M")
+		g, style = "⇄ M", styleMig
 	case vm.State == snapshot.StatePendingMove:
-		return styleMove.Render("→ P")
+		g, style = "→ P", styleMove
 	case inst == nil || inst.Terminating:
-		return styleDim.Render("○ -")
+		g, style = "○ -", styleDim
 	case inst.Ready:
-		return styleOK.Render("● R")
-	default:
-		return styleWarn.Render("◐ s")
+		g, style = "● R", styleOK
 	}
+	if !colour {
+		return g
+	}
+	return style.Render(g)
 }
 
 // managedMark flags a VM whose manifest another controller owns: a GitOps controller
 // reverts a move at its next sync, an owner rewrites the template, so the plan refuses
 // them; the mark says why before the plan does.
-func managedMark(vm *snapshot.VM) string {
+func managedMark(vm *snapshot.VM, colour bool) string {
+	text := ""
 	switch {
 	case vm.GitOps != "":
-		return styleWarn.Render(" [" + vm.GitOps + "]")
+		text = " [" + vm.GitOps + "]"
 	case vm.Owner != "":
-		return styleWarn.Render(" [owned]")
+		text = " [owned]"
 	}
-	return ""
+	if text == "" || !colour {
+		return text
+	}
+	return styleWarn.Render(text)
 }
 
-func siteHeader(s *snapshot.Snapshot, site string) string {
-	ready, total := 0, 0
-	var cpu, mem, useCPU, useMem int64
-	for _, n := range s.Nodes {
-		if n.Site != site {
-			continue
+// siteStat is one site's health and use, gathered in one pass over the snapshot.
+type siteStat struct {
+	ready, total             int
+	cpu, mem, useCPU, useMem int64
+}
+
+func siteStats(s *snapshot.Snapshot) map[string]*siteStat {
+	out := map[string]*siteStat{}
+	get := func(site string) *siteStat {
+		st := out[site]
+		if st == nil {
+			st = &siteStat{}
+			out[site] = st
 		}
-		total++
-		if n.State == snapshot.NodeReady {
-			ready++
-		}
-		cpu += n.CPUMilli
-		mem += n.MemoryBytes
+		return st
 	}
-	for _, vm := range s.VMs {
-		if vm.Instance != nil && vm.CurrentSite == site {
-			useCPU += vm.CPUMilli
-			useMem += vm.MemoryBytes
+	for _, n := range s.Nodes {
+		st := get(n.Site)
+		st.total++
+		if n.State == snapshot.NodeReady {
+			st.ready++
 		}
+		st.cpu += n.CPUMilli
+		st.mem += n.MemoryBytes
+	}
+	for i := range s.VMs {
+		if vm := &s.VMs[i]; vm.Instance != nil && vm.CurrentSite != "" {
+			st := get(vm.CurrentSite)
+			st.useCPU += vm.CPUMilli
+			st.useMem += vm.MemoryBytes
+		}
+	}
+	return out
+}
+
+func (st *siteStat) header(site string) string {
+	if st == nil {
+		st = &siteStat{}
 	}
 	health := styleOK.Render("UP")
 	switch {
-	case ready == 0:
+	case st.ready == 0:
 		health = styleBad.Render("DOWN")
-	case ready < total:
+	case st.ready < st.total:
 		health = styleWarn.Render("DEGRADED")
 	}
-	return fmt.Sprintf("%s %s %d/%d nodes cpu %s%% mem %s%%", styleTitle.Render(site), health, ready, total, pct(useCPU, cpu), pct(useMem, mem))
+	return fmt.Sprintf("%s %s %d/%d nodes cpu %s%% mem %s%%", styleTitle.Render(site), health, st.ready, st.total, pct(st.useCPU, st.cpu), pct(st.useMem, st.mem))
 }
 
 func pct(a, b int64) string {
@@ -113,18 +143,62 @@ func tierCounts(vms []*snapshot.VM) string {
 	return strings.Join(parts, " ")
 }
 
+// fit cuts s to w cells, escape sequences and wide characters understood (a colour
+// reset is never cut off), and pads it to exactly w.
 func fit(s string, w int) string {
 	if w <= 0 {
 		return ""
 	}
-	if lipgloss.Width(s) > w {
-		r := []rune(s)
-		for len(r) > 0 && lipgloss.Width(string(r)) > w {
-			r = r[:len(r)-1]
-		}
-		return string(r)
+	s = ansi.Truncate(s, w, "…")
+	if pad := w - ansi.StringWidth(s); pad > 0 {
+		s += strings.Repeat(" ", pad)
 	}
-	return s + strings.Repeat(" ", w-lipgloss.Width(s))
+	return s
+}
+
+// Layout: a title line and a footer line around the body. The body holds the site
+// columns; a plan or a move shares it with the pane below them; the detail pane and
+// the help take all of it.
+func (m *Model) bodyHeight() int { return max(m.height-2, 4) }
+
+func (m *Model) paneOpen() bool { return m.detail || m.stage != browsing }
+
+// columnsHeight is the lines the site columns get, their two title lines included.
+func (m *Model) columnsHeight() int {
+	if m.stage != browsing {
+		return max(m.bodyHeight()/2, 4)
+	}
+	return m.bodyHeight()
+}
+
+// bodyRows is how many VM rows a column shows.
+func (m *Model) bodyRows() int { return max(m.columnsHeight()-2, 1) }
+
+// layoutPane sizes the pane and fills it with what the stage shows. A progress log
+// that was scrolled to its end follows new lines.
+func (m *Model) layoutPane() {
+	if !m.paneOpen() {
+		return
+	}
+	h := m.bodyHeight() - 1 // the pane's status or prompt line
+	if m.stage != browsing {
+		h = m.bodyHeight() - m.columnsHeight() - 1
+	}
+	follow := m.pane.AtBottom()
+	m.pane.Width, m.pane.Height = m.width, max(h, 1)
+	var content string
+	switch {
+	case m.stage == planning || m.stage == confirming:
+		content = m.planContent()
+	case m.stage == moving || m.stage == finished:
+		content = m.progressContent()
+	default:
+		content = m.detailContent()
+	}
+	m.pane.SetContent(content)
+	if follow && (m.stage == moving || m.stage == finished) {
+		m.pane.GotoBottom()
+	}
 }
 
 // View implements tea.Model.
@@ -135,39 +209,66 @@ func (m *Model) View() string {
 		title += "  [read-only]"
 	}
 	b.WriteString(fit(styleTitle.Render(title), m.width) + "\n")
-	if m.snap == nil {
-		if m.err != nil {
-			b.WriteString(styleBad.Render("error: "+m.err.Error()) + "\n")
-		} else {
-			b.WriteString("reading the cluster...\n")
+	switch {
+	case m.snap == nil && m.err != nil:
+		b.WriteString(fit(styleBad.Render("error: "+m.err.Error()), m.width) + "\n")
+		return b.String()
+	case m.snap == nil:
+		b.WriteString("reading the cluster...\n")
+		return b.String()
+	case m.showHelp:
+		b.WriteString(m.helpView())
+		return b.String()
+	case len(m.cols) == 0:
+		b.WriteString(fit(fmt.Sprintf("No node carries the site label %s. Label nodes with 'kubectl sitefail sites label'.", m.snap.Keys.Site), m.width) + "\n")
+		b.WriteString(m.footer())
+		return b.String()
+	}
+	if m.err != nil {
+		// A snapshot is still shown; the error says it may be stale.
+		title = "watch error (the view may be stale): " + m.err.Error()
+		b.WriteString(fit(styleBad.Render(title), m.width) + "\n")
+	}
+	if m.detail && m.stage == browsing {
+		b.WriteString(m.paneView(m.bodyHeight()-1, m.detailStatus()))
+	} else {
+		b.WriteString(m.columnsView(m.columnsHeight()))
+		if m.stage != browsing {
+			b.WriteString(m.paneView(m.bodyHeight()-m.columnsHeight()-1, m.paneStatus()))
 		}
-		return b.String()
 	}
-	if m.help {
-		return b.String() + m.helpView()
+	b.WriteString(m.footer())
+	return b.String()
+}
+
+// paneView draws the pane's viewport at h lines, padded, then its status line.
+func (m *Model) paneView(h int, status string) string {
+	lines := strings.Split(m.pane.View(), "\n")
+	var b strings.Builder
+	for i := 0; i < h; i++ {
+		l := ""
+		if i < len(lines) {
+			l = lines[i]
+		}
+		b.WriteString(fit(l, m.width) + "\n")
 	}
-	sites := m.sites()
-	if len(sites) == 0 {
-		b.WriteString(fmt.Sprintf("No node carries the site label %s. Label nodes with 'kubectl sitefail sites label'.\n", m.snap.Keys.Site))
-		return b.String()
+	b.WriteString(fit(status, m.width) + "\n")
+	return b.String()
+}
+
+func (m *Model) columnsView(h int) string {
+	n := len(m.cols)
+	colW := (m.width - (n - 1)) / n
+	cols := make([][]string, n)
+	for i := range m.cols {
+		c := &m.cols[i]
+		cols[i] = append(cols[i], fit(c.header, colW), fit(styleDim.Render(c.tiers), colW))
+		cols[i] = append(cols[i], m.rows(i, max(h-2, 1), colW)...)
 	}
-	colW := (m.width - (len(sites) - 1)) / len(sites)
-	cols := make([][]string, len(sites))
-	for i, site := range sites {
-		vms := m.column(site)
-		cols[i] = append(cols[i], fit(siteHeader(m.snap, site), colW), fit(styleDim.Render(tierCounts(vms)), colW))
-		cols[i] = append(cols[i], m.rows(i, vms, colW)...)
-	}
-	bodyH := m.height - 2 - m.footerHeight()
-	if m.detail || m.stage != browsing {
-		bodyH = m.height/2 - 1
-	}
-	if bodyH < 4 {
-		bodyH = 4
-	}
-	for r := 0; r < bodyH; r++ {
-		line := make([]string, len(sites))
-		for i := range sites {
+	var b strings.Builder
+	line := make([]string, n)
+	for r := 0; r < h; r++ {
+		for i := range cols {
 			cell := ""
 			if r < len(cols[i]) {
 				cell = cols[i][r]
@@ -176,95 +277,85 @@ func (m *Model) View() string {
 		}
 		b.WriteString(strings.Join(line, "│") + "\n")
 	}
-	b.WriteString(m.lower())
 	return b.String()
 }
 
 // rows renders the visible part of one site column, scrolled to keep the cursor shown.
-func (m *Model) rows(i int, vms []*snapshot.VM, w int) []string {
-	type row struct {
-		text string
-		vm   int
+// Only the rows on screen are drawn: the cost of a frame does not grow with the VMs.
+func (m *Model) rows(i, h, w int) []string {
+	c := &m.cols[i]
+	if len(c.vms) == 0 {
+		return nil
 	}
-	var all []row
-	lastTier := -1
-	for j, vm := range vms {
-		if vm.Tier != lastTier {
-			lastTier = vm.Tier
-			all = append(all, row{text: styleDim.Render("tier " + tierName(vm.Tier)), vm: -1})
-		}
-		all = append(all, row{text: glyph(vm) + " " + vm.Key() + managedMark(vm), vm: j})
-	}
-	h := m.height - 4 - m.footerHeight()
-	if m.detail || m.stage != browsing {
-		h = m.height/2 - 3
-	}
-	if h < 2 {
-		h = 2
-	}
-	cur := -1
-	if i < len(m.cursor) {
-		cur = m.cursor[i]
-	}
+	cur := min(m.cursor[i], len(c.vms)-1)
+	curRow := c.rowOf[cur]
 	start := 0
-	for k, r := range all {
-		if r.vm == cur && k >= h {
-			start = k - h + 1
-		}
+	if curRow >= h {
+		start = curRow - h + 1
 	}
-	var out []string
-	for k := start; k < len(all) && len(out) < h; k++ {
-		text := fit(" "+all[k].text, w)
-		if i == m.col && all[k].vm == cur && all[k].vm >= 0 {
-			text = styleSelected.Render(text)
+	out := make([]string, 0, h)
+	for k := start; k < len(c.rows) && len(out) < h; k++ {
+		r := c.rows[k]
+		if r.vm < 0 {
+			out = append(out, fit(" "+styleDim.Render("tier "+tierName(r.tier)), w))
+			continue
 		}
-		out = append(out, text)
+		vm := c.vms[r.vm]
+		sel := i == m.col && r.vm == cur
+		mark := " "
+		if m.marked[vm.Key()] {
+			mark = "✓"
+		}
+		text := mark + glyph(vm, !sel) + " " + vm.Key() + managedMark(vm, !sel)
+		if sel {
+			text = styleSelected.Render(fit(text, w))
+		}
+		out = append(out, fit(text, w))
 	}
 	return out
 }
 
-func (m *Model) footerHeight() int { return 1 }
-
-func (m *Model) lower() string {
-	var b strings.Builder
-	switch {
-	case m.stage == planning || m.stage == confirming:
-		b.WriteString(m.planView())
-	case m.stage == moving || m.stage == finished:
-		b.WriteString(m.progressView())
-	case m.detail:
-		b.WriteString(m.detailView())
-	}
-	b.WriteString(m.footer())
-	return b.String()
-}
-
+// footer is one line: what an action would apply to, the keys that work now, and
+// always help and quit, however narrow the terminal.
 func (m *Model) footer() string {
-	sel := "vm under cursor"
-	if m.tier > 0 {
-		sel = fmt.Sprint("tier ", m.tier)
+	if m.editing {
+		return fit(m.filter.View()+styleDim.Render("  (enter apply, esc clear)"), m.width)
 	}
-	var hint string
-	switch {
-	case m.editing:
-		hint = "filter: " + m.filter + "█  (enter apply, esc clear)"
-	case m.opts.ReadOnly:
-		hint = "←→ site ↑↓ vm  enter detail  / filter  ? help  q quit"
-	case m.stage == moving:
-		hint = "c cancel (no new starts)  ctrl+c stop"
-	default:
-		hint = fmt.Sprintf("[%s → %s] 1-9 tier 0 vm t target p plan m move  enter detail / filter ? help q quit", sel, m.defaultTarget())
+	h := m.help
+	always := h.ShortHelpView([]key.Binding{m.keys.Help, m.keys.Quit})
+	left := ""
+	if !m.opts.ReadOnly && m.stage != moving {
+		sel := "cursor vm"
+		switch {
+		case m.tier > 0:
+			sel = fmt.Sprint("tier ", m.tier)
+		case len(m.marked) > 0:
+			sel = fmt.Sprintf("%d marked", len(m.marked))
+		}
+		left = fmt.Sprintf("[%s → %s] ", sel, m.defaultTarget())
 	}
-	if m.filter != "" && !m.editing {
-		hint = "filter=" + m.filter + "  " + hint
+	if f := m.filter.Value(); f != "" {
+		left = "filter=" + f + " " + left
 	}
-	return fit(styleDim.Render(hint), m.width)
+	room := m.width - ansi.StringWidth(left) - ansi.StringWidth(always) - 3
+	h.Width = max(room, 0)
+	middle := ""
+	if room > 4 {
+		middle = h.ShortHelpView(m.keys.ShortHelp())
+	}
+	line := left + middle
+	if pad := m.width - ansi.StringWidth(line) - ansi.StringWidth(always); pad > 0 {
+		line += strings.Repeat(" ", pad)
+	} else {
+		line = ansi.Truncate(line, max(m.width-ansi.StringWidth(always)-1, 0), "…") + " "
+	}
+	return fit(line+always, m.width)
 }
 
-func (m *Model) planView() string {
+func (m *Model) planContent() string {
 	var b strings.Builder
 	if m.planErr != nil {
-		b.WriteString(styleBad.Render("plan: "+m.planErr.Error()) + "\n")
+		b.WriteString(styleBad.Render("plan: " + m.planErr.Error()))
 		return b.String()
 	}
 	p := m.plan
@@ -274,34 +365,67 @@ func (m *Model) planView() string {
 			counts = append(counts, fmt.Sprintf("%d %s", n, a))
 		}
 	}
-	b.WriteString(styleTitle.Render(fmt.Sprintf("PLAN %s → %s: %s", p.Selection, p.Request.To, strings.Join(counts, ", "))) + "\n")
-	lines := 0
-	max := m.height/2 - 5
-	for _, st := range p.Steps {
-		if lines >= max {
-			b.WriteString(styleDim.Render(fmt.Sprintf("  ... %d more", len(p.Steps)-lines)) + "\n")
-			break
-		}
-		b.WriteString(fit(fmt.Sprintf("  t%s %-28s %s→%s %s", tierName(st.Tier), st.Key(), st.From, st.To, st.Action), m.width) + "\n")
-		lines++
-	}
+	b.WriteString(styleTitle.Render(fmt.Sprintf("PLAN %s → %s: %s", p.Selection, p.Request.To, strings.Join(counts, ", "))))
+	// Blockers and warnings wrap: their fix is at the end of the sentence.
 	for _, i := range p.Blockers {
-		b.WriteString(fit(styleBad.Render("  BLOCKER "+issueText(i)), m.width) + "\n")
+		b.WriteString("\n" + wrapIndent("BLOCKER "+issueText(i), m.width, "  ", styleBad))
 	}
 	for _, i := range p.Warnings {
-		b.WriteString(fit(styleWarn.Render("  warning "+issueText(i)), m.width) + "\n")
+		b.WriteString("\n" + wrapIndent("warning "+issueText(i), m.width, "  ", styleWarn))
 	}
-	switch {
-	case m.stage == confirming:
-		b.WriteString(styleBad.Render(fmt.Sprintf("Type %q and press enter to move (esc to go back): ", m.confirmWord())) + m.confirm + "█\n")
-	case !p.Work():
-		b.WriteString("Nothing to do: already on " + p.Request.To + ". esc to go back\n")
-	case p.Blocked(false):
-		b.WriteString(styleBad.Render("BLOCKED: resolve the blockers (the CLI's 'move --force' waives overridable ones). esc to go back") + "\n")
-	default:
-		b.WriteString("m to move, esc to go back\n")
+	for _, st := range p.Steps {
+		fmt.Fprintf(&b, "\n  t%s %-28s %s→%s %s", tierName(st.Tier), st.Key(), st.From, st.To, st.Action)
 	}
 	return b.String()
+}
+
+// paneStatus is the line under the plan or progress pane: what to do next.
+func (m *Model) paneStatus() string {
+	switch {
+	case m.stage == confirming:
+		return styleBad.Render(fmt.Sprintf("Type %q and press enter to move (esc to go back): ", m.confirmWord())) + m.confirm.View()
+	case m.stage == planning && m.planErr != nil:
+		return "esc to go back"
+	case m.stage == planning && !m.plan.Work():
+		return "Nothing to do: already on " + m.plan.Request.To + ". esc to go back"
+	case m.stage == planning && m.plan.Blocked(false):
+		return styleBad.Render("BLOCKED: resolve the blockers (the CLI's 'move --force' waives overridable ones). esc to go back")
+	case m.stage == planning:
+		return "m to move, esc to go back" + m.scrollHint()
+	case m.stage == moving:
+		return "c cancel (no new starts), ctrl+c stop" + m.scrollHint()
+	}
+	return "esc to go back" + m.scrollHint()
+}
+
+func (m *Model) scrollHint() string {
+	if m.pane.TotalLineCount() <= m.pane.Height {
+		return ""
+	}
+	return fmt.Sprintf("  (pgup/pgdn scroll, %d%%)", int(m.pane.ScrollPercent()*100))
+}
+
+// wrapIndent wraps plain text to w cells, each line indented and styled on its own so
+// that no escape sequence spans a line break.
+func wrapIndent(text string, w int, indent string, style lipgloss.Style) string {
+	// Break at spaces only: a flag like --confirm-site-down=DR stays whole.
+	limit := max(w-2*len(indent), 10)
+	var lines []string
+	for _, word := range strings.Fields(text) {
+		if n := len(lines); n > 0 && ansi.StringWidth(lines[n-1])+1+ansi.StringWidth(word) <= limit {
+			lines[n-1] += " " + word
+		} else {
+			lines = append(lines, word)
+		}
+	}
+	for i, l := range lines {
+		pre := indent
+		if i > 0 {
+			pre += indent
+		}
+		lines[i] = pre + style.Render(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 func issueText(i plan.Issue) string {
@@ -311,7 +435,7 @@ func issueText(i plan.Issue) string {
 	return i.Message
 }
 
-func (m *Model) progressView() string {
+func (m *Model) progressContent() string {
 	var b strings.Builder
 	state := "MOVING"
 	if m.stage == finished {
@@ -320,55 +444,46 @@ func (m *Model) progressView() string {
 			state = "FINISHED WITH PROBLEMS"
 		}
 	}
-	b.WriteString(styleTitle.Render(fmt.Sprintf("%s %d/%d done, %d failed", state, m.done, m.total, m.failed)) + "\n")
+	b.WriteString(styleTitle.Render(fmt.Sprintf("%s %d/%d done, %d failed", state, m.done, m.total, m.failed)))
 	if m.moveErr != nil {
-		b.WriteString(styleBad.Render(m.moveErr.Error()) + "\n")
+		b.WriteString("\n" + styleBad.Render(m.moveErr.Error()))
 	}
 	if m.report != nil {
 		for _, t := range m.report.Tiers {
-			b.WriteString(fmt.Sprintf("  tier %s: moved %d failed %d skipped %d not started %d RTO %s\n", tierName(t.Tier), t.Moved, t.Failed, t.Skipped, t.Pending, t.RTO))
+			fmt.Fprintf(&b, "\n  tier %s: moved %d failed %d skipped %d not started %d RTO %s", tierName(t.Tier), t.Moved, t.Failed, t.Skipped, t.Pending, t.RTO)
 		}
 	}
-	n := m.height/2 - 3 - strings.Count(b.String(), "\n")
-	start := len(m.log) - n
-	if start < 0 {
-		start = 0
-	}
-	for _, l := range m.log[start:] {
-		b.WriteString(fit("  "+l, m.width) + "\n")
-	}
-	if m.stage == finished {
-		b.WriteString("esc to go back\n")
+	for _, l := range m.log {
+		b.WriteString("\n  " + l)
 	}
 	return b.String()
 }
 
-func (m *Model) detailView() string {
+func (m *Model) detailStatus() string { return "esc or enter to close" + m.scrollHint() }
+
+func (m *Model) detailContent() string {
 	vm := m.current()
 	if vm == nil {
-		return ""
+		return "no VM under the cursor"
 	}
 	var b strings.Builder
 	b.WriteString(styleTitle.Render(vm.Key()) + fmt.Sprintf("  tier %s  state %s  %s  ready %v\n", tierName(vm.Tier), vm.State, vm.PrintableStatus, vm.Ready))
-	node, migr := "-", "-"
+	node, migr, ready := "-", "-", "-"
 	if vm.Instance != nil {
 		node = vm.Instance.NodeName
 		migr = fmt.Sprint(vm.Instance.LiveMigratable)
 		if vm.Instance.NotMigratable != "" {
 			migr += " (" + vm.Instance.NotMigratable + ")"
 		}
-	}
-	b.WriteString(fmt.Sprintf("  home %s  current %s  node %s  runStrategy %s\n", dashIf(vm.HomeSite), dashIf(vm.CurrentSite), node, vm.RunStrategy))
-	ready := "-"
-	if vm.Instance != nil {
 		ready = fmt.Sprint(vm.Instance.Ready)
 	}
-	b.WriteString(fit(fmt.Sprintf("  conditions: Ready=%s LiveMigratable=%s RestartRequired=%v", ready, migr, vm.RestartRequired), m.width) + "\n")
+	fmt.Fprintf(&b, "  home %s  current %s  node %s  runStrategy %s\n", dashIf(vm.HomeSite), dashIf(vm.CurrentSite), node, vm.RunStrategy)
+	fmt.Fprintf(&b, "  conditions: Ready=%s LiveMigratable=%s RestartRequired=%v\n", ready, migr, vm.RestartRequired)
 	if vm.GitOps != "" {
-		b.WriteString(fit(styleWarn.Render(fmt.Sprintf("  managed by %s: a move is reverted at its next sync; commit the delta (kubectl sitefail gitops) or pause the sync, then run ui --allow-gitops-drift", vm.GitOps)), m.width) + "\n")
+		b.WriteString(styleWarn.Render(fmt.Sprintf("  managed by %s: a move is reverted at its next sync; commit the delta (kubectl sitefail gitops) or pause the sync, then run ui --allow-gitops-drift", vm.GitOps)) + "\n")
 	}
 	if vm.Owner != "" {
-		b.WriteString(fit(styleWarn.Render(fmt.Sprintf("  owned by %s: it rewrites the template; move the owner's template instead", vm.Owner)), m.width) + "\n")
+		b.WriteString(styleWarn.Render(fmt.Sprintf("  owned by %s: it rewrites the template; move the owner's template instead", vm.Owner)) + "\n")
 	}
 	var journal []string
 	for k, v := range vm.Annotations {
@@ -378,24 +493,20 @@ func (m *Model) detailView() string {
 	}
 	sort.Strings(journal)
 	if len(journal) > 0 {
-		b.WriteString(fit("  journal: "+strings.Join(journal, " "), m.width) + "\n")
+		b.WriteString("  journal: " + strings.Join(journal, " ") + "\n")
 	}
 	if m.eventsVM == vm.Key() {
 		switch {
 		case m.eventErr != nil:
-			b.WriteString(fit(styleWarn.Render("  events: "+m.eventErr.Error()), m.width) + "\n")
+			b.WriteString(styleWarn.Render("  events: "+m.eventErr.Error()) + "\n")
 		case len(m.events) > 0:
 			b.WriteString("  recent events:\n")
-			start := len(m.events) - (m.height/2 - 7)
-			if start < 0 {
-				start = 0
-			}
-			for _, e := range m.events[start:] {
-				b.WriteString(fit("    "+e, m.width) + "\n")
+			for _, e := range m.events {
+				b.WriteString("    " + e + "\n")
 			}
 		}
 	}
-	return b.String()
+	return strings.TrimRight(b.String(), "\n")
 }
 
 func dashIf(s string) string {
@@ -406,25 +517,25 @@ func dashIf(s string) string {
 }
 
 func (m *Model) helpView() string {
-	lines := []string{
-		"Keys",
-		"  left/right h/l tab  focus a site      up/down j/k  move the cursor",
-		"  enter   details of the VM             /    filter by namespace/name",
-		"  1-9     act on that tier              0    act on the VM under the cursor",
-		"  t       cycle the target site         p    plan the move (changes nothing)",
-		"  m       move, after the plan; a failover asks for the dead site's name",
-		"  c       cancel a move: no new starts, steps in flight reach a safe point",
-		"  esc     close the plan, details or filter      q  quit",
+	h := m.help
+	h.Width = m.width
+	var b strings.Builder
+	b.WriteString(fit("Keys (those that work now)", m.width) + "\n")
+	for _, l := range strings.Split(h.FullHelpView(m.keys.FullHelp()), "\n") {
+		b.WriteString(fit("  "+l, m.width) + "\n")
+	}
+	for _, l := range []string{
+		"",
+		"  A plan acts on the tier picked with 1-9; with 0, on the VMs marked with space,",
+		"  or the one under the cursor. A failover asks for the dead site's name.",
 		"",
 		"Glyphs",
 		"  ● R running and ready   ◐ s starting   ⇄ M migrating",
 		"  → P pending a move      ○ - stopped    ✖ S stranded on a dead site",
-		"  [argocd] [flux] managed by GitOps, [owned] by a controller: refused by plans",
+		"  ✓ marked   [argocd] [flux] managed by GitOps, [owned] by a controller: refused",
 		"",
 		"press any key",
-	}
-	var b strings.Builder
-	for _, l := range lines {
+	} {
 		b.WriteString(fit(l, m.width) + "\n")
 	}
 	return b.String()
