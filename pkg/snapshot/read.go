@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/pager"
@@ -40,44 +42,90 @@ type Source struct {
 // derives every VM's placement. The request count does not grow with the
 // number of VMs.
 func Read(ctx context.Context, src Source) (*Snapshot, error) {
-	var o Objects
-	err := listAll(ctx, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		return src.Kube.CoreV1().Nodes().List(ctx, opts)
-	}, func(obj runtime.Object) error {
-		o.Nodes = append(o.Nodes, obj.(*corev1.Node))
-		return nil
-	}, metav1.ListOptions{})
-	if err != nil {
-		return nil, describe(err, "list", "nodes", "")
+	// The five LISTs run at once, and each item is reduced as its page arrives: a page's
+	// JSON is garbage as soon as its items are, so memory holds the reduced cluster and
+	// a page or two, not the whole of it decoded, and the wall time is the longest LIST
+	// rather than their sum.
+	var (
+		nodes     []Node
+		vms       []VM
+		instances = map[string]*VMI{}
+		launchers = map[types.UID][]string{}
+		active    = map[string]string{}
+		errs      [5]error
+		wg        sync.WaitGroup
+	)
+	run := func(i int, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn()
+		}()
 	}
-	collect := func(dst *[]*unstructured.Unstructured) func(*unstructured.Unstructured) error {
-		return func(u *unstructured.Unstructured) error {
-			*dst = append(*dst, u)
+	run(0, func() error {
+		err := listAll(ctx, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			return src.Kube.CoreV1().Nodes().List(ctx, opts)
+		}, func(obj runtime.Object) error {
+			nodes = append(nodes, NodeFrom(obj.(*corev1.Node), src.Keys.Site))
 			return nil
+		}, metav1.ListOptions{})
+		return describe(err, "list", "nodes", "")
+	})
+	run(1, func() error {
+		err := listDynamic(ctx, src.Dynamic, kubevirt.VMIs, src.Namespace, "", func(u *unstructured.Unstructured) error {
+			vmi, err := kubevirt.ToVMI(u)
+			if err != nil {
+				return err
+			}
+			instances[vmi.Namespace+"/"+vmi.Name] = InstanceFrom(vmi)
+			return nil
+		})
+		return describe(err, "list", "virtualmachineinstances.kubevirt.io", src.Namespace)
+	})
+	run(2, func() error {
+		err := listDynamic(ctx, src.Dynamic, kubevirt.VMs, src.Namespace, src.LabelSelector, func(u *unstructured.Unstructured) error {
+			vm, err := kubevirt.ToVM(u)
+			if err != nil {
+				return err
+			}
+			vms = append(vms, VMFrom(vm, nil, src.Keys))
+			return nil
+		})
+		return describe(err, "list", "virtualmachines.kubevirt.io", src.Namespace)
+	})
+	run(3, func() error {
+		err := listAll(ctx, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			return src.Kube.CoreV1().Pods(src.Namespace).List(ctx, opts)
+		}, func(obj runtime.Object) error {
+			p := obj.(*corev1.Pod)
+			if uid, ok := LauncherOf(p.Labels); ok {
+				launchers[uid] = append(launchers[uid], p.Name)
+			}
+			return nil
+		}, metav1.ListOptions{LabelSelector: kubevirt.LauncherSelector})
+		return describe(err, "list", "pods", src.Namespace)
+	})
+	run(4, func() error {
+		err := listDynamic(ctx, src.Dynamic, kubevirt.Migrations, src.Namespace, "", func(u *unstructured.Unstructured) error {
+			m, err := kubevirt.ToMigration(u)
+			if err != nil {
+				return err
+			}
+			if vmi, ok := ActiveMigration(m); ok {
+				active[vmi] = m.Name
+			}
+			return nil
+		})
+		return describe(err, "list", "virtualmachineinstancemigrations.kubevirt.io", src.Namespace)
+	})
+	wg.Wait()
+	// The first failure in a fixed order, so that the same cluster gives the same message.
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
 	}
-	if err := listDynamic(ctx, src.Dynamic, kubevirt.VMIs, src.Namespace, "", collect(&o.VMIs)); err != nil {
-		return nil, describe(err, "list", "virtualmachineinstances.kubevirt.io", src.Namespace)
-	}
-	if err := listDynamic(ctx, src.Dynamic, kubevirt.VMs, src.Namespace, src.LabelSelector, collect(&o.VMs)); err != nil {
-		return nil, describe(err, "list", "virtualmachines.kubevirt.io", src.Namespace)
-	}
-	err = listAll(ctx, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		return src.Kube.CoreV1().Pods(src.Namespace).List(ctx, opts)
-	}, func(obj runtime.Object) error {
-		o.Pods = append(o.Pods, obj.(*corev1.Pod))
-		return nil
-	}, metav1.ListOptions{LabelSelector: kubevirt.LauncherSelector})
-	if err != nil {
-		return nil, describe(err, "list", "pods", src.Namespace)
-	}
-	if err := listDynamic(ctx, src.Dynamic, kubevirt.Migrations, src.Namespace, "", collect(&o.Migrations)); err != nil {
-		return nil, describe(err, "list", "virtualmachineinstancemigrations.kubevirt.io", src.Namespace)
-	}
-	s, err := Assemble(src.Keys, o)
-	if err != nil {
-		return nil, err
-	}
+	s := Compose(src.Keys, nodes, vms, instances, launchers, active)
 	readKubeVirtConfig(ctx, src.Dynamic, s)
 	readStorage(ctx, src, s)
 	readInstancetypes(ctx, src, s)
@@ -356,6 +404,9 @@ func GitOpsOwner(labels, annotations map[string]string) string {
 func listAll(ctx context.Context, fn pager.ListPageFunc, each func(runtime.Object) error, opts metav1.ListOptions) error {
 	p := pager.New(fn)
 	p.PageSize = PageSize
+	// One page fetched ahead while this one is reduced; the default of ten would hold
+	// a 5,000-VM list whole.
+	p.PageBufferSize = 1
 	return p.EachListItem(ctx, opts, each)
 }
 
@@ -367,8 +418,12 @@ func listDynamic(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVers
 	}, metav1.ListOptions{LabelSelector: sel})
 }
 
-// describe turns API errors into messages that name the missing piece and the fix.
+// describe turns API errors into messages that name the missing piece and the fix;
+// nil stays nil.
 func describe(err error, verb, resource, ns string) error {
+	if err == nil {
+		return nil
+	}
 	scope := "in all namespaces"
 	if ns != "" {
 		scope = "in namespace " + ns
