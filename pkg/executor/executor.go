@@ -55,9 +55,17 @@ type Config struct {
 	// reached at all (a restart, a lost network path): they go on until ctx ends, which
 	// losing the move's lock does (default 1 s).
 	UnreachableRetry time.Duration
+	// MaxWrites bounds the executor's API writes in flight (default DefaultMaxWrites).
+	MaxWrites int
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
+
+// DefaultMaxWrites is how many writes a move keeps in flight. More only queue in the
+// API server, where the move's own lock renewals wait behind them: at 5,000 VMs a tier
+// of 1,000 stopped VMs sent all at once had 870 PATCHes in flight and renewals taking
+// 3 s, for the same throughput.
+const DefaultMaxWrites = 50
 
 // DefaultBackoff retries transient API errors for about six seconds.
 var DefaultBackoff = wait.Backoff{Steps: 6, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2}
@@ -142,6 +150,8 @@ type Executor struct {
 	inFlight   map[string]*plan.Step
 	peak       int
 	starts     flowcontrol.RateLimiter
+	// writeSlots holds a token per write in flight.
+	writeSlots chan struct{}
 }
 
 // New returns an executor. emit receives progress events from any goroutine, serialised.
@@ -161,7 +171,10 @@ func New(c Cluster, cfg Config, emit func(Event)) *Executor {
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 10 * time.Minute
 	}
-	e := &Executor{cluster: c, cfg: cfg, inFlight: map[string]*plan.Step{}}
+	if cfg.MaxWrites < 1 {
+		cfg.MaxWrites = DefaultMaxWrites
+	}
+	e := &Executor{cluster: c, cfg: cfg, inFlight: map[string]*plan.Step{}, writeSlots: make(chan struct{}, cfg.MaxWrites)}
 	var mu sync.Mutex
 	e.emit = func(ev Event) {
 		if emit == nil {
@@ -554,8 +567,18 @@ func isStatus5xx(err error) bool {
 // too and cancels ctx after its deadline, so the move stops at a safe point (exit 4, and
 // a rerun finishes it) instead of reporting VMs failed that were never refused.
 func (e *Executor) retry(ctx context.Context, fn func() error) error {
+	// Each try holds a write slot; the backoff between tries does not.
+	try := func() error {
+		select {
+		case e.writeSlots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-e.writeSlots }()
+		return fn()
+	}
 	for {
-		err := retry.OnError(e.cfg.Backoff, func(err error) bool { return ctx.Err() == nil && (retriable(err) || unreachable(err)) }, fn)
+		err := retry.OnError(e.cfg.Backoff, func(err error) bool { return ctx.Err() == nil && (retriable(err) || unreachable(err)) }, try)
 		if err == nil || !unreachable(err) {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -58,11 +59,15 @@ type fakeCluster struct {
 	releases map[string]int
 	starts   map[string]int
 	// onRelease runs after each release, with mu held (a site coming back, say).
-	onRelease  func()
-	writes     int
-	crashAt    int
-	applyCrash bool
-	crashed    bool
+	onRelease func()
+	writes    int
+	// writeLatency makes each write take that long outside the lock, so that writes
+	// overlap as they do against an API server; peakWrites is the most at once.
+	writeLatency         time.Duration
+	inWrites, peakWrites atomic.Int64
+	crashAt              int
+	applyCrash           bool
+	crashed              bool
 }
 
 func newFake(delay time.Duration) *fakeCluster {
@@ -92,6 +97,13 @@ func (f *fakeCluster) notifyLocked() {
 
 // write gates every mutating call: injected errors, then the crash point.
 func (f *fakeCluster) write(call string, apply func()) error {
+	if f.writeLatency > 0 {
+		n := f.inWrites.Add(1)
+		for p := f.peakWrites.Load(); n > p && !f.peakWrites.CompareAndSwap(p, n); p = f.peakWrites.Load() {
+		}
+		time.Sleep(f.writeLatency)
+		f.inWrites.Add(-1)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.crashed {

@@ -133,6 +133,7 @@ func TestScale(t *testing.T) {
 	}
 
 	b.planVersusKubectl()
+	b.tuiAtScale(sc)
 	b.patchOnly(sc)
 	b.relocateAndFailover(sc)
 	b.writeDoc(sc)
@@ -153,6 +154,79 @@ func (b *bench) planVersusKubectl() {
 		ratio: ratio(pw, gw), target: "<= 0.6x", met: yes(pw <= 0.6*gw), command: "kubectl sitefail plan --all --to DR -A -o json"})
 	b.add(row{what: "`plan --all --to DR -A`, peak memory", measured: mib(pr), peer: "kubectl: " + mib(gr),
 		ratio: ratio(pr, gr), target: "<= 0.75x", met: yes(pr <= 0.75*gr), command: "(same run, GNU time %M)"})
+}
+
+// tuiAtScale runs `ui -A` in a real terminal (tmux) over the whole cluster: the time
+// until its first screen lists VMs, the CPU it burns over 30 s in which nothing changes
+// but node heartbeats, and its peak memory.
+func (b *bench) tuiAtScale(sc scale) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		b.t.Log("tmux not found: the TUI rows are not measured")
+		return
+	}
+	session := fmt.Sprintf("sitefail-bench-%d", os.Getpid())
+	tmux := func(args ...string) string {
+		out, err := exec.Command("tmux", args...).CombinedOutput()
+		if err != nil {
+			b.t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	cmd := fmt.Sprintf("exec env KUBECONFIG=%s SITEFAIL_CONFIG=/nonexistent/none.yaml %s ui -A", b.env.Kubeconfig, filepath.Join(b.binDir, "kubectl-sitefail"))
+	start := time.Now()
+	tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "48", cmd)
+	defer exec.Command("tmux", "kill-session", "-t", session).Run()
+	first := 0.0
+	for time.Since(start) < 2*time.Minute {
+		if strings.Contains(tmux("capture-pane", "-t", session, "-p"), "bench-00/vm-") {
+			first = time.Since(start).Seconds()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if first == 0 {
+		b.t.Fatalf("ui never listed a VM:\n%s", tmux("capture-pane", "-t", session, "-p"))
+	}
+	pid := strings.TrimSpace(tmux("list-panes", "-t", session, "-F", "#{pane_pid}"))
+	time.Sleep(5 * time.Second)
+	const idle = 30 * time.Second
+	before := cpuTicks(b.t, pid)
+	time.Sleep(idle)
+	busy := float64(cpuTicks(b.t, pid)-before) / 100 / idle.Seconds() // USER_HZ is 100 on Linux
+	peak := procStatusKB(b.t, pid, "VmHWM") * 1024
+	b.add(row{what: fmt.Sprintf("`ui -A` with %d VMs: first screen", sc.vms), measured: secs(first), peer: "-", ratio: "-",
+		target: "<= 2 s", met: yes(first <= 2), command: "kubectl sitefail ui -A (in tmux, until a VM is listed)"})
+	b.add(row{what: "`ui -A`, idle (node heartbeats only), CPU", measured: fmt.Sprintf("%.1f%% of a core", busy*100), peer: "-", ratio: "-",
+		target: "<= 5%", met: yes(busy <= 0.05), command: "(same run, /proc/PID/stat over 30 s)"})
+	b.add(row{what: "`ui -A`, peak memory", measured: mib(peak), peer: "-", ratio: "-",
+		target: "<= 200 MiB", met: yes(peak <= 200<<20), command: "(same run, VmHWM)"})
+}
+
+// cpuTicks is a process's user plus system time, in clock ticks.
+func cpuTicks(t *testing.T, pid string) int64 {
+	data, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name may hold spaces; the fields after it are fixed.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+func procStatusKB(t *testing.T, pid, field string) float64 {
+	data, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb
+		}
+	}
+	return 0
 }
 
 // patchOnly: the stopped VMs of one tier, moved by the plugin through the counting
