@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/charmbracelet/bubbles/cursor"
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textinput"
@@ -148,6 +149,10 @@ func New(o Options) *Model {
 	m.filter.Placeholder = "namespace/name or tier=N"
 	m.confirm = textinput.New()
 	m.confirm.Prompt = ""
+	// A steady cursor: a blinking one would wake the program twice a second while an
+	// operator reads.
+	m.filter.Cursor.SetMode(cursor.CursorStatic)
+	m.confirm.Cursor.SetMode(cursor.CursorStatic)
 	m.pane = viewport.New(80, 10)
 	m.pane.KeyMap = viewport.KeyMap{} // the model routes keys itself
 	m.enableKeys()
