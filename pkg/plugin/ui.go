@@ -98,8 +98,12 @@ func (uo *uiOptions) run(ctx context.Context, mode plan.Mode) error {
 		}
 		return out, nil
 	}
+	read := func(ctx context.Context) (*snapshot.Snapshot, error) {
+		s, _, err := uo.readSnapshot(ctx, uo.namespace, uo.labelSelector)
+		return s, err
+	}
 	m := tui.New(tui.Options{Context: c.Context, ReadOnly: uo.readOnly, MaxInFlight: uo.maxInFlight, Mode: mode, Run: uo.runMove, Events: events,
-		AllowGitOpsDrift: uo.allowGitOps})
+		AllowGitOpsDrift: uo.allowGitOps, Read: read})
 	prog := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithInput(uo.In), tea.WithOutput(uo.Out))
 	m.Attach(prog.Send)
 	src, err := tui.NewSource(c.Kube, c.Dynamic, uo.namespace, uo.Keys)

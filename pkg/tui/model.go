@@ -40,6 +40,10 @@ type Options struct {
 	Mode        plan.Mode
 	// AllowGitOpsDrift lets plans move VMs that Argo CD or Flux manage (ui --allow-gitops-drift).
 	AllowGitOpsDrift bool
+	// Read, when set, reads the whole cluster for a plan: the watch caches hold no
+	// storage, devices, instance types or networks, so a plan made from them alone
+	// would not show the blockers that the move, which reads everything, refuses on.
+	Read func(ctx context.Context) (*snapshot.Snapshot, error)
 }
 
 // Messages the model receives from outside.
@@ -55,6 +59,12 @@ type (
 	}
 	// ErrMsg reports a data source error.
 	ErrMsg struct{ Err error }
+	// PlanMsg carries a plan made from a full read; Seq says which request it answers.
+	PlanMsg struct {
+		Plan *plan.Plan
+		Err  error
+		Seq  int
+	}
 	// EventsMsg carries the recent Events of the VM in the detail pane.
 	EventsMsg struct {
 		VM     string
@@ -119,6 +129,9 @@ type Model struct {
 	target  string
 	plan    *plan.Plan
 	planErr error
+	// planSeq numbers plan requests; planPending: the full read is under way.
+	planSeq     int
+	planPending bool
 
 	log      []string
 	done     int
@@ -290,6 +303,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.failed++
 		}
 		m.logLine(eventLine(ev))
+	case PlanMsg:
+		if msg.Seq == m.planSeq && m.stage == planning {
+			m.plan, m.planErr, m.planPending = msg.Plan, msg.Err, false
+		}
 	case EventsMsg:
 		if msg.VM == m.eventsVM {
 			m.events, m.eventErr = msg.Events, msg.Err
@@ -360,7 +377,7 @@ func (m *Model) enableKeys() {
 }
 
 func (m *Model) movable() bool {
-	return m.stage == planning && m.plan != nil && m.plan.Work() && !m.plan.Blocked(false)
+	return m.stage == planning && !m.planPending && m.plan != nil && m.plan.Work() && !m.plan.Blocked(false)
 }
 
 func (m *Model) key(k tea.KeyMsg) tea.Cmd {
@@ -443,7 +460,7 @@ func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 			m.target = sites[i%len(sites)]
 		}
 	case key.Matches(k, keys.Plan):
-		m.makePlan()
+		return m.makePlan()
 	case key.Matches(k, keys.Move):
 		m.stage = confirming
 		m.confirm.Reset()
@@ -563,12 +580,15 @@ func (m *Model) markedKeys() []string {
 	return out
 }
 
-func (m *Model) makePlan() {
-	m.plan, m.planErr = nil, nil
+// makePlan plans the selection: from a full read of the cluster when the view can
+// make one (in a command: the screen stays live meanwhile), else from the snapshot.
+func (m *Model) makePlan() tea.Cmd {
+	m.plan, m.planErr, m.planPending = nil, nil, false
 	if m.snap == nil {
-		return
+		return nil
 	}
 	m.stage = planning
+	m.planSeq++
 	m.pane.GotoTop()
 	req := plan.Request{To: m.defaultTarget(), Mode: m.opts.Mode, MaxInFlight: m.opts.MaxInFlight, AllowGitOpsDrift: m.opts.AllowGitOpsDrift}
 	switch marked := m.markedKeys(); {
@@ -580,9 +600,24 @@ func (m *Model) makePlan() {
 		req.VMs = []string{m.current().Key()}
 	default:
 		m.planErr = fmt.Errorf("no VM under the cursor: pick a tier with 1-9, or mark VMs with space")
-		return
+		return nil
 	}
-	m.plan, m.planErr = plan.Build(m.snap, req)
+	if m.opts.Read == nil {
+		m.plan, m.planErr = plan.Build(m.snap, req)
+		return nil
+	}
+	m.planPending = true
+	read, seq := m.opts.Read, m.planSeq
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := read(ctx)
+		if err != nil {
+			return PlanMsg{Err: fmt.Errorf("reading the cluster for the plan: %w", err), Seq: seq}
+		}
+		p, err := plan.Build(s, req)
+		return PlanMsg{Plan: p, Err: err, Seq: seq}
+	}
 }
 
 // confirmWord is what the operator must type: the dead site's name for a failover,

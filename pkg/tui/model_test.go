@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -385,5 +386,40 @@ func TestDetailUsesTheWholeScreen(t *testing.T) {
 	m.Update(tea.KeyMsg{Type: tea.KeyPgDown})
 	if !strings.Contains(m.View(), "event-29") {
 		t.Fatalf("paging did not reach the last event:\n%s", m.View())
+	}
+}
+
+// A plan in the view reads the whole cluster, as move does: a blocker that only the
+// storage shows (a disk still importing) is on screen before the operator asks to move.
+func TestPlanReadsTheWholeClusterForItsBlockers(t *testing.T) {
+	full := testSnapshot(false)
+	for i := range full.VMs {
+		if full.VMs[i].Name == "db-1" {
+			full.VMs[i].DataVolumes = []string{"db-1-root"}
+		}
+	}
+	full.Storage = &snapshot.Storage{DataVolumePhases: map[string]string{"prod/db-1-root": "ImportInProgress"}}
+	reads := 0
+	m := newModel(100, 30, testSnapshot(false), Options{Read: func(context.Context) (*snapshot.Snapshot, error) {
+		reads++
+		return full, nil
+	}})
+	keys(m, "right", "1")
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("p")})
+	if !strings.Contains(m.View(), "reading the cluster for the plan") || cmd == nil {
+		t.Fatalf("no full read started:\n%s", m.View())
+	}
+	keys(m, "m")
+	if m.stage != planning {
+		t.Fatal("m moved on to confirming before the plan was read")
+	}
+	m.Update(cmd())
+	if v := m.View(); reads != 1 || !strings.Contains(v, "BLOCKER prod/db-1: DataVolume db-1-root is ImportInProgress") {
+		t.Fatalf("reads %d, plan:\n%s", reads, v)
+	}
+	// An answer to an earlier request is ignored.
+	m.Update(PlanMsg{Err: errors.New("stale"), Seq: m.planSeq - 1})
+	if m.planErr != nil {
+		t.Fatal("a stale plan replaced the current one")
 	}
 }

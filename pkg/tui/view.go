@@ -354,6 +354,9 @@ func (m *Model) footer() string {
 
 func (m *Model) planContent() string {
 	var b strings.Builder
+	if m.planPending {
+		return "reading the cluster for the plan (storage, devices, instance types, networks)..."
+	}
 	if m.planErr != nil {
 		b.WriteString(styleBad.Render("plan: " + m.planErr.Error()))
 		return b.String()
@@ -384,7 +387,7 @@ func (m *Model) paneStatus() string {
 	switch {
 	case m.stage == confirming:
 		return styleBad.Render(fmt.Sprintf("Type %q and press enter to move (esc to go back): ", m.confirmWord())) + m.confirm.View()
-	case m.stage == planning && m.planErr != nil:
+	case m.stage == planning && (m.planErr != nil || m.planPending):
 		return "esc to go back"
 	case m.stage == planning && !m.plan.Work():
 		return "Nothing to do: already on " + m.plan.Request.To + ". esc to go back"
