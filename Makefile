@@ -45,8 +45,9 @@ lint:
 ## writes docs/benchmarks.md. Size it with SITEFAIL_BENCH_NODES, _VMS, _RUNNING,
 ## _NAMESPACES, _IN_FLIGHT and _BOOT (a duration).
 bench: tools
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
-	SITEFAIL_BENCH=1 SITEFAIL_TOOLS_BIN=$$(hack/build-tools.sh all) $(GO) test -count=1 -v -timeout 90m -run '^TestScale$$' ./test/bench/
+	mkdir -p bin
+	bash -o pipefail -c "$(GO) test -run '^\$$' -bench . -benchmem ./pkg/... | tee bin/bench-go.txt"
+	SITEFAIL_BENCH=1 SITEFAIL_BENCH_GO=$(CURDIR)/bin/bench-go.txt SITEFAIL_TOOLS_BIN=$$(hack/build-tools.sh all) $(GO) test -count=1 -v -timeout 90m -run '^TestScale$$' ./test/bench/
 
 ## demo: a local stretched cluster with VMs, the plugin walking through a failover.
 demo: build tools
