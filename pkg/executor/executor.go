@@ -152,6 +152,9 @@ type Executor struct {
 	starts     flowcontrol.RateLimiter
 	// writeSlots holds a token per write in flight.
 	writeSlots chan struct{}
+	// freed is closed (and replaced) whenever a start leaves the throttle, so that the
+	// next waits for no event and no poll to take its slot.
+	freed chan struct{}
 }
 
 // New returns an executor. emit receives progress events from any goroutine, serialised.
@@ -174,7 +177,7 @@ func New(c Cluster, cfg Config, emit func(Event)) *Executor {
 	if cfg.MaxWrites < 1 {
 		cfg.MaxWrites = DefaultMaxWrites
 	}
-	e := &Executor{cluster: c, cfg: cfg, inFlight: map[string]*plan.Step{}, writeSlots: make(chan struct{}, cfg.MaxWrites)}
+	e := &Executor{cluster: c, cfg: cfg, inFlight: map[string]*plan.Step{}, writeSlots: make(chan struct{}, cfg.MaxWrites), freed: make(chan struct{})}
 	var mu sync.Mutex
 	e.emit = func(ev Event) {
 		if emit == nil {
@@ -299,6 +302,7 @@ func groupByTier(steps []plan.Step) []tierSteps {
 func (e *Executor) admit(ctx context.Context, st *plan.Step) error {
 	for {
 		e.mu.Lock()
+		freed := e.freed
 		ok := len(e.inFlight) < e.cfg.MaxInFlight && e.nodeSlotsLocked() > 0 &&
 			(st.Action != plan.ActionMigrate || e.cfg.MaxMigrations < 1 || e.migrationsLocked() < e.cfg.MaxMigrations)
 		if ok {
@@ -309,9 +313,12 @@ func (e *Executor) admit(ctx context.Context, st *plan.Step) error {
 		if ok {
 			return nil
 		}
+		// A placement (per-node slots) shows in the cluster; a slot freed by a finished
+		// step shows in freed. The poll is a backstop only.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-freed:
 		case <-e.cluster.Changed():
 		case <-time.After(500 * time.Millisecond):
 		}
@@ -359,6 +366,8 @@ func (e *Executor) nodeSlotsLocked() int {
 func (e *Executor) release(st *plan.Step) {
 	e.mu.Lock()
 	delete(e.inFlight, st.Key())
+	close(e.freed)
+	e.freed = make(chan struct{})
 	e.mu.Unlock()
 }
 

@@ -382,3 +382,33 @@ func TestPatchOnlyWritesAreBounded(t *testing.T) {
 		t.Fatalf("%d writes at once, want at most %d (and the pool used)", p, DefaultMaxWrites)
 	}
 }
+
+// A slot is refilled the moment its VM is done, not at the next cluster event or the
+// admission loop's 500 ms poll: the last write of a step (its journal) is on the VM,
+// which the move does not watch, so no event follows it.
+func TestSlotRefillsTheMomentAStepEnds(t *testing.T) {
+	f := newFake(delay)
+	e := New(f, config("sf-r-000001", 1), nil)
+	first := &plan.Step{Namespace: "ns", Name: "a", Action: plan.ActionMigrate}
+	second := &plan.Step{Namespace: "ns", Name: "b", Action: plan.ActionMigrate}
+	if err := e.admit(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	admitted := make(chan time.Time, 1)
+	go func() {
+		if err := e.admit(context.Background(), second); err == nil {
+			admitted <- time.Now()
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the second waits for the slot
+	released := time.Now()
+	e.release(first)
+	select {
+	case at := <-admitted:
+		if wait := at.Sub(released); wait > 200*time.Millisecond {
+			t.Fatalf("the free slot was taken %s after it was released", wait)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the free slot was never taken")
+	}
+}
