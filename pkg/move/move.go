@@ -111,7 +111,7 @@ func (e *LockLostError) Unwrap() error { return e.Err }
 // Run carries out cfg. stop, when cancelled, stops starting VMs and lets steps in flight
 // reach a safe point; ctx aborts at once.
 func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
-	src := snapshot.Source{Kube: cfg.Kube, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace, LabelSelector: cfg.LabelSelector, Keys: cfg.Keys}
+	src := snapshot.Source{Kube: cfg.Kube, Dynamic: cfg.Dynamic, Config: cfg.RESTConfig, Namespace: cfg.Namespace, LabelSelector: cfg.LabelSelector, Keys: cfg.Keys}
 	// The guard runs before and after the lock; the operator answers once per site.
 	if ask := cfg.ConfirmSiteDown; ask != nil {
 		answers := map[string]bool{}

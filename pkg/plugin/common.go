@@ -71,7 +71,7 @@ func (o *Options) readSnapshot(ctx context.Context, namespace, labelSelector str
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := snapshot.Read(ctx, snapshot.Source{Kube: c.Kube, Dynamic: c.Dynamic, Namespace: namespace, LabelSelector: labelSelector, Keys: o.Keys})
+	s, err := snapshot.Read(ctx, snapshot.Source{Kube: c.Kube, Dynamic: c.Dynamic, Config: c.Config, Namespace: namespace, LabelSelector: labelSelector, Keys: o.Keys})
 	if err != nil {
 		return nil, nil, clusterError(err, c)
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/pager"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -35,6 +36,9 @@ type Source struct {
 	// LabelSelector limits the VMs read.
 	LabelSelector string
 	Keys          selector.Keys
+	// Config, when set, lets the KubeVirt lists decode straight into their types;
+	// without it (fake clients) they go through Dynamic.
+	Config *rest.Config
 }
 
 // Read lists nodes, VMs, VMIs, virt-launcher pods, migrations, the KubeVirt CR and the
@@ -54,7 +58,14 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 		active    = map[string]string{}
 		errs      [5]error
 		wg        sync.WaitGroup
+		rc        rest.Interface
 	)
+	if src.Config != nil {
+		var err error
+		if rc, err = kubevirtClient(src.Config); err != nil {
+			return nil, err
+		}
+	}
 	run := func(i int, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -72,25 +83,19 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 		return describe(err, "list", "nodes", "")
 	})
 	run(1, func() error {
-		err := listDynamic(ctx, src.Dynamic, kubevirt.VMIs, src.Namespace, "", func(u *unstructured.Unstructured) error {
-			vmi, err := kubevirt.ToVMI(u)
-			if err != nil {
-				return err
-			}
-			instances[vmi.Namespace+"/"+vmi.Name] = InstanceFrom(vmi)
-			return nil
-		})
+		err := eachKubeVirt(ctx, rc, src.Dynamic, kubevirt.VMIs, src.Namespace, "", func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceList{} },
+			kubevirt.ToVMI, func(vmi *kubevirtv1.VirtualMachineInstance) error {
+				instances[vmi.Namespace+"/"+vmi.Name] = InstanceFrom(vmi)
+				return nil
+			})
 		return describe(err, "list", "virtualmachineinstances.kubevirt.io", src.Namespace)
 	})
 	run(2, func() error {
-		err := listDynamic(ctx, src.Dynamic, kubevirt.VMs, src.Namespace, src.LabelSelector, func(u *unstructured.Unstructured) error {
-			vm, err := kubevirt.ToVM(u)
-			if err != nil {
-				return err
-			}
-			vms = append(vms, VMFrom(vm, nil, src.Keys))
-			return nil
-		})
+		err := eachKubeVirt(ctx, rc, src.Dynamic, kubevirt.VMs, src.Namespace, src.LabelSelector, func() runtime.Object { return &kubevirtv1.VirtualMachineList{} },
+			kubevirt.ToVM, func(vm *kubevirtv1.VirtualMachine) error {
+				vms = append(vms, VMFrom(vm, nil, src.Keys))
+				return nil
+			})
 		return describe(err, "list", "virtualmachines.kubevirt.io", src.Namespace)
 	})
 	run(3, func() error {
@@ -106,16 +111,13 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 		return describe(err, "list", "pods", src.Namespace)
 	})
 	run(4, func() error {
-		err := listDynamic(ctx, src.Dynamic, kubevirt.Migrations, src.Namespace, "", func(u *unstructured.Unstructured) error {
-			m, err := kubevirt.ToMigration(u)
-			if err != nil {
-				return err
-			}
-			if vmi, ok := ActiveMigration(m); ok {
-				active[vmi] = m.Name
-			}
-			return nil
-		})
+		err := eachKubeVirt(ctx, rc, src.Dynamic, kubevirt.Migrations, src.Namespace, "", func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceMigrationList{} },
+			kubevirt.ToMigration, func(m *kubevirtv1.VirtualMachineInstanceMigration) error {
+				if vmi, ok := ActiveMigration(m); ok {
+					active[vmi] = m.Name
+				}
+				return nil
+			})
 		return describe(err, "list", "virtualmachineinstancemigrations.kubevirt.io", src.Namespace)
 	})
 	wg.Wait()
