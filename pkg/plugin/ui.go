@@ -106,7 +106,7 @@ func (uo *uiOptions) run(ctx context.Context, mode plan.Mode) error {
 		AllowGitOpsDrift: uo.allowGitOps, Read: read})
 	prog := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithInput(uo.In), tea.WithOutput(uo.Out))
 	m.Attach(prog.Send)
-	src, err := tui.NewSource(c.Kube, c.Dynamic, uo.namespace, uo.Keys)
+	src, err := tui.NewSource(c.Kube, c.Dynamic, c.Config, uo.namespace, uo.Keys)
 	if err != nil {
 		return err
 	}

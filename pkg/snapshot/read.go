@@ -62,7 +62,7 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	)
 	if src.Config != nil {
 		var err error
-		if rc, err = kubevirtClient(src.Config); err != nil {
+		if rc, err = kubevirt.RESTClient(src.Config); err != nil {
 			return nil, err
 		}
 	}

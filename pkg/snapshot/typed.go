@@ -3,52 +3,18 @@ package snapshot
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
 // The KubeVirt lists are decoded straight into their Go types when the source has a
-// REST config: through the dynamic client each page is decoded into maps and then
-// converted, which was two thirds of plan's CPU at 5,000 VMs (pprof). Fake clients in
-// tests have no config and take the dynamic path; both reduce with the same functions.
-
-var (
-	typedOnce   sync.Once
-	typedCodecs serializer.CodecFactory
-	typedErr    error
-)
-
-// kubevirtClient is a REST client for kubevirt.io/v1 that decodes into the typed lists.
-func kubevirtClient(cfg *rest.Config) (rest.Interface, error) {
-	typedOnce.Do(func() {
-		scheme := runtime.NewScheme()
-		if typedErr = kubevirtv1.AddToScheme(scheme); typedErr != nil {
-			return
-		}
-		metav1.AddToGroupVersion(scheme, kubevirtv1.SchemeGroupVersion)
-		typedCodecs = serializer.NewCodecFactory(scheme)
-	})
-	if typedErr != nil {
-		return nil, typedErr
-	}
-	c := rest.CopyConfig(cfg)
-	c.GroupVersion = &kubevirtv1.SchemeGroupVersion
-	c.APIPath = "/apis"
-	c.NegotiatedSerializer = typedCodecs.WithoutConversion()
-	c.ContentType = runtime.ContentTypeJSON
-	if c.UserAgent == "" {
-		c.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	return rest.RESTClientFor(c)
-}
+// REST config (kubevirt.RESTClient). Fake clients in tests have no config and take the
+// dynamic path; both reduce with the same functions.
 
 // listTyped pages through a kubevirt.io/v1 resource, decoding each page into newList().
 func listTyped(ctx context.Context, rc rest.Interface, resource, ns, sel string, newList func() runtime.Object, each func(runtime.Object) error) error {

@@ -57,7 +57,7 @@ func startSource(t *testing.T) (*kubefake.Clientset, <-chan any) {
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
 		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList",
 	}, unstructuredOf(t, vm), unstructuredOf(t, vmi))
-	src, err := NewSource(kube, dyn, "", selector.DefaultKeys())
+	src, err := NewSource(kube, dyn, nil, "", selector.DefaultKeys())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestNodeHeartbeatDoesNotRebuildTheView(t *testing.T) {
 // Decoding the events from the wire is client-go's and is not counted.
 func BenchmarkAbsorb1000Events(b *testing.B) {
 	keys := selector.DefaultKeys()
-	src, err := NewSource(kubefake.NewSimpleClientset(), dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), "", keys)
+	src, err := NewSource(kubefake.NewSimpleClientset(), dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), nil, "", keys)
 	if err != nil {
 		b.Fatal(err)
 	}
