@@ -423,3 +423,14 @@ func TestPlanReadsTheWholeClusterForItsBlockers(t *testing.T) {
 		t.Fatal("a stale plan replaced the current one")
 	}
 }
+
+// A watch error keeps the last snapshot on screen and says so, within the screen's size.
+func TestWatchErrorKeepsTheScreenSize(t *testing.T) {
+	m := newModel(80, 24, testSnapshot(false), Options{})
+	m.Update(ErrMsg{Err: errors.New("connection refused")})
+	v := m.View()
+	checkSize(t, v, 80, 24)
+	if !strings.Contains(v, "watch error") || !strings.Contains(v, "prod/db-1") || strings.Count(v, "\n") != 23 {
+		t.Fatalf("after a watch error:\n%s", v)
+	}
+}

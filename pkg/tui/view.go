@@ -208,7 +208,12 @@ func (m *Model) View() string {
 	if m.opts.ReadOnly {
 		title += "  [read-only]"
 	}
-	b.WriteString(fit(styleTitle.Render(title), m.width) + "\n")
+	title = styleTitle.Render(title)
+	if m.err != nil && m.snap != nil {
+		// The last snapshot stays on screen; the title says it may be stale.
+		title += "  " + styleBad.Render("watch error, the view may be stale: "+m.err.Error())
+	}
+	b.WriteString(fit(title, m.width) + "\n")
 	switch {
 	case m.snap == nil && m.err != nil:
 		b.WriteString(fit(styleBad.Render("error: "+m.err.Error()), m.width) + "\n")
@@ -223,11 +228,6 @@ func (m *Model) View() string {
 		b.WriteString(fit(fmt.Sprintf("No node carries the site label %s. Label nodes with 'kubectl sitefail sites label'.", m.snap.Keys.Site), m.width) + "\n")
 		b.WriteString(m.footer())
 		return b.String()
-	}
-	if m.err != nil {
-		// A snapshot is still shown; the error says it may be stale.
-		title = "watch error (the view may be stale): " + m.err.Error()
-		b.WriteString(fit(styleBad.Render(title), m.width) + "\n")
 	}
 	if m.detail && m.stage == browsing {
 		b.WriteString(m.paneView(m.bodyHeight()-1, m.detailStatus()))
