@@ -36,6 +36,7 @@ func RESTClient(cfg *rest.Config) (rest.Interface, error) {
 	c.APIPath = "/apis"
 	c.NegotiatedSerializer = typedCodecs.WithoutConversion()
 	c.ContentType = runtime.ContentTypeJSON
+	c.AcceptContentTypes = runtime.ContentTypeJSON
 	if c.UserAgent == "" {
 		c.UserAgent = rest.DefaultKubernetesUserAgent()
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -229,7 +230,13 @@ func (f *configFactory) Clients() (*Clients, error) {
 	cfg.WarningHandler = rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true})
 	retries := newOnceLog(os.Stderr)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return newRetryTransport(rt, retries) })
-	kc, err := kubernetes.NewForConfig(cfg)
+	// Built-in resources (nodes, pods, leases) travel as protobuf, as kubectl's own
+	// clients do: decoding 1,000 launcher pods from JSON held up the first screen. The
+	// KubeVirt and dynamic clients stay on JSON, which is all a CRD serves.
+	kcfg := rest.CopyConfig(cfg)
+	kcfg.ContentType = runtime.ContentTypeProtobuf
+	kcfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	kc, err := kubernetes.NewForConfig(kcfg)
 	if err != nil {
 		return nil, err
 	}

@@ -165,6 +165,7 @@ func (b *bench) tuiAtScale(sc scale) {
 		return
 	}
 	session := fmt.Sprintf("sitefail-bench-%d", os.Getpid())
+	defer exec.Command("tmux", "kill-session", "-t", session).Run()
 	tmux := func(args ...string) string {
 		out, err := exec.Command("tmux", args...).CombinedOutput()
 		if err != nil {
@@ -173,20 +174,29 @@ func (b *bench) tuiAtScale(sc scale) {
 		return string(out)
 	}
 	cmd := fmt.Sprintf("exec env KUBECONFIG=%s SITEFAIL_CONFIG=/nonexistent/none.yaml %s ui -A", b.env.Kubeconfig, filepath.Join(b.binDir, "kubectl-sitefail"))
-	start := time.Now()
-	tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "48", cmd)
-	defer exec.Command("tmux", "kill-session", "-t", session).Run()
-	first := 0.0
-	for time.Since(start) < 2*time.Minute {
-		if strings.Contains(tmux("capture-pane", "-t", session, "-p"), "bench-00/vm-") {
-			first = time.Since(start).Seconds()
-			break
+	// The first screen is the median of three starts; the last one stays for the rest.
+	var firsts []float64
+	for run := 0; run < 3; run++ {
+		if run > 0 {
+			tmux("kill-session", "-t", session)
 		}
-		time.Sleep(20 * time.Millisecond)
+		start := time.Now()
+		tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "48", cmd)
+		first := 0.0
+		for time.Since(start) < 2*time.Minute {
+			if strings.Contains(tmux("capture-pane", "-t", session, "-p"), "bench-00/vm-") {
+				first = time.Since(start).Seconds()
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if first == 0 {
+			b.t.Fatalf("ui never listed a VM:\n%s", tmux("capture-pane", "-t", session, "-p"))
+		}
+		firsts = append(firsts, first)
 	}
-	if first == 0 {
-		b.t.Fatalf("ui never listed a VM:\n%s", tmux("capture-pane", "-t", session, "-p"))
-	}
+	first := median(firsts)
+	b.t.Logf("ui first screens: %v", firsts)
 	pid := strings.TrimSpace(tmux("list-panes", "-t", session, "-F", "#{pane_pid}"))
 	time.Sleep(5 * time.Second)
 	const idle = 30 * time.Second
@@ -195,7 +205,7 @@ func (b *bench) tuiAtScale(sc scale) {
 	busy := float64(cpuTicks(b.t, pid)-before) / 100 / idle.Seconds() // USER_HZ is 100 on Linux
 	peak := procStatusKB(b.t, pid, "VmHWM") * 1024
 	b.add(row{what: fmt.Sprintf("`ui -A` with %d VMs: first screen", sc.vms), measured: secs(first), peer: "-", ratio: "-",
-		target: "<= 2 s", met: yes(first <= 2), command: "kubectl sitefail ui -A (in tmux, until a VM is listed)"})
+		target: "<= 2 s", met: yes(first <= 2), command: "kubectl sitefail ui -A (in tmux, until a VM is listed; median of 3)"})
 	b.add(row{what: "`ui -A`, idle (node heartbeats only), CPU", measured: fmt.Sprintf("%.1f%% of a core", busy*100), peer: "-", ratio: "-",
 		target: "<= 5%", met: yes(busy <= 0.05), command: "(same run, /proc/PID/stat over 30 s)"})
 	b.add(row{what: "`ui -A`, peak memory", measured: mib(peak), peer: "-", ratio: "-",
