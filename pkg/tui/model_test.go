@@ -434,3 +434,15 @@ func TestWatchErrorKeepsTheScreenSize(t *testing.T) {
 		t.Fatalf("after a watch error:\n%s", v)
 	}
 }
+
+// A long Event wraps in the detail pane instead of losing its end.
+func TestLongEventWraps(t *testing.T) {
+	long := "14:26:59 SuccessfulCreate Started the virtual machine by creating the new virtual machine instance on a node of the target site"
+	m := newModel(80, 24, testSnapshot(false), Options{Events: func(context.Context, string, string) ([]string, error) { return []string{long}, nil }})
+	keys(m, "right")
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	m.Update(cmd())
+	if v := m.View(); !strings.Contains(v, "target site") {
+		t.Fatalf("the end of the Event is lost:\n%s", v)
+	}
+}

@@ -504,8 +504,9 @@ func (m *Model) detailContent() string {
 			b.WriteString(styleWarn.Render("  events: "+m.eventErr.Error()) + "\n")
 		case len(m.events) > 0:
 			b.WriteString("  recent events:\n")
+			// Wrapped, not cut: an Event's message is the part that explains.
 			for _, e := range m.events {
-				b.WriteString("    " + e + "\n")
+				b.WriteString(wrapIndent(e, m.width, "    ", plain) + "\n")
 			}
 		}
 	}
