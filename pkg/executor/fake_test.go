@@ -60,7 +60,9 @@ type fakeCluster struct {
 	starts   map[string]int
 	// onRelease runs after each release, with mu held (a site coming back, say).
 	onRelease func()
-	writes    int
+	// onWrite runs at the start of each write, with mu held, given the call's name.
+	onWrite func(call string)
+	writes  int
 	// writeLatency makes each write take that long outside the lock, so that writes
 	// overlap as they do against an API server; peakWrites is the most at once.
 	writeLatency         time.Duration
@@ -106,6 +108,9 @@ func (f *fakeCluster) write(call string, apply func()) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.onWrite != nil {
+		f.onWrite(call)
+	}
 	if f.crashed {
 		return errCrashed
 	}

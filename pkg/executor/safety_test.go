@@ -228,3 +228,52 @@ func TestMigrationsBoundedByKubeVirtsLimit(t *testing.T) {
 		t.Fatalf("%d migrations in flight (peak in flight %d); KubeVirt's limit is 2", peak, rep.PeakInFlight)
 	}
 }
+
+// The guard holds at the instant of the release write, not only when the step began:
+// the site comes back while the step writes its journal ("releasing"), after the step's
+// first check; the release that follows must not go out. Before every write waited for
+// a slot in the write pool, that gap was one request; now it can be many.
+func TestSiteBackBetweenTheCheckAndTheReleaseWrite(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, false)
+	f.down["Primary"] = true
+	f.onWrite = func(call string) {
+		if call == "annotate" {
+			f.down["Primary"] = false
+		}
+	}
+	rep := run(t, f, config("sf-gap-000001", 1))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := f.releases["ns/vm"]; n != 0 {
+		t.Fatalf("released %d time(s) after the site came back", n)
+	}
+	if !rep.Failed() || !strings.Contains(rep.Stopped, "Ready again") {
+		t.Fatalf("the move must stop and say why: %+v", rep)
+	}
+}
+
+// A Manual VM's explicit start after its release is guarded at the instant of the start
+// write: the site comes back while the step writes its journal ("starting"), after the
+// step's check, and the start must not go out. With the write pool, that gap is a
+// wait for two write slots, not one request.
+func TestSiteBackBetweenTheCheckAndTheManualStart(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "manual", 1, "Primary", true, false)
+	f.vms["ns/manual"].strategy = kubevirtv1.RunStrategyManual
+	f.down["Primary"] = true
+	f.onWrite = func(call string) {
+		if call == "annotate" && f.releases["ns/manual"] > 0 {
+			f.down["Primary"] = false
+		}
+	}
+	rep := run(t, f, config("sf-gap-000002", 1))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := f.starts["ns/manual"]; n != 0 {
+		t.Fatalf("started %d time(s) after the site came back", n)
+	}
+	if !rep.Failed() {
+		t.Fatalf("the move must not report the VM moved: %+v", rep)
+	}
+}

@@ -195,8 +195,14 @@ func (e *Executor) startReleased(ctx, stop context.Context, st *plan.Step) error
 	return e.waitReadyOnTarget(stop, st, e.replacedInstance(st))
 }
 
+// start starts a released Manual VM. The guard is checked inside each try, after it
+// holds its write slot: the step's own check came before its journal write and the
+// wait for slots, during which the site may have come back.
 func (e *Executor) start(ctx context.Context, st *plan.Step) error {
 	err := e.retry(ctx, func() error {
+		if err := e.checkRelease(st, ""); err != nil {
+			return err
+		}
 		err := e.cluster.Start(ctx, st.Namespace, st.Name)
 		if apierrors.IsConflict(err) {
 			// KubeVirt's 409 when it already runs or starts; anything else is worth
