@@ -1,12 +1,15 @@
 package kubevirt
 
 import (
+	"context"
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
@@ -41,4 +44,28 @@ func RESTClient(cfg *rest.Config) (rest.Interface, error) {
 		c.UserAgent = rest.DefaultKubernetesUserAgent()
 	}
 	return rest.RESTClientFor(c)
+}
+
+// ListWatch lists and watches one kubevirt.io/v1 resource through a RESTClient, in
+// namespace ns ("" for all), decoding pages into newList().
+func ListWatch(rc rest.Interface, resource, ns string, newList func() runtime.Object) *cache.ListWatch {
+	req := func(opts *metav1.ListOptions) *rest.Request {
+		return rc.Get().NamespaceIfScoped(ns, ns != "").Resource(resource).VersionedParams(opts, metav1.ParameterCodec)
+	}
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			list := newList()
+			return list, req(&opts).Do(ctx).Into(list)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.Watch = true
+			return req(&opts).Watch(ctx)
+		},
+	}
+}
+
+// Informer watches one kubevirt.io/v1 resource, typed, with a namespace index.
+func Informer(rc rest.Interface, resource, ns string, obj runtime.Object, newList func() runtime.Object) cache.SharedIndexInformer {
+	return cache.NewSharedIndexInformer(ListWatch(rc, resource, ns, newList), obj, 0,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 }

@@ -10,21 +10,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/pager"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 )
 
 // The KubeVirt lists are decoded straight into their Go types when the source has a
 // REST config (kubevirt.RESTClient). Fake clients in tests have no config and take the
 // dynamic path; both reduce with the same functions.
-
-// listTyped pages through a kubevirt.io/v1 resource, decoding each page into newList().
-func listTyped(ctx context.Context, rc rest.Interface, resource, ns, sel string, newList func() runtime.Object, each func(runtime.Object) error) error {
-	return listAll(ctx, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		list := newList()
-		err := rc.Get().NamespaceIfScoped(ns, ns != "").Resource(resource).
-			VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(list)
-		return list, err
-	}, each, metav1.ListOptions{LabelSelector: sel})
-}
 
 // eachKubeVirt calls fn with every object of a kubevirt.io/v1 resource, typed: decoded
 // straight into T through rc when there is one, else through the dynamic client and
@@ -40,11 +33,11 @@ func eachKubeVirt[T runtime.Object](ctx context.Context, rc rest.Interface, dyn 
 			return fn(t)
 		})
 	}
-	return listTyped(ctx, rc, gvr.Resource, ns, sel, newList, func(obj runtime.Object) error {
+	return listAll(ctx, pager.ListPageFunc(kubevirt.ListWatch(rc, gvr.Resource, ns, newList).ListWithContextFunc), func(obj runtime.Object) error {
 		t, ok := obj.(T)
 		if !ok {
 			return fmt.Errorf("%s: list item is a %T", gvr.Resource, obj)
 		}
 		return fn(t)
-	})
+	}, metav1.ListOptions{LabelSelector: sel})
 }

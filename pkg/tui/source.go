@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -183,9 +182,9 @@ func NewSource(kube kubernetes.Interface, dyn dynamic.Interface, cfg *rest.Confi
 		if err != nil {
 			return nil, err
 		}
-		s.vms = typedInformer(rc, kubevirt.VMs.Resource, namespace, &kubevirtv1.VirtualMachine{}, func() runtime.Object { return &kubevirtv1.VirtualMachineList{} })
-		s.vmis = typedInformer(rc, kubevirt.VMIs.Resource, namespace, &kubevirtv1.VirtualMachineInstance{}, func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceList{} })
-		s.migs = typedInformer(rc, kubevirt.Migrations.Resource, namespace, &kubevirtv1.VirtualMachineInstanceMigration{}, func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceMigrationList{} })
+		s.vms = kubevirt.Informer(rc, kubevirt.VMs.Resource, namespace, &kubevirtv1.VirtualMachine{}, func() runtime.Object { return &kubevirtv1.VirtualMachineList{} })
+		s.vmis = kubevirt.Informer(rc, kubevirt.VMIs.Resource, namespace, &kubevirtv1.VirtualMachineInstance{}, func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceList{} })
+		s.migs = kubevirt.Informer(rc, kubevirt.Migrations.Resource, namespace, &kubevirtv1.VirtualMachineInstanceMigration{}, func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceMigrationList{} })
 	} else {
 		df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, namespace, nil)
 		s.vms = df.ForResource(kubevirt.VMs).Informer()
@@ -221,24 +220,6 @@ func NewSource(kube kubernetes.Interface, dyn dynamic.Interface, cfg *rest.Confi
 		s.informers = append(s.informers, r.inf)
 	}
 	return s, nil
-}
-
-// typedInformer watches a kubevirt.io/v1 resource through a typed REST client.
-func typedInformer(rc rest.Interface, resource, ns string, obj runtime.Object, newList func() runtime.Object) cache.SharedIndexInformer {
-	req := func(ctx context.Context, opts *metav1.ListOptions) *rest.Request {
-		return rc.Get().NamespaceIfScoped(ns, ns != "").Resource(resource).VersionedParams(opts, metav1.ParameterCodec)
-	}
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			list := newList()
-			return list, req(ctx, &opts).Do(ctx).Into(list)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.Watch = true
-			return req(ctx, &opts).Watch(ctx)
-		},
-	}
-	return cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{})
 }
 
 // Run starts the watches, waits for their first LISTs, then sends a snapshot at most
