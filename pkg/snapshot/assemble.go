@@ -1,8 +1,6 @@
 package snapshot
 
 import (
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -10,58 +8,9 @@ import (
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 )
 
-// Objects are the raw objects a snapshot is made of, from LISTs or watch caches.
-type Objects struct {
-	Nodes      []*corev1.Node
-	VMs        []*unstructured.Unstructured
-	VMIs       []*unstructured.Unstructured
-	Pods       []*corev1.Pod
-	Migrations []*unstructured.Unstructured
-}
-
-// Assemble builds a snapshot from raw objects (Read's LIST results). The TUI reduces
-// each watched object once per event with the same functions (NodeFrom, VMFrom,
-// InstanceFrom, LauncherOf, ActiveMigration) and joins them with Compose, so both see
-// the cluster through the same rules.
-func Assemble(keys selector.Keys, o Objects) (*Snapshot, error) {
-	nodes := make([]Node, 0, len(o.Nodes))
-	for _, n := range o.Nodes {
-		nodes = append(nodes, NodeFrom(n, keys.Site))
-	}
-	instances := make(map[string]*VMI, len(o.VMIs))
-	for _, u := range o.VMIs {
-		vmi, err := kubevirt.ToVMI(u)
-		if err != nil {
-			return nil, err
-		}
-		instances[vmi.Namespace+"/"+vmi.Name] = InstanceFrom(vmi)
-	}
-	vms := make([]VM, 0, len(o.VMs))
-	for _, u := range o.VMs {
-		vm, err := kubevirt.ToVM(u)
-		if err != nil {
-			return nil, err
-		}
-		vms = append(vms, VMFrom(vm, nil, keys))
-	}
-	launchers := map[types.UID][]string{}
-	for _, p := range o.Pods {
-		if uid, ok := LauncherOf(p.Labels); ok {
-			launchers[uid] = append(launchers[uid], p.Name)
-		}
-	}
-	active := map[string]string{}
-	for _, u := range o.Migrations {
-		m, err := kubevirt.ToMigration(u)
-		if err != nil {
-			return nil, err
-		}
-		if vmi, ok := ActiveMigration(m); ok {
-			active[vmi] = m.Name
-		}
-	}
-	return Compose(keys, nodes, vms, instances, launchers, active), nil
-}
+// Read and the TUI's watches reduce each object with the same functions (NodeFrom,
+// VMFrom, InstanceFrom, LauncherOf, ActiveMigration) and join them with Compose, so
+// both see the cluster through the same rules.
 
 // LauncherOf is the UID of the VMI whose virt-launcher pod carries these labels.
 func LauncherOf(labels map[string]string) (types.UID, bool) {
