@@ -352,12 +352,17 @@ func (b *bench) recreateWave(sc scale) float64 {
 			b.t.Fatal(err)
 		}
 	}
-	for time.Since(start) < 10*time.Minute {
+	return b.secondsUntil(start, "a wave of recreated instances Ready", func() bool {
+		// One LIST per poll, not a GET per VM.
+		list, err := b.env.Dynamic.Resource(kubevirt.VMIs).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			b.t.Fatal(err)
+		}
 		ready := 0
-		for key, uid := range old {
-			ns, name, _ := strings.Cut(key, "/")
-			u, err := b.env.Dynamic.Resource(kubevirt.VMIs).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-			if err != nil || string(u.GetUID()) == uid {
+		for i := range list.Items {
+			u := &list.Items[i]
+			uid, ours := old[u.GetNamespace()+"/"+u.GetName()]
+			if !ours || string(u.GetUID()) == uid {
 				continue
 			}
 			if vmi, err := kubevirt.ToVMI(u); err == nil {
@@ -366,12 +371,20 @@ func (b *bench) recreateWave(sc scale) float64 {
 				}
 			}
 		}
-		if ready == len(old) {
+		return ready == len(old)
+	})
+}
+
+// secondsUntil polls done every 100 ms and returns the seconds from start until it
+// held; the bench fails after 10 minutes.
+func (b *bench) secondsUntil(start time.Time, what string, done func() bool) float64 {
+	for time.Since(start) < 10*time.Minute {
+		if done() {
 			return time.Since(start).Seconds()
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
-	b.t.Fatal("a wave of recreated instances was not Ready in 10 minutes")
+	b.t.Fatalf("%s: not within 10 minutes", what)
 	return 0
 }
 
@@ -394,7 +407,7 @@ func (b *bench) kubevirtWave(sc scale) float64 {
 			b.t.Fatal(err)
 		}
 	}
-	for time.Since(start) < 10*time.Minute {
+	return b.secondsUntil(start, "a wave of migrations finished", func() bool {
 		list, err := b.env.Dynamic.Resource(kubevirt.Migrations).List(ctx, metav1.ListOptions{LabelSelector: "bench=wave"})
 		if err != nil {
 			b.t.Fatal(err)
@@ -409,13 +422,8 @@ func (b *bench) kubevirtWave(sc scale) float64 {
 				done++
 			}
 		}
-		if done == len(vms) {
-			return time.Since(start).Seconds()
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b.t.Fatal("a wave of migrations did not finish in 10 minutes")
-	return 0
+		return done == len(vms)
+	})
 }
 
 func (b *bench) moveReport(kubeconfig string, args ...string) *executor.Report {
