@@ -509,7 +509,9 @@ func (e *Executor) fenceOutOfService(ctx context.Context, p *plan.Plan) error {
 		if err := e.checkRelease(st, st.Node); err != nil {
 			return err
 		}
-		if err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, PhasePatched)) }); err != nil {
+		// The journal says "releasing" ahead of the taint, which releases this VM whatever
+		// its tier: a stop before its tier must leave a rerun that knows.
+		if err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, PhaseReleasing)) }); err != nil {
 			return fmt.Errorf("patch nodeSelector of %s before fencing: %w", st.Key(), err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 )
 
@@ -323,7 +324,7 @@ func TestVMDeletedDuringTheMoveIsSkipped(t *testing.T) {
 }
 
 // The target fills up during the move: a VM that never becomes Ready there fails after
-// --ready-timeout, with that reason in the report and "failed" in its journal, so no VM
+// --ready-timeout, with that reason in the report and beside its phase in the journal, so no VM
 // is left half-moved without a journal entry that says so.
 func TestNotReadyInTimeFailsWithItsJournal(t *testing.T) {
 	f := newFake(time.Second)
@@ -336,8 +337,10 @@ func TestNotReadyInTimeFailsWithItsJournal(t *testing.T) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if ph := f.vms["ns/t1-vm0"].annotations[AnnotationPhase]; ph != PhaseFailed {
-		t.Fatalf("journal phase %q, want %q", ph, PhaseFailed)
+	// The phase written ahead stays; the failure is beside it.
+	ann := f.vms["ns/t1-vm0"].annotations
+	if ph := ann[AnnotationPhase]; ph != PhaseRestarting || !strings.Contains(ann[journal.Error], "--ready-timeout") || ann[journal.Attempts] != "1" {
+		t.Fatalf("journal phase %q, error %q, attempts %q; want %q with the error and 1 attempt", ph, ann[journal.Error], ann[journal.Attempts], PhaseRestarting)
 	}
 }
 

@@ -55,7 +55,9 @@ type fakeCluster struct {
 	// crashAt: the write call number at which the process dies; applyCrash says whether
 	// that call took effect before the crash.
 	// down marks sites whose nodes are NotReady; releases records released VMs.
-	down     map[string]bool
+	down map[string]bool
+	// deleted marks Node objects deleted from the cluster (their site unknown to it).
+	deleted  map[string]bool
 	releases map[string]int
 	starts   map[string]int
 	// onRelease runs after each release, with mu held (a site coming back, say).
@@ -76,7 +78,7 @@ func newFake(delay time.Duration) *fakeCluster {
 	return &fakeCluster{vms: map[string]*fakeVM{}, migs: map[string]*MigrationState{}, migVMI: map[string]string{}, migTo: map[string]string{}, changed: make(chan struct{}), delay: delay,
 		nodes: map[string][]string{"Primary": {"p1", "p2"}, "DR": {"d1", "d2", "d3"}}, starting: map[string]bool{},
 		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{},
-		down: map[string]bool{}, releases: map[string]int{}, starts: map[string]int{}}
+		down: map[string]bool{}, deleted: map[string]bool{}, releases: map[string]int{}, starts: map[string]int{}}
 }
 
 func (f *fakeCluster) add(ns, name string, tier int, home string, running, migratable bool) {
@@ -257,14 +259,7 @@ func (f *fakeCluster) ForceDeleteLaunchers(_ context.Context, ns, uid, site stri
 	return f.write("release", func() {
 		for k, vm := range f.vms {
 			if vm.inst != nil && vm.inst.UID == uid {
-				f.releases[k]++
-				if vm.strategy == kubevirtv1.RunStrategyManual || vm.strategy == kubevirtv1.RunStrategyOnce {
-					// KubeVirt does not start these again by itself.
-					vm.inst.Phase, vm.inst.Ready = "Failed", false
-					continue
-				}
-				vm.restarts++
-				f.startOn(vm, vm.home)
+				f.releaseLocked(k, vm)
 			}
 		}
 		if f.onRelease != nil {
@@ -273,8 +268,46 @@ func (f *fakeCluster) ForceDeleteLaunchers(_ context.Context, ns, uid, site stri
 	})
 }
 
+// releaseLocked ends a released instance: KubeVirt recreates it from the template, or,
+// for Manual and Once, leaves it Failed. Callers hold mu.
+func (f *fakeCluster) releaseLocked(k string, vm *fakeVM) {
+	f.releases[k]++
+	if vm.strategy == kubevirtv1.RunStrategyManual || vm.strategy == kubevirtv1.RunStrategyOnce {
+		// KubeVirt does not start these again by itself.
+		vm.inst.Phase, vm.inst.Ready = "Failed", false
+		return
+	}
+	vm.restarts++
+	f.startOn(vm, vm.home)
+}
+
+// FenceNodes taints the nodes out-of-service, which releases every instance on them at
+// once, as KubeVirt does: each is recreated from its template, or stays down (Manual, Once).
 func (f *fakeCluster) FenceNodes(_ context.Context, site string, nodes []string) error {
-	return f.write("fence", func() {})
+	f.mu.Lock()
+	for _, n := range nodes {
+		if err := f.checkReleaseLocked(site, n); err != nil {
+			f.mu.Unlock()
+			return err
+		}
+	}
+	f.mu.Unlock()
+	return f.write("fence", func() {
+		on := map[string]bool{}
+		for _, n := range nodes {
+			on[n] = true
+		}
+		keys := make([]string, 0, len(f.vms))
+		for k := range f.vms {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if vm := f.vms[k]; vm.inst != nil && on[vm.inst.NodeName] && !vm.inst.Final() {
+				f.releaseLocked(k, vm)
+			}
+		}
+	})
 }
 
 func (f *fakeCluster) CheckRelease(site, node string) error {
@@ -294,7 +327,7 @@ func (f *fakeCluster) checkReleaseLocked(site, node string) error {
 		return nil
 	}
 	for _, n := range f.nodes[site] {
-		if n == node {
+		if n == node { // deleted since, but known in the site: as kubecluster's nodeSite
 			return nil
 		}
 	}
@@ -352,6 +385,9 @@ func (f *fakeCluster) snapshot() *snapshot.Snapshot {
 	sort.Strings(sites)
 	for _, site := range sites {
 		for _, n := range f.nodes[site] {
+			if f.deleted[n] {
+				continue
+			}
 			state := snapshot.NodeReady
 			if f.down[site] {
 				state = snapshot.NodeNotReady

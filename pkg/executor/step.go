@@ -9,6 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 )
 
@@ -38,7 +39,21 @@ func (e *Executor) journal(st *plan.Step, phase string) map[string]string {
 	if phase == PhasePatched {
 		j[AnnotationStarted] = now
 	}
+	if phase == PhaseDone {
+		// Done clears the last failure; the attempts stay as history.
+		j[journal.Error] = ""
+	}
 	return j
+}
+
+// failure records a failed try: the move, the error and how many tries this VM has had,
+// leaving the phase as it was.
+func (e *Executor) failure(st *plan.Step, err error) map[string]string {
+	msg := fmt.Sprintf("%s to %s: %v", e.cfg.MoveID, st.To, err)
+	if len(msg) > 1024 {
+		msg = msg[:1024]
+	}
+	return map[string]string{journal.Error: msg, journal.Attempts: fmt.Sprint(st.Attempts + 1), AnnotationUpdated: timestamp(e.cfg.Now())}
 }
 
 func (e *Executor) mark(ctx context.Context, st *plan.Step, phase string) error {
@@ -66,8 +81,10 @@ func (e *Executor) runStep(ctx, stop context.Context, st *plan.Step) result {
 		return r
 	case err != nil:
 		r.err = err
+		// The failure goes beside the phase, never over it: the phase was written ahead
+		// of its effect, and "released, not started" must survive a failed start.
 		_ = e.retry(ctx, func() error {
-			return e.cluster.Annotate(ctx, st.Namespace, st.Name, e.journal(st, PhaseFailed))
+			return e.cluster.Annotate(ctx, st.Namespace, st.Name, e.failure(st, err))
 		})
 		e.cluster.Record(st.Namespace, st.Name, "SitefailMoveFailed", fmt.Sprintf("move to %s failed: %v", st.To, err))
 		e.finish(Event{Kind: StepFailed, Tier: st.Tier, VM: st.Key(), Action: st.Action, Message: err.Error()})
@@ -181,26 +198,45 @@ func (e *Executor) haltIfSiteAlive(err error) {
 	}
 }
 
-// startReleased starts a Manual VM that an interrupted failover released.
+// startReleased starts a Manual VM that an interrupted or failed failover released. The
+// template is patched to the target with the journal's "starting" in one request: a
+// failback of such a VM starts it on its old site rather than leave it down.
 func (e *Executor) startReleased(ctx, stop context.Context, st *plan.Step) error {
-	if err := e.checkRelease(st, ""); err != nil {
+	if err := e.checkStart(st); err != nil {
 		return err
 	}
-	if err := e.mark(ctx, st, PhaseStarting); err != nil {
-		return err
+	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, PhaseStarting)) })
+	if err != nil {
+		return fmt.Errorf("patch nodeSelector: %w", err)
 	}
-	if err := e.start(ctx, st); err != nil {
+	if err := e.start(ctx, st, st.ReleasedFrom); err != nil {
 		return err
 	}
 	return e.waitReadyOnTarget(stop, st, e.replacedInstance(st))
 }
 
-// start starts a released Manual VM. The guard is checked inside each try, after it
-// holds its write slot: the step's own check came before its journal write and the
-// wait for slots, during which the site may have come back.
-func (e *Executor) start(ctx context.Context, st *plan.Step) error {
+// checkStart guards the start of a released VM: on any site but the one it was
+// released from, the start is a release too, and that site must still be down.
+func (e *Executor) checkStart(st *plan.Step) error {
+	if st.ReleasedFrom == st.To {
+		if reason := e.halted(); reason != "" {
+			return fmt.Errorf("not started: %s", reason)
+		}
+		return nil
+	}
+	released := *st
+	released.From = st.ReleasedFrom
+	return e.checkRelease(&released, "")
+}
+
+// start starts a released Manual VM, released from site from. The guard is checked
+// inside each try, after it holds its write slot: the step's own check came before its
+// journal write and the wait for slots, during which the site may have come back.
+func (e *Executor) start(ctx context.Context, st *plan.Step, from string) error {
+	guarded := *st
+	guarded.ReleasedFrom = from
 	err := e.retry(ctx, func() error {
-		if err := e.checkRelease(st, ""); err != nil {
+		if err := e.checkStart(&guarded); err != nil {
 			return err
 		}
 		err := e.cluster.Start(ctx, st.Namespace, st.Name)
@@ -377,7 +413,7 @@ func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 			if err := e.mark(ctx, st, PhaseStarting); err != nil {
 				return err
 			}
-			if err := e.start(ctx, st); err != nil {
+			if err := e.start(ctx, st, st.From); err != nil {
 				return err
 			}
 		}

@@ -13,6 +13,11 @@ const (
 	Started = "sitefail.io/move-started"
 	Updated = "sitefail.io/move-updated"
 	Actor   = "sitefail.io/move-actor"
+	// Error and Attempts record a failed try beside the phase, never instead of it: the
+	// phase says which effect was written ahead (a release, say), and a failure after it
+	// must not hide that the effect happened.
+	Error    = "sitefail.io/move-error"
+	Attempts = "sitefail.io/move-attempts"
 )
 
 // Phases of a step.
@@ -23,17 +28,44 @@ const (
 	PhaseReleasing  = "releasing"
 	PhaseStarting   = "starting"
 	PhaseDone       = "done"
-	PhaseFailed     = "failed"
+	// PhaseFailed is written by no current version: older ones overwrote the phase with
+	// it, losing what the step had done. It is read as an unfinished step whose effect
+	// is unknown.
+	PhaseFailed = "failed"
 )
 
 // Entry is a VM's journal, read from its annotations.
 type Entry struct {
 	MoveID, From, To, Phase, VMI string
+	// Error is the last failed try's error, if any; it says nothing about the phase.
+	Error string
+	// Attempts counts the failed tries recorded so far.
+	Attempts int
 }
 
 // Read extracts the journal from a VM's annotations.
 func Read(annotations map[string]string) Entry {
-	return Entry{MoveID: annotations[MoveID], From: annotations[From], To: annotations[To], Phase: annotations[Phase], VMI: annotations[VMI]}
+	return Entry{MoveID: annotations[MoveID], From: annotations[From], To: annotations[To], Phase: annotations[Phase], VMI: annotations[VMI], Error: annotations[Error], Attempts: atoi(annotations[Attempts])}
+}
+
+// atoi reads a count written by this package; anything else counts as none.
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' || n > 1<<20 {
+			return 0
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// Released reports whether the step wrote ahead a release (or the start that follows
+// one), or, from an older version, a failure that may have come after one: the
+// instance may have been let go on its site, and a VM that KubeVirt does not restart by
+// itself (Manual) runs again only if a move starts it.
+func (e Entry) Released() bool {
+	return e.Phase == PhaseReleasing || e.Phase == PhaseStarting || e.Phase == PhaseFailed
 }
 
 // Known reports whether the phase is one this version writes (empty: no journal).
@@ -52,7 +84,7 @@ func (e Entry) Unfinished(to string) bool {
 		return false
 	}
 	switch e.Phase {
-	case PhasePatched, PhaseMigrating, PhaseRestarting, PhaseReleasing, PhaseStarting:
+	case PhasePatched, PhaseMigrating, PhaseRestarting, PhaseReleasing, PhaseStarting, PhaseFailed:
 		return true
 	}
 	return false

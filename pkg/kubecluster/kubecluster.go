@@ -220,8 +220,14 @@ func (c *Cluster) CheckRelease(site, node string) error {
 	}
 	obj, ok, _ := c.nodes.GetStore().GetByKey(node)
 	if !ok {
-		// Deleted from the cluster: nothing can run there any more.
-		return nil
+		// Deleted from the cluster, which says nothing of whether it still runs: only a
+		// node the move knew in the confirmed site (from its snapshot, or a plan step
+		// whose node was already gone and which the confirmation of that site covers)
+		// may be released from.
+		if c.nodeSite[node] == site {
+			return nil
+		}
+		return fmt.Errorf("%w: node %s is not in the cluster and was not known in the confirmed-down site %s", executor.ErrNotReleasable, node, site)
 	}
 	n := obj.(*corev1.Node)
 	if got := n.Labels[c.siteKey]; got != site {

@@ -195,6 +195,13 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 			targetNodes = append(targetNodes, n.Name)
 		}
 	}
+	// An instance whose node was already deleted is released as a failover of the site
+	// the plan names for it, which Guard made the operator confirm.
+	for _, st := range p.Steps {
+		if st.NodeGone && st.Action == plan.ActionFailover && st.From != "" {
+			nodeSite[st.Node] = st.From
+		}
+	}
 	kc, err := kubecluster.New(kubecluster.Options{Config: cfg.RESTConfig, Kube: cfg.Kube, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace,
 		SiteKey: cfg.Keys.Site, NodeSite: nodeSite, DryRun: cfg.DryRun == DryRunServer, Actor: actor, MoveID: moveID})
 	if err != nil {
@@ -236,7 +243,7 @@ func ValidateConfirmations(cfg Config, s *snapshot.Snapshot) error {
 		if site == "" {
 			return errors.New("--confirm-site-down needs a site name; an empty one confirms nothing (nothing was changed)")
 		}
-		if !s.HasSite(site) {
+		if !s.KnownSite(site) {
 			return fmt.Errorf("--confirm-site-down=%s: no node carries %s=%s (sites: %s); nothing was changed", site, cfg.Keys.Site, site, strings.Join(s.SiteNames(), ", "))
 		}
 		for _, n := range s.Nodes {

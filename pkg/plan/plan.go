@@ -135,8 +135,17 @@ type Step struct {
 	JournalMoveID string `json:"journalMoveID,omitempty"`
 	JournalVMI    string `json:"journalVMI,omitempty"`
 	Node          string `json:"node,omitempty"`
-	CPUMilli      int64  `json:"requestCPUMillis"`
-	MemoryBytes   int64  `json:"requestMemoryBytes"`
+	// NodeGone: the instance's node is not in the cluster (deleted), so nothing shows
+	// whether it still runs there; it is released only as a failover of From, with the
+	// same confirmation.
+	NodeGone bool `json:"nodeGone,omitempty"`
+	// ReleasedFrom is the site an earlier failover released the instance from, for a
+	// start: starting it anywhere else is guarded like a release.
+	ReleasedFrom string `json:"releasedFrom,omitempty"`
+	// Attempts counts the failed tries the journal records for this VM.
+	Attempts    int   `json:"attempts,omitempty"`
+	CPUMilli    int64 `json:"requestCPUMillis"`
+	MemoryBytes int64 `json:"requestMemoryBytes"`
 }
 
 // Key returns namespace/name.
@@ -426,10 +435,11 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	running := inst != nil && !inst.Terminating && inst.Phase != string(kubevirtv1.Succeeded) && inst.Phase != string(kubevirtv1.Failed)
 
 	j := journal.Read(vm.Annotations)
+	st.Attempts = j.Attempts
 	if j.Unfinished(req.To) {
 		st.JournalMoveID = j.MoveID
 		// Only a restart or a release replaces the instance; a migration keeps it.
-		if j.Phase == journal.PhaseRestarting || j.Phase == journal.PhaseReleasing || j.Phase == journal.PhaseStarting {
+		if j.Phase == journal.PhaseRestarting || j.Released() {
 			st.JournalVMI = j.VMI
 		}
 	}
@@ -437,12 +447,28 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	// The template already selects the target and nothing runs elsewhere: the VM is
 	// there, on its way there, or stopped there.
 	homed := vm.HomeSite == req.To && (!running || vm.CurrentSite == req.To || vm.CurrentSite == "")
+	// A running instance whose node is not in the cluster may still run there.
+	nodeGone := running && inst.NodeName != "" && !s.HasNode(inst.NodeName)
+	// A Manual VM that a failover released and nobody started: it ran, and only a start
+	// brings it back, wherever it goes now.
+	releasedManual := !running && vm.RunStrategy == kubevirtv1.RunStrategyManual && j.MoveID != "" && j.Released()
 
 	switch {
-	case homed && !readyOnTarget && j.Unfinished(req.To) && !running && (j.Phase == journal.PhaseReleasing || j.Phase == journal.PhaseStarting) && vm.RunStrategy == kubevirtv1.RunStrategyManual:
-		// The start is a release too: it must wait until the site it left is still down.
-		st.From = j.From
-		st.Action, st.Reason = ActionStart, fmt.Sprintf("journal: released from %s by move %s and not started again (runStrategy Manual): start it", dashed(j.From), j.MoveID)
+	case nodeGone:
+		st.NodeGone = true
+		st.From = goneFrom(vm, j, req.To)
+		st.Action, st.Reason = ActionFailover, fmt.Sprintf("its node %s is not in the cluster (deleted): nothing shows whether the instance still runs; release it as a failover of %s, which needs the same confirmation", inst.NodeName, dashed(st.From))
+	case releasedManual:
+		// A start anywhere but the site it was released from is a release too: it must
+		// wait until that site is still down.
+		st.ReleasedFrom = j.From
+		if vm.HomeSite == req.To {
+			st.From = j.From
+		}
+		st.Action, st.Reason = ActionStart, fmt.Sprintf("journal: released from %s by move %s and not started again (runStrategy Manual): start it on %s", dashed(j.From), j.MoveID, req.To)
+		if j.Error != "" {
+			st.Reason += " (last try failed: " + j.Error + ")"
+		}
 	case homed && !readyOnTarget && j.Unfinished(req.To) && (running || restartsItself(vm.RunStrategy)):
 		st.Action, st.Reason = ActionWait, fmt.Sprintf("journal: move %s left it %s: wait until it is Ready on %s", j.MoveID, j.Phase, req.To)
 	case homed && running && !readyOnTarget:
@@ -482,6 +508,19 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 }
 
 const stageRollout = string(kubevirtv1.VMRolloutStrategyStage)
+
+// goneFrom is the site an instance on a deleted node ran in, as far as the VM tells:
+// the site an unfinished move took it from, else the site its template selects; ""
+// when neither says.
+func goneFrom(vm *snapshot.VM, j journal.Entry, to string) string {
+	if j.Unfinished(to) && j.From != "" {
+		return j.From
+	}
+	if vm.HomeSite != to {
+		return vm.HomeSite
+	}
+	return ""
+}
 
 // restartsItself reports whether KubeVirt starts a new instance when the old one ends.
 func restartsItself(rs kubevirtv1.VirtualMachineRunStrategy) bool {
@@ -562,6 +601,16 @@ func vmBlockers(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, ta
 	if vm.Owner != "" {
 		out = append(out, Issue{Code: "OwnedByController", VM: vm.Key(),
 			Message: fmt.Sprintf("owned by %s, which rewrites the VM's spec and would undo the move: change the site in the owner's VM template instead, or detach the VM from it", vm.Owner)})
+	}
+	if st.NodeGone {
+		switch {
+		case st.From == "":
+			out = append(out, Issue{Code: "NodeNotFound", VM: vm.Key(),
+				Message: fmt.Sprintf("its instance's node %s is not in the cluster and neither its template nor its journal names the site it ran in: find out whether it still runs (kubectl get vmi -o wide), then recreate the Node object or stop the VM", inst.NodeName)})
+		case s.SiteAlive(st.From):
+			out = append(out, Issue{Code: "NodeNotFound", VM: vm.Key(),
+				Message: fmt.Sprintf("its instance's node %s is not in the cluster while site %s has Ready nodes: nothing shows whether it still runs; recreate the Node object, or wait for KubeVirt to fail the instance, then move it", inst.NodeName, st.From)})
+		}
 	}
 	if st.Action == ActionFailover && vm.RunStrategy == kubevirtv1.RunStrategyOnce {
 		out = append(out, Issue{Code: "ReleaseLosesVM", VM: vm.Key(),

@@ -180,6 +180,27 @@ func (s *Snapshot) SiteNames() []string {
 	return out
 }
 
+// HasNode reports whether the cluster has a Node of that name.
+func (s *Snapshot) HasNode(name string) bool {
+	_, ok := s.Node(name)
+	return ok
+}
+
+// KnownSite reports whether a node carries that site label or, when every node of a
+// site was deleted (as some runbooks do with an unreachable site), a VM's template
+// still selects it.
+func (s *Snapshot) KnownSite(site string) bool {
+	if s.HasSite(site) {
+		return true
+	}
+	for i := range s.VMs {
+		if s.VMs[i].HomeSite == site {
+			return true
+		}
+	}
+	return false
+}
+
 // HasSite reports whether any node carries that site label.
 func (s *Snapshot) HasSite(site string) bool {
 	for _, n := range s.Nodes {

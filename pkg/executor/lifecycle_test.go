@@ -1,0 +1,200 @@
+package executor
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+)
+
+// manualOnDeadPrimary is one running Manual VM on Primary, which is down.
+func manualOnDeadPrimary() *fakeCluster {
+	f := newFake(delay)
+	f.add("ns", "manual", 1, "Primary", true, false)
+	f.vms["ns/manual"].strategy = kubevirtv1.RunStrategyManual
+	f.down["Primary"] = true
+	return f
+}
+
+func journalOf(f *fakeCluster, key string) journal.Entry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return journal.Read(f.vms[key].annotations)
+}
+
+// C1: a released Manual VM whose start is refused (any 4xx) must keep "released" in its
+// journal: the old code overwrote it with "failed", and the rerun then planned "skip:
+// already on DR" and exited 0 with the VM down.
+func TestC1ReleasedManualVMWhoseStartFailsIsStartedByTheRerun(t *testing.T) {
+	f := manualOnDeadPrimary()
+	f.failures["start"] = []error{apierrors.NewForbidden(schema.GroupResource{Group: "subresources.kubevirt.io", Resource: "virtualmachines"}, "manual", errForbidden)}
+	rep := run(t, f, config("sf-c1-000001", 1))
+	if !rep.Failed() {
+		t.Fatalf("a refused start must fail the move: %+v", rep)
+	}
+	if j := journalOf(f, "ns/manual"); !j.Released() || j.Error == "" {
+		t.Fatalf("journal after a refused start: %+v; want the release kept, with the error beside it", j)
+	}
+	if a := planActions(t, f)["ns/manual"]; a != plan.ActionStart {
+		t.Fatalf("rerun plans %q for a released Manual VM that never started; want %q", a, plan.ActionStart)
+	}
+	rep = run(t, f, config("sf-c1-000002", 1))
+	if rep.Failed() || rep.Tiers[0].Moved != 1 {
+		t.Fatalf("rerun: %+v", rep)
+	}
+	assertRunsOn(t, f, "ns/manual", "DR")
+}
+
+// C1, the failback that follows: the site came back, so the rerun cannot start the VM on
+// DR; the failback must start it on Primary rather than patch its template and call it
+// done with the VM down.
+func TestC1FailbackStartsAReleasedManualVMThatNeverStarted(t *testing.T) {
+	f := manualOnDeadPrimary()
+	f.failures["start"] = []error{apierrors.NewBadRequest("the server rejected our request")}
+	run(t, f, config("sf-c1-000003", 1))
+	f.mu.Lock()
+	f.down["Primary"] = false
+	f.mu.Unlock()
+	fb, err := plan.FailbackTarget(f.snapshot(), plan.Request{All: true})
+	if err != nil || fb.To != "Primary" {
+		t.Fatalf("failback target: %+v %v", fb, err)
+	}
+	p, err := plan.Build(f.snapshot(), plan.Request{To: "Primary", VMs: fb.VMs, Mode: plan.ModeAuto, MaxInFlight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := p.Steps[0].Action; a != plan.ActionStart {
+		t.Fatalf("failback plans %q for a released Manual VM that never started; want %q", a, plan.ActionStart)
+	}
+	rep, err := New(f, config("sf-c1-000004", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil || rep.Failed() {
+		t.Fatalf("failback: %v %+v", err, rep)
+	}
+	assertRunsOn(t, f, "ns/manual", "Primary")
+}
+
+// C2: --fence out-of-service releases every tier at once. A stop before the Manual VM's
+// tier (here Ctrl-C right after the taint) left its journal "patched", and the rerun
+// planned "skip (finishes the journal)" and exited 0 with the VM down.
+func TestC2OutOfServiceThenStopBeforeTheManualTierStartsItOnTheRerun(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "always", 1, "Primary", true, false)
+	f.add("ns", "manual", 2, "Primary", true, false)
+	f.vms["ns/always"].strategy = kubevirtv1.RunStrategyAlways
+	f.vms["ns/manual"].strategy = kubevirtv1.RunStrategyManual
+	f.down["Primary"] = true
+	stop, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f.onWrite = func(call string) {
+		if call == "fence" {
+			cancel()
+		}
+	}
+	cfg := config("sf-c2-000001", 1)
+	cfg.Fence, cfg.DeadNodes = "out-of-service", f.nodes["Primary"]
+	if _, err := New(f, cfg, nil).Run(context.Background(), stop, planFor(t, f, 1)); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.onWrite = nil
+	released := f.releases["ns/manual"]
+	f.mu.Unlock()
+	if released != 1 {
+		t.Fatalf("the taint did not release the tier-2 VM (%d releases): the test proves nothing", released)
+	}
+	if j := journalOf(f, "ns/manual"); !j.Released() {
+		t.Fatalf("journal of a VM the taint released: %+v; want it to say released", j)
+	}
+	if a := planActions(t, f)["ns/manual"]; a != plan.ActionStart {
+		t.Fatalf("rerun plans %q for the released Manual VM; want %q", a, plan.ActionStart)
+	}
+	cfg.MoveID = "sf-c2-000002"
+	rep := run(t, f, cfg)
+	if rep.Failed() {
+		t.Fatalf("rerun: %+v", rep)
+	}
+	assertRunsOn(t, f, "ns/manual", "DR")
+	assertRunsOn(t, f, "ns/always", "DR")
+}
+
+// H2: a VM whose Node object was deleted (a runbook deletes an unreachable site's
+// nodes) is not "healthy somewhere": its old instance may still run. It needs the same
+// proof as a failover of its site, never a plain restart or migration.
+func TestH2VMOnADeletedNodeNeedsTheFailoverProof(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	f.down["Primary"] = true
+	f.deleted[f.vms["ns/vm"].inst.NodeName] = true
+	p, err := plan.Build(f.snapshot(), plan.Request{To: "DR", All: true, Mode: plan.ModeAuto, MaxInFlight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := p.Steps[0]
+	if st.Action != plan.ActionFailover || st.From != "Primary" {
+		t.Fatalf("a VM on a deleted node of the dead site is planned %q from %q; want a failover from Primary, which needs --confirm-site-down", st.Action, st.From)
+	}
+
+	// Its site alive: blocked, whatever --force says.
+	f.down["Primary"] = false
+	p, err = plan.Build(f.snapshot(), plan.Request{To: "DR", All: true, Mode: plan.ModeAuto, MaxInFlight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Blocked(true) || !hasBlocker(p, "NodeNotFound") {
+		t.Fatalf("a VM on a deleted node of a live site: action %q, blockers %+v; want NodeNotFound", p.Steps[0].Action, p.Blockers)
+	}
+}
+
+// H2 at the write: the release of an instance whose node is gone is refused unless the
+// node was seen in the confirmed site.
+func TestH2ReleaseOffAnUnknownNodeIsRefusedAtTheWrite(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, false)
+	f.down["Primary"] = true
+	p := planFor(t, f, 1)
+	f.mu.Lock()
+	f.vms["ns/vm"].inst.NodeName = "elsewhere"
+	f.mu.Unlock()
+	p.Steps[0].Node = "elsewhere"
+	rep, err := New(f, config("sf-h2-000001", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.releases["ns/vm"] != 0 || !rep.Failed() {
+		t.Fatalf("released an instance on a node outside the confirmed site: %+v", rep)
+	}
+}
+
+var errForbidden = &forbiddenError{}
+
+type forbiddenError struct{}
+
+func (*forbiddenError) Error() string { return "admission webhook denied the request" }
+
+func hasBlocker(p *plan.Plan, code string) bool {
+	for _, b := range p.Blockers {
+		if b.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+func assertRunsOn(t *testing.T, f *fakeCluster, key, site string) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	vm := f.vms[key]
+	if vm.inst == nil || vm.inst.Final() || !vm.inst.Ready || vm.inst.Site != site {
+		t.Fatalf("%s: instance %+v; want Ready on %s", key, vm.inst, site)
+	}
+	if !strings.Contains(vm.annotations[journal.Phase], journal.PhaseDone) {
+		t.Fatalf("%s: journal phase %q; want done", key, vm.annotations[journal.Phase])
+	}
+}

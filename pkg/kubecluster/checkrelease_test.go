@@ -1,0 +1,52 @@
+package kubecluster
+
+import (
+	"errors"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+)
+
+func node(name, site string, ready bool) *corev1.Node {
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"site": site}},
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st}}}}
+}
+
+// H2 at the write: a release off a node that is not in the cluster is allowed only when
+// the move knew that node in the confirmed site. The old guard took any missing node as
+// releasable.
+func TestH2CheckReleaseRefusesANodeItNeverSawInTheSite(t *testing.T) {
+	inf := cache.NewSharedIndexInformer(&cache.ListWatch{}, &corev1.Node{}, 0, cache.Indexers{})
+	for _, n := range []*corev1.Node{node("p1", "Primary", false), node("d1", "DR", true)} {
+		if err := inf.GetStore().Add(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &Cluster{siteKey: "site", nodes: inf, nodeSite: map[string]string{"p1": "Primary", "p-gone": "Primary", "d-gone": "DR"}}
+	for _, tc := range []struct {
+		node string
+		ok   bool
+	}{
+		{"p1", true},
+		{"p-gone", true},    // seen in the confirmed site, deleted since
+		{"d-gone", false},   // seen in a live site
+		{"stranger", false}, // never seen
+		{"d1", false},
+	} {
+		err := c.CheckRelease("Primary", tc.node)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckRelease(Primary, %s) = %v; want releasable %v", tc.node, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, executor.ErrNotReleasable) {
+			t.Errorf("%s: %v does not wrap ErrNotReleasable", tc.node, err)
+		}
+	}
+}
