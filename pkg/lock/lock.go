@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -40,6 +41,10 @@ const (
 	annotationMoveID = "sitefail.io/move-id"
 	annotationHost   = "sitefail.io/holder-host"
 	annotationPID    = "sitefail.io/holder-pid"
+	// annotationMachine is the boot and PID namespace the pid belongs to: a host name is
+	// shared by containers, hostNetwork pods and cloned hosts, a pid is meaningful only
+	// within one boot and one PID namespace.
+	annotationMachine = "sitefail.io/holder-machine"
 )
 
 // HeldError says who holds the lock.
@@ -47,6 +52,7 @@ type HeldError struct {
 	Holder, MoveID string
 	Host           string
 	PID            int
+	Machine        string
 	Renewed        time.Time
 	Stale          bool
 }
@@ -75,6 +81,9 @@ type Options struct {
 	// and process.
 	Host string
 	PID  int
+	// Machine is this process's boot id and PID namespace (default: read from /proc; ""
+	// where they cannot be read). Only a holder of the same Machine is looked up by pid.
+	Machine string
 	// Alive reports whether a process of this host exists (default: signal 0).
 	Alive func(pid int) bool
 	Now   func() time.Time
@@ -94,6 +103,9 @@ func (o *Options) defaults() {
 	}
 	if o.PID == 0 {
 		o.PID = os.Getpid()
+		if o.Machine == "" {
+			o.Machine = thisMachine()
+		}
 	}
 	if o.Alive == nil {
 		o.Alive = processAlive
@@ -107,6 +119,21 @@ func (o *Options) defaults() {
 	if o.RenewDeadline == 0 {
 		o.RenewDeadline = RenewDeadline
 	}
+}
+
+// thisMachine names the boot and the PID namespace of this process, where the system
+// says them (Linux); "" elsewhere, and then a crashed holder's Lease is taken without
+// the flag only once it is stale.
+func thisMachine() string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(boot)) + "/" + ns
 }
 
 func processAlive(pid int) bool {
@@ -153,7 +180,7 @@ func acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, 
 	leases := kube.CoordinationV1().Leases(o.Namespace)
 	t := metav1.NewMicroTime(o.Now())
 	spec := coordinationv1.LeaseSpec{HolderIdentity: &o.Holder, LeaseDurationSeconds: ptr.To(int32(Duration / time.Second)), AcquireTime: &t, RenewTime: &t}
-	ann := map[string]string{annotationMoveID: o.MoveID, annotationHost: o.Host, annotationPID: strconv.Itoa(o.PID)}
+	ann := map[string]string{annotationMoveID: o.MoveID, annotationHost: o.Host, annotationPID: strconv.Itoa(o.PID), annotationMachine: o.Machine}
 	existing, err := leases.Get(ctx, o.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -169,8 +196,7 @@ func acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, 
 	default:
 		if h := ptr.Deref(existing.Spec.HolderIdentity, ""); h != "" {
 			held := heldError(existing, o.Now())
-			sameHostGone := held.Host == o.Host && held.PID > 0 && held.PID != o.PID && !o.Alive(held.PID)
-			if !sameHostGone && (!held.Stale || !o.TakeOverStale) {
+			if !mayTake(held, o) {
 				return nil, held
 			}
 		}
@@ -193,6 +219,25 @@ func acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, 
 	return l, nil
 }
 
+// mayTake decides whether a held Lease may be taken, for every combination of where its
+// holder runs and whether it renews:
+//   - the holder's process is gone on this very boot and PID namespace: at once (a
+//     crashed run being resumed);
+//   - the same host name, anywhere else (or where the machine cannot be told): only once
+//     the Lease is stale, since the pid there means nothing here; no flag is needed;
+//   - any other holder: only stale, and only with --take-over-stale-lock.
+func mayTake(held *HeldError, o Options) bool {
+	pidGone := held.PID > 0 && held.PID != o.PID && !o.Alive(held.PID)
+	switch {
+	case held.Host == o.Host && held.Machine != "" && held.Machine == o.Machine && pidGone:
+		return true
+	case held.Host == o.Host && pidGone:
+		return held.Stale
+	default:
+		return held.Stale && o.TakeOverStale
+	}
+}
+
 func heldError(l *coordinationv1.Lease, now time.Time) *HeldError {
 	renewed := time.Time{}
 	if l.Spec.RenewTime != nil {
@@ -201,7 +246,7 @@ func heldError(l *coordinationv1.Lease, now time.Time) *HeldError {
 	dur := time.Duration(ptr.Deref(l.Spec.LeaseDurationSeconds, int32(Duration/time.Second))) * time.Second
 	pid, _ := strconv.Atoi(l.Annotations[annotationPID])
 	return &HeldError{Holder: ptr.Deref(l.Spec.HolderIdentity, ""), MoveID: l.Annotations[annotationMoveID],
-		Host: l.Annotations[annotationHost], PID: pid, Renewed: renewed, Stale: now.After(renewed.Add(dur))}
+		Host: l.Annotations[annotationHost], PID: pid, Machine: l.Annotations[annotationMachine], Renewed: renewed, Stale: now.After(renewed.Add(dur))}
 }
 
 // Lost is closed when the lock can no longer be trusted; Err then says why.
@@ -240,6 +285,10 @@ func (l *Lock) renew(ctx context.Context) {
 		case errors.As(err, &taken):
 			l.lose(fmt.Errorf("the lock was taken over by move %s of %s: stopped writing", taken.MoveID, taken.Holder))
 			return
+		case apierrors.IsNotFound(err):
+			// Someone deleted the Lease: another move may create it at any moment.
+			l.lose(errors.New("the lock's Lease was deleted: stopped writing"))
+			return
 		case err == nil:
 			lastRenewed = l.o.Now()
 		case ctx.Err() != nil:
@@ -259,7 +308,7 @@ func (l *Lock) renewOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if ptr.Deref(cur.Spec.HolderIdentity, "") != l.o.Holder || cur.Annotations[annotationPID] != strconv.Itoa(l.o.PID) || cur.Annotations[annotationHost] != l.o.Host {
+	if ptr.Deref(cur.Spec.HolderIdentity, "") != l.o.Holder || cur.Annotations[annotationPID] != strconv.Itoa(l.o.PID) || cur.Annotations[annotationHost] != l.o.Host || cur.Annotations[annotationMachine] != l.o.Machine {
 		return heldError(cur, l.o.Now())
 	}
 	t := metav1.NewMicroTime(l.o.Now())

@@ -37,13 +37,17 @@ func TestSecondMoveIsRefusedWhileTheFirstRenews(t *testing.T) {
 // take it at once, as the README promises, not after a minute and a flag.
 func TestRerunOnTheSameHostTakesTheLockOfADeadProcess(t *testing.T) {
 	kube := fake.NewClientset()
-	crashed, err := Acquire(context.Background(), kube, opts("alice", 666))
+	o := opts("alice", 666)
+	o.Machine = "boot-1/pidns-1"
+	crashed, err := Acquire(context.Background(), kube, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	crashed.cancel() // stops renewing, as SIGKILL would
 	<-crashed.done
-	l, err := Acquire(context.Background(), kube, opts("alice-rerun", 200))
+	o = opts("alice-rerun", 200)
+	o.Machine = "boot-1/pidns-1"
+	l, err := Acquire(context.Background(), kube, o)
 	if err != nil {
 		t.Fatalf("rerun after a crash: %v", err)
 	}
@@ -123,5 +127,75 @@ func TestRenewalFailuresLoseTheLockBeforeItExpires(t *testing.T) {
 	}
 	if RenewDeadline >= Duration {
 		t.Fatalf("RenewDeadline %s must end before the Lease expires (%s)", RenewDeadline, Duration)
+	}
+}
+
+// H1: a process on another machine, container or PID namespace that shares the host
+// name (cloned jump hosts, hostNetwork pods, laptops called localhost.localdomain) sees
+// the live holder's pid as gone. It must not take a Lease that is still renewed.
+func TestH1SameHostNameElsewhereNeverTakesALiveLease(t *testing.T) {
+	kube := fake.NewClientset()
+	o := opts("alice", 666) // 666 "does not exist" from where bob looks
+	o.Machine = "boot-1/pidns-1"
+	first, err := Acquire(context.Background(), kube, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Release(context.Background()) }()
+	ob := opts("bob", 200)
+	ob.Machine = "boot-2/pidns-9" // same host name, another machine or container
+	_, err = Acquire(context.Background(), kube, ob)
+	var held *HeldError
+	if !errors.As(err, &held) || held.Stale {
+		t.Fatalf("a same-named host took a live, renewing Lease: %v", err)
+	}
+	select {
+	case <-first.Lost():
+		t.Fatalf("the first holder lost its lock: %v", first.Err())
+	default:
+	}
+}
+
+// H1, the rerun after a crash on the very same machine and PID namespace still takes
+// the Lease at once: there kill(pid, 0) means something.
+func TestH1RerunOnTheSameMachineTakesTheLockOfADeadProcess(t *testing.T) {
+	kube := fake.NewClientset()
+	o := opts("alice", 666)
+	o.Machine = "boot-1/pidns-1"
+	crashed, err := Acquire(context.Background(), kube, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed.cancel()
+	<-crashed.done
+	ob := opts("alice-rerun", 200)
+	ob.Machine = "boot-1/pidns-1"
+	l, err := Acquire(context.Background(), kube, ob)
+	if err != nil {
+		t.Fatalf("rerun on the same machine after a crash: %v", err)
+	}
+	_ = l.Release(context.Background())
+}
+
+// N8: a Lease deleted under a running move is lost at the next renewal, not retried as a
+// transient error for 12 s while a second move creates a new one and starts writing.
+func TestN8DeletedLeaseIsLostAtOnce(t *testing.T) {
+	kube := fake.NewClientset()
+	o := opts("alice", 100)
+	o.RenewDeadline = time.Hour
+	l, err := Acquire(context.Background(), kube, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.CoordinationV1().Leases(DefaultNamespace).Delete(context.Background(), DefaultName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Lost():
+	case <-time.After(2 * time.Second):
+		t.Fatal("a deleted Lease did not lose the lock")
+	}
+	if !strings.Contains(l.Err().Error(), "deleted") {
+		t.Fatalf("Err: %v", l.Err())
 	}
 }
