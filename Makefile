@@ -6,7 +6,7 @@ BIN       := bin/kubectl-sitefail
 DIST_VERSION ?= $(shell git describe --tags --exact-match 2>/dev/null || echo v0.1.0)
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 
-.PHONY: all build test unit fuzz e2e lint bench demo tools dist clean
+.PHONY: all build test unit fuzz e2e lint bench demo tools dist clean sim
 
 all: build
 
@@ -29,6 +29,12 @@ FUZZTIME ?= 8s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTierRange$$' -fuzztime $(FUZZTIME) ./pkg/selector
 	$(GO) test -run '^$$' -fuzz '^FuzzSitePatch$$' -fuzztime $(FUZZTIME) ./pkg/selector
+
+## sim: the move simulator's long sweep (make test runs the known seeds and 2,000 fresh
+## ones): go test ./pkg/executor -run TestSimulate -sim.seed=N -v replays one seed.
+SEEDS ?= 100000
+sim:
+	$(GO) test -count=1 -timeout 60m -run '^TestSimulate$$' ./pkg/executor -sim.seeds=$(SEEDS)
 
 tools:
 	hack/build-tools.sh all >/dev/null

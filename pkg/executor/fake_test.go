@@ -72,6 +72,30 @@ type fakeCluster struct {
 	crashAt              int
 	applyCrash           bool
 	crashed              bool
+	// violate, when set, is told of every write that breaks a safety rule at the instant
+	// it lands (the simulator's invariants); callers hold mu.
+	violate func(rule string)
+	// bootFails makes new instances of these VMs fail to boot.
+	bootFails map[string]bool
+}
+
+// releasesUnproven says why ending inst would release an instance that may still run
+// unseen: its node is deleted, or its site is down. Callers hold mu.
+func (f *fakeCluster) releasesUnproven(inst *Instance) string {
+	if inst == nil || inst.Final() {
+		return ""
+	}
+	if f.deleted[inst.NodeName] {
+		return "its node " + inst.NodeName + " is deleted"
+	}
+	for site, nodes := range f.nodes {
+		for _, n := range nodes {
+			if n == inst.NodeName && f.down[site] {
+				return "its site " + site + " is down"
+			}
+		}
+	}
+	return ""
 }
 
 func newFake(delay time.Duration) *fakeCluster {
@@ -174,8 +198,13 @@ func (f *fakeCluster) startOn(vm *fakeVM, site string) {
 	node := f.nodes[site][f.uid%len(f.nodes[site])]
 	inst := &Instance{UID: fmt.Sprint("uid-", f.uid), NodeName: node, Site: site, Phase: "Scheduled", SelectorSite: site}
 	vm.inst = inst
+	fails := f.bootFails[vm.ns+"/"+vm.name]
 	f.begin(vm, func() bool {
 		if vm.inst != inst {
+			return false
+		}
+		if fails {
+			inst.Phase = "Failed"
 			return false
 		}
 		inst.Phase, inst.Ready = "Running", true
@@ -207,6 +236,9 @@ func (f *fakeCluster) begin(vm *fakeVM, done func() bool) {
 func (f *fakeCluster) Restart(_ context.Context, ns, name string) error {
 	return f.write("restart", func() {
 		vm := f.vms[ns+"/"+name]
+		if why := f.releasesUnproven(vm.inst); why != "" && f.violate != nil {
+			f.violate(fmt.Sprintf("restart of %s/%s without the failover proof: %s", ns, name, why))
+		}
 		vm.restarts++
 		f.startOn(vm, vm.home)
 	})
@@ -229,6 +261,9 @@ func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name, to string) error
 			return
 		}
 		vm := f.vms[ns+"/"+vmi]
+		if why := f.releasesUnproven(vm.inst); why != "" && f.violate != nil {
+			f.violate(fmt.Sprintf("migration of %s/%s off an instance that may still run: %s", ns, vmi, why))
+		}
 		m := &MigrationState{Name: name, Exists: true, Phase: "Running"}
 		f.migs[ns+"/"+name] = m
 		f.migTo[ns+"/"+name] = to

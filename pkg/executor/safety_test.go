@@ -237,8 +237,9 @@ func TestSiteBackBetweenTheCheckAndTheReleaseWrite(t *testing.T) {
 	f := newFake(delay)
 	f.add("ns", "vm", 1, "Primary", true, false)
 	f.down["Primary"] = true
+	// The step's template write carries "releasing"; the site comes back while it goes.
 	f.onWrite = func(call string) {
-		if call == "annotate" {
+		if call == "patch" {
 			f.down["Primary"] = false
 		}
 	}

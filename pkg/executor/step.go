@@ -125,6 +125,11 @@ func (e *Executor) doStep(ctx, stop context.Context, st *plan.Step) error {
 		phase = PhaseDone
 	case st.Action == plan.ActionRestart:
 		phase = PhaseRestarting
+	case st.Action == plan.ActionFailover:
+		// Ahead of the release, and never back to "patched": an out-of-service taint may
+		// have released it already, and a crash right after this write must leave a
+		// rerun that knows (a Manual VM is started, not skipped).
+		phase = PhaseReleasing
 	}
 	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, phase)) })
 	if err != nil {
@@ -218,7 +223,7 @@ func (e *Executor) startReleased(ctx, stop context.Context, st *plan.Step) error
 // checkStart guards the start of a released VM: on any site but the one it was
 // released from, the start is a release too, and that site must still be down.
 func (e *Executor) checkStart(st *plan.Step) error {
-	if st.ReleasedFrom == st.To {
+	if st.ReleasedFrom == "" || st.ReleasedFrom == st.To {
 		if reason := e.halted(); reason != "" {
 			return fmt.Errorf("not started: %s", reason)
 		}
@@ -384,10 +389,9 @@ func (e *Executor) ownMigration(st *plan.Step) (MigrationState, bool) {
 }
 
 func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
+	// The template patch wrote "releasing"; the guard is checked again right before the
+	// release itself.
 	if err := e.checkRelease(st, st.Node); err != nil {
-		return err
-	}
-	if err := e.mark(ctx, st, PhaseReleasing); err != nil {
 		return err
 	}
 	if e.cfg.Fence != "out-of-service" {

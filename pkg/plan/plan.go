@@ -449,9 +449,10 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	homed := vm.HomeSite == req.To && (!running || vm.CurrentSite == req.To || vm.CurrentSite == "")
 	// A running instance whose node is not in the cluster may still run there.
 	nodeGone := running && inst.NodeName != "" && !s.HasNode(inst.NodeName)
-	// A Manual VM that a failover released and nobody started: it ran, and only a start
-	// brings it back, wherever it goes now.
-	releasedManual := !running && vm.RunStrategy == kubevirtv1.RunStrategyManual && j.MoveID != "" && j.Released()
+	// A Manual VM that a step began on while it ran (a release, a restart, a migration)
+	// and that no longer runs: only a start brings it back, wherever it goes now. KubeVirt
+	// starts no Manual VM by itself, so "skip" here would leave it down.
+	releasedManual := !running && vm.RunStrategy == kubevirtv1.RunStrategyManual && j.MoveID != "" && (j.Released() || j.Unfinished(req.To))
 
 	switch {
 	case nodeGone:
@@ -461,11 +462,15 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	case releasedManual:
 		// A start anywhere but the site it was released from is a release too: it must
 		// wait until that site is still down.
-		st.ReleasedFrom = j.From
+		// Only a release (or a step written before one, "patched") may have let an
+		// instance go on a dead site; a restart or migration ended it on a live one.
+		if j.Released() || j.Phase == journal.PhasePatched {
+			st.ReleasedFrom = j.From
+		}
 		if vm.HomeSite == req.To {
 			st.From = j.From
 		}
-		st.Action, st.Reason = ActionStart, fmt.Sprintf("journal: released from %s by move %s and not started again (runStrategy Manual): start it on %s", dashed(j.From), j.MoveID, req.To)
+		st.Action, st.Reason = ActionStart, fmt.Sprintf("journal: move %s left it %s from %s and it no longer runs (runStrategy Manual: KubeVirt will not start it): start it on %s", j.MoveID, j.Phase, dashed(j.From), req.To)
 		if j.Error != "" {
 			st.Reason += " (last try failed: " + j.Error + ")"
 		}
