@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 )
@@ -48,5 +49,25 @@ func TestH2CheckReleaseRefusesANodeItNeverSawInTheSite(t *testing.T) {
 		if err != nil && !errors.Is(err, executor.ErrNotReleasable) {
 			t.Errorf("%s: %v does not wrap ErrNotReleasable", tc.node, err)
 		}
+	}
+}
+
+// Scenario 10: a node added to the target site during the move counts as the target:
+// an instance's site comes from the live node watch, not from the snapshot the plan was
+// made on, which did not know the node.
+func TestInstanceSiteComesFromTheLiveNodeWatch(t *testing.T) {
+	nodes := cache.NewSharedIndexInformer(&cache.ListWatch{}, &corev1.Node{}, 0, cache.Indexers{})
+	vmis := cache.NewSharedIndexInformer(&cache.ListWatch{}, &kubevirtv1.VirtualMachineInstance{}, 0, cache.Indexers{})
+	if err := nodes.GetStore().Add(node("d-new", "DR", true)); err != nil {
+		t.Fatal(err)
+	}
+	vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "vm", UID: "u1"},
+		Status: kubevirtv1.VirtualMachineInstanceStatus{NodeName: "d-new", Phase: kubevirtv1.Running}}
+	if err := vmis.GetStore().Add(vmi); err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{siteKey: "site", nodes: nodes, vmis: vmis, nodeSite: map[string]string{"p1": "Primary"}}
+	if inst := c.Instance("ns", "vm"); inst == nil || inst.Site != "DR" {
+		t.Fatalf("instance on a node the snapshot did not know: %+v; want site DR from the live watch", inst)
 	}
 }

@@ -1,0 +1,227 @@
+package plan
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
+)
+
+var updateTable = flag.Bool("update-table", false, "rewrite docs/lifecycle-table.md from the planner")
+
+// The dimensions of a VM's decision (issue 19): run strategy, instance state, where the
+// instance is, the journal, the source site's health, and the request.
+var (
+	cellStrategies = []kubevirtv1.VirtualMachineRunStrategy{kubevirtv1.RunStrategyAlways, kubevirtv1.RunStrategyRerunOnFailure,
+		kubevirtv1.RunStrategyManual, kubevirtv1.RunStrategyHalted, kubevirtv1.RunStrategyOnce}
+	cellInstances = []string{"none", "Pending", "Running", "Paused", "Terminating", "Failed", "Succeeded", "Migrating"}
+	cellPlaces    = []string{"source", "target", "unlabeled-node", "deleted-node"}
+	cellJournals  = []string{"none", "patched", "migrating", "restarting", "releasing", "starting", "done", "failed"}
+	cellRequests  = []string{"relocate", "failover", "failback"}
+)
+
+type cell struct {
+	strategy          kubevirtv1.VirtualMachineRunStrategy
+	instance, place   string
+	journal, request  string
+	sourceAlive       bool
+	running, readyOnT bool
+}
+
+// cellSnapshot builds the one-VM cluster of a cell. Sites: Primary (p1) and DR (d1), an
+// unlabeled node u1. A relocate and a failover go Primary -> DR, the failover with
+// Primary dead; a failback goes DR -> Primary, with the journal of the move to DR.
+func cellSnapshot(c cell) (*snapshot.Snapshot, Request) {
+	keys := selector.DefaultKeys()
+	from, to := "Primary", "DR"
+	if c.request == "failback" {
+		from, to = "DR", "Primary"
+	}
+	primary := snapshot.NodeReady
+	if !c.sourceAlive && c.request != "failback" {
+		primary = snapshot.NodeNotReady
+	}
+	node := func(name, site string, st snapshot.NodeState) snapshot.Node {
+		l := map[string]string{}
+		if site != "" {
+			l[keys.Site] = site
+		}
+		return snapshot.Node{Name: name, Site: site, State: st, CPUMilli: 64000, MemoryBytes: 256 << 30, Labels: l}
+	}
+	s := &snapshot.Snapshot{Keys: keys, ActiveMigrations: map[string]string{}, RolloutStrategy: "LiveUpdate",
+		Nodes: []snapshot.Node{node("p1", "Primary", primary), node("d1", "DR", snapshot.NodeReady), node("u1", "", snapshot.NodeReady)}}
+	vm := snapshot.VM{Namespace: "ns", Name: "vm", RunStrategy: c.strategy, HomeSite: from, NodeSelector: map[string]string{keys.Site: from}, HasSelector: true,
+		CPUMilli: 100, MemoryBytes: 1 << 30, Annotations: map[string]string{}}
+	if c.journal != "none" {
+		// The journal of a move towards this request's target, from its source; for a
+		// failback, the finished or unfinished move to DR it undoes.
+		jf, jt := from, to
+		if c.request == "failback" {
+			jf, jt = "Primary", "DR"
+		}
+		vm.Annotations = map[string]string{journal.MoveID: "sf-1", journal.From: jf, journal.To: jt, journal.Phase: c.journal, journal.VMI: "old"}
+		if jt == to || c.request == "failback" {
+			vm.HomeSite, vm.NodeSelector[keys.Site] = jt, jt
+		}
+	}
+	if c.instance != "none" {
+		inst := &snapshot.VMI{UID: "now", Phase: "Running", Ready: true, LiveMigratable: true}
+		switch c.place {
+		case "source":
+			inst.NodeName = map[string]string{"Primary": "p1", "DR": "d1"}[from]
+		case "target":
+			inst.NodeName = map[string]string{"Primary": "p1", "DR": "d1"}[to]
+		case "unlabeled-node":
+			inst.NodeName = "u1"
+		case "deleted-node":
+			inst.NodeName = "gone"
+		}
+		switch c.instance {
+		case "Pending":
+			inst.Phase, inst.NodeName, inst.Ready = "Scheduling", "", false
+		case "Paused":
+			inst.Paused, inst.Ready = true, false
+		case "Terminating":
+			inst.Terminating = true
+		case "Failed", "Succeeded":
+			inst.Phase, inst.Ready = c.instance, false
+		case "Migrating":
+			s.ActiveMigrations["ns/vm"] = MigrationPrefix + "vm-1"
+		}
+		vm.Instance = inst
+	}
+	s.VMs = []snapshot.VM{vm}
+	s.Derive()
+	return s, Request{To: to, All: true, Mode: ModeAuto, MaxInFlight: 1}
+}
+
+// TestDecisionTableIsComplete enumerates every cell of the per-VM decision and fails on
+// any undecided or contradictory one: no action, a skip of a VM that is neither Ready on
+// the target nor stopped by intent, a release from a live site or an unknown node that
+// no blocker stops, a start of a running VM.
+func TestDecisionTableIsComplete(t *testing.T) {
+	var table strings.Builder
+	cells := 0
+	for _, req := range cellRequests {
+		for _, alive := range []bool{true, false} {
+			if req == "relocate" && !alive || req == "failover" && alive || req == "failback" && !alive {
+				continue
+			}
+			fmt.Fprintf(&table, "\n## %s\n\n| run strategy | instance | on | %s |\n|---|---|---|%s\n", req, strings.Join(cellJournals, " | "), strings.Repeat("---|", len(cellJournals)))
+			for _, rs := range cellStrategies {
+				for _, inst := range cellInstances {
+					places := cellPlaces
+					if inst == "none" || inst == "Pending" {
+						places = []string{"-"}
+					}
+					for _, place := range places {
+						row := []string{string(rs), inst, place}
+						for _, jp := range cellJournals {
+							c := cell{strategy: rs, instance: inst, place: place, journal: jp, request: req, sourceAlive: alive}
+							row = append(row, decideCell(t, c))
+							cells++
+						}
+						fmt.Fprintf(&table, "| %s |\n", strings.Join(row, " | "))
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d cells decided", cells)
+	const path = "../../docs/lifecycle-table.md"
+	got := lifecycleTableHeader + table.String()
+	if *updateTable {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil || string(want) != got {
+		t.Fatalf("docs/lifecycle-table.md is not what the planner decides (go test ./pkg/plan -run TestDecisionTableIsComplete -update-table): %v", err)
+	}
+}
+
+const lifecycleTableHeader = `# The decision table
+
+Generated by ` + "`go test ./pkg/plan -run TestDecisionTableIsComplete -update-table`" + ` from the
+planner itself, and checked by the same test: every cell is the action ` + "`plan`" + ` takes
+for one VM, ` + "`!`" + ` marking a cell that a blocker stops (the move does not start). Journal
+columns are the phase an earlier move towards the same target left (for a failback: the
+move to DR being undone). See docs/lifecycle.md for the rules behind them.
+`
+
+func decideCell(t *testing.T, c cell) string {
+	t.Helper()
+	s, req := cellSnapshot(c)
+	p, err := Build(s, req)
+	if err != nil {
+		t.Fatalf("%+v: %v", c, err)
+	}
+	st := p.Steps[0]
+	vm := &s.VMs[0]
+	inst := vm.Instance
+	running := inst != nil && !inst.Terminating && inst.Phase != "Succeeded" && inst.Phase != "Failed"
+	readyOnTarget := running && vm.CurrentSite == req.To && inst.Ready
+	blocked := p.Blocked(true)
+	j := journal.Read(vm.Annotations)
+	fail := func(why string) { t.Errorf("%+v: %s %s (%s): %s", c, st.Action, st.Reason, blockerCodes(p), why) }
+
+	switch st.Action {
+	case ActionPatch, ActionMigrate, ActionRestart, ActionFailover, ActionStart, ActionWait, ActionSkip:
+	default:
+		fail("no action decided")
+	}
+	if st.Reason == "" {
+		fail("no reason given")
+	}
+	for _, b := range p.Blockers {
+		if b.Message == "" {
+			fail("a blocker without a message")
+		}
+	}
+	// skip only where the VM is Ready on the target or stopped there by intent: nothing
+	// runs, and no unfinished step of a VM that ran is pending.
+	if st.Action == ActionSkip && !readyOnTarget {
+		unfinished := j.MoveID != "" && (j.Unfinished(req.To) || j.Released())
+		if running || unfinished && (c.strategy == kubevirtv1.RunStrategyManual || restartsItself(c.strategy)) {
+			fail("skipped, but neither Ready on the target nor stopped there by intent")
+		}
+	}
+	// No release or restart of an instance that may still run where nothing proves it
+	// stopped, unless a blocker or the failover confirmation stands in the way.
+	if (st.Action == ActionRestart || st.Action == ActionMigrate) && inst != nil && inst.NodeName != "" {
+		n, ok := s.Node(inst.NodeName)
+		if !ok && !blocked {
+			fail("an instance on a deleted node is restarted or migrated without the failover proof")
+		}
+		if ok && n.Site != "" && !s.SiteAlive(n.Site) && !blocked {
+			fail("an instance on a dead site is restarted or migrated without the failover proof")
+		}
+	}
+	if st.Action == ActionFailover && !blocked && (st.From == "" || s.SiteAlive(st.From)) {
+		fail("a failover from a live or unnamed site that no blocker stops")
+	}
+	if st.Action == ActionStart && (running || c.strategy != kubevirtv1.RunStrategyManual) {
+		fail("a start of a VM that runs, or that KubeVirt starts by itself")
+	}
+	out := string(st.Action)
+	if blocked {
+		out += "!"
+	}
+	return out
+}
+
+func blockerCodes(p *Plan) string {
+	var out []string
+	for _, b := range p.Blockers {
+		out = append(out, b.Code)
+	}
+	return strings.Join(out, ",")
+}
