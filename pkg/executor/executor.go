@@ -436,7 +436,7 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 			e.finish(Event{Kind: StepDone, Tier: st.Tier, VM: st.Key(), Action: st.Action, Message: st.Reason})
 			continue
 		}
-		if st.Action.Starts() {
+		if st.Starts() {
 			if e.starts != nil {
 				if err := e.starts.Wait(stop); err != nil {
 					out.report.Pending++
@@ -451,7 +451,7 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 		launched++
 		go func(st *plan.Step) {
 			r := e.runStep(ctx, stop, st)
-			if st.Action.Starts() {
+			if st.Starts() {
 				e.release(st)
 			}
 			results <- r

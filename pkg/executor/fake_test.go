@@ -30,6 +30,7 @@ type fakeVM struct {
 	annotations map[string]string
 	restarts    int
 	migrations  int
+	crashLoops  int
 	readyAt     time.Time
 }
 
@@ -198,17 +199,38 @@ func (f *fakeCluster) startOn(vm *fakeVM, site string) {
 	node := f.nodes[site][f.uid%len(f.nodes[site])]
 	inst := &Instance{UID: fmt.Sprint("uid-", f.uid), NodeName: node, Site: site, Phase: "Scheduled", SelectorSite: site}
 	vm.inst = inst
-	fails := f.bootFails[vm.ns+"/"+vm.name]
+	// A boot failure is the target site's (a missing network, a device): the same VM
+	// boots on the other site.
+	fails := f.bootFails[vm.ns+"/"+vm.name] && site == "DR"
 	f.begin(vm, func() bool {
 		if vm.inst != inst {
 			return false
 		}
 		if fails {
 			inst.Phase = "Failed"
+			f.recreateLater(vm, inst)
 			return false
 		}
 		inst.Phase, inst.Ready = "Running", true
 		return true
+	})
+}
+
+// recreateLater is KubeVirt's reaction to a failed instance of a VM it restarts by
+// itself (Always, RerunOnFailure): after a back-off, a new instance from the template,
+// a few times (CrashLoopBackOff). Callers hold mu.
+func (f *fakeCluster) recreateLater(vm *fakeVM, failed *Instance) {
+	if vm.strategy != kubevirtv1.RunStrategyAlways && vm.strategy != kubevirtv1.RunStrategyRerunOnFailure || vm.crashLoops >= 5 {
+		return
+	}
+	vm.crashLoops++
+	time.AfterFunc(time.Duration(vm.crashLoops)*f.delay, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if vm.inst == failed {
+			f.startOn(vm, vm.home)
+			f.notifyLocked()
+		}
 	})
 }
 

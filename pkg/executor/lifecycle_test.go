@@ -198,3 +198,32 @@ func assertRunsOn(t *testing.T, f *fakeCluster, key, site string) {
 		t.Fatalf("%s: journal phase %q; want done", key, vm.annotations[journal.Phase])
 	}
 }
+
+// N9: the patch-only step of an Always VM whose instance is over did not wait: KubeVirt
+// recreated it from the patched template unthrottled, across the tier barrier, and the
+// move reported it moved before it was anywhere.
+func TestN9AlwaysVMWithAFinishedInstanceIsAThrottledStart(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "a", 1, "Primary", true, false)
+	f.add("ns", "b", 2, "Primary", true, false)
+	f.vms["ns/a"].inst.Phase, f.vms["ns/a"].inst.Ready = "Failed", false
+	f.recreateLater(f.vms["ns/a"], f.vms["ns/a"].inst)
+	p := planFor(t, f, 1)
+	if st := p.Steps[0]; st.Action != plan.ActionPatch || !st.Starts() {
+		t.Fatalf("step %+v: want a patch-only that counts as a start", st)
+	}
+	if len(p.Batches) != 2 {
+		t.Fatalf("batches %+v: the recreated VM must be in one", p.Batches)
+	}
+	rep := run(t, f, config("sf-n9-000001", 1))
+	if rep.Failed() {
+		t.Fatalf("%+v", rep)
+	}
+	assertRunsOn(t, f, "ns/a", "DR")
+	// The barrier: tier 2 started only after tier 1's VM was Ready.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.tierStarts[2]) == 0 || len(f.tierReady[1]) == 0 || f.tierStarts[2][0].Before(f.tierReady[1][0]) {
+		t.Fatalf("tier 2 started at %v, tier 1 Ready at %v", f.tierStarts[2], f.tierReady[1])
+	}
+}

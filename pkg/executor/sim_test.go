@@ -35,7 +35,7 @@ import (
 
 var (
 	simSeed  = flag.Uint64("sim.seed", 0, "replay this one simulator seed")
-	simSeeds = flag.Int("sim.seeds", 2000, "fresh simulator seeds per run")
+	simSeeds = flag.Int("sim.seeds", 10000, "fresh simulator seeds per run")
 )
 
 type simVM struct {
@@ -128,6 +128,10 @@ func drawScenario(seed uint64) simScenario {
 type simResult struct {
 	violations []string
 	trace      []string
+	// actions counts the planned actions and exits counts the commands' exit codes, so
+	// that a run says what it explored.
+	actions map[plan.Action]int
+	exits   map[int]int
 }
 
 func (r *simResult) violate(format string, args ...any) {
@@ -140,7 +144,7 @@ func (r *simResult) log(format string, args ...any) {
 
 // simulate runs one scenario in its own bubble and returns what it saw.
 func simulate(t *testing.T, sc simScenario) (res *simResult) {
-	res = &simResult{}
+	res = &simResult{actions: map[plan.Action]int{}, exits: map[int]int{}}
 	synctest.Test(t, func(t *testing.T) { runScenario(sc, res) })
 	return res
 }
@@ -196,33 +200,73 @@ func runScenario(sc simScenario, res *simResult) {
 		}
 	}
 
-	// The operator: the move, then reruns until it exits 0; if the site came back and the
-	// move cannot finish, a failback, rerun the same way.
-	to := simDR
+	// The operator: the move, then reruns until it exits 0. VMs that a blocker names are
+	// left out of the next run (as an operator would, by name); when the site is back and
+	// the move cannot finish, a failback of what moved, rerun the same way.
+	op := &simOperator{to: simDR, blocked: map[string]bool{}}
 	last := -1
-	for attempt := 0; attempt < 4; attempt++ {
+	for attempt := 0; attempt < 6; attempt++ {
 		c := crash
 		if attempt > 0 {
 			c, stopAt = simFault{}, 0
 		}
-		last = simCommand(f, sc, res, to, attempt, c, stopAt)
+		last = simCommand(f, sc, res, op, attempt, c, stopAt)
+		res.exits[last]++
 		if last == 0 {
 			break
 		}
-		if last == 3 && to == simDR {
-			// Refused because the site is back: fail back instead.
+		f.mu.Lock()
+		back := !f.down[simPrimary]
+		f.mu.Unlock()
+		if back && sc.Failover && op.to == simDR && last != 2 {
 			fb, err := plan.FailbackTarget(f.snapshot(), plan.Request{All: true})
 			if err != nil || fb.To != simPrimary {
 				res.log("failback: nothing to fail back (%v)", err)
-				break
+			} else {
+				res.log("the site is back: fail back %v", fb.VMs)
+				op.to, op.vms = simPrimary, fb.VMs
 			}
-			to = simPrimary
 		}
 		// The cluster goes on between commands.
 		time.Sleep(10 * delay)
 	}
 	time.Sleep(10 * delay)
-	checkEnd(f, res, to, last, meantToRun)
+	checkEnd(f, res, op, last, meantToRun)
+}
+
+// simOperator is what the operator asks for next.
+type simOperator struct {
+	to string
+	// vms selects by name (nil: all); blocked are the VMs a blocker named, left out.
+	vms     []string
+	blocked map[string]bool
+}
+
+func (o *simOperator) request(maxInFlight int) plan.Request {
+	req := plan.Request{To: o.to, Mode: plan.ModeAuto, MaxInFlight: maxInFlight, VMs: o.vms}
+	if len(o.vms) == 0 {
+		req.All = true
+	}
+	return req
+}
+
+// leaveOut drops the VMs the plan's blockers name from the selection; false when a
+// blocker names no VM (nothing the operator can leave out) or nothing would be left.
+func (o *simOperator) leaveOut(p *plan.Plan) bool {
+	for _, b := range p.Blockers {
+		if b.VM == "" {
+			return false
+		}
+		o.blocked[b.VM] = true
+	}
+	var keep []string
+	for _, st := range p.Steps {
+		if !o.blocked[st.Key()] {
+			keep = append(keep, st.Key())
+		}
+	}
+	o.vms = keep
+	return len(keep) > 0
 }
 
 func repeat(n int, e func() error) []error {
@@ -236,10 +280,10 @@ func repeat(n int, e func() error) []error {
 // simCommand runs one operator command and returns its exit code: 0 done, 1 failed,
 // 2 refused by the plan or its guard, 3 refused because a site to fail over from is up,
 // 4 interrupted or crashed.
-func simCommand(f *fakeCluster, sc simScenario, res *simResult, to string, attempt int, crash simFault, stopAt time.Duration) int {
+func simCommand(f *fakeCluster, sc simScenario, res *simResult, op *simOperator, attempt int, crash simFault, stopAt time.Duration) int {
 	s := f.snapshot()
-	req := plan.Request{To: to, All: true, Mode: plan.ModeAuto, MaxInFlight: sc.MaxInFlight}
-	p, err := plan.Build(s, req)
+	to := op.to
+	p, err := plan.Build(s, op.request(sc.MaxInFlight))
 	if err != nil {
 		res.log("run %d to %s: %v", attempt, to, err)
 		return 2
@@ -254,10 +298,14 @@ func simCommand(f *fakeCluster, sc simScenario, res *simResult, to string, attem
 		res.log("run %d sees %s: template %s, instance %s, journal %s->%s %q of %s", attempt, vm.Key(), vm.HomeSite, inst, j.From, j.To, j.Phase, j.MoveID)
 	}
 	for _, st := range p.Steps {
+		res.actions[st.Action]++
 		res.log("run %d to %s: %s %s (%s)", attempt, to, st.Key(), st.Action, st.Reason)
 	}
 	if p.Blocked(false) {
 		res.log("run %d: blocked: %+v", attempt, p.Blockers)
+		if !op.leaveOut(p) {
+			op.vms = []string{"(none)"}
+		}
 		return 2
 	}
 	// move.Guard: a failover only from a site that has no Ready node, confirmed.
@@ -351,7 +399,12 @@ func simCommand(f *fakeCluster, sc simScenario, res *simResult, to string, attem
 // checkEnd holds the end-of-script invariants: after exit 0 every VM that ran or was
 // meant to run is Ready on the target; whatever the exit, a journal that says done is
 // true.
-func checkEnd(f *fakeCluster, res *simResult, to string, exit int, meantToRun map[string]bool) {
+func checkEnd(f *fakeCluster, res *simResult, op *simOperator, exit int, meantToRun map[string]bool) {
+	to := op.to
+	selected := map[string]bool{}
+	for _, k := range op.vms {
+		selected[k] = true
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	keys := make([]string, 0, len(f.vms))
@@ -363,6 +416,10 @@ func checkEnd(f *fakeCluster, res *simResult, to string, exit int, meantToRun ma
 		vm := f.vms[k]
 		ready := func(site string) bool {
 			return vm.inst != nil && !vm.inst.Final() && vm.inst.Ready && vm.inst.Site == site
+		}
+		if op.blocked[k] || len(op.vms) > 0 && !selected[k] {
+			// Left out by the operator, named by a blocker: the report said why.
+			continue
 		}
 		if exit == 0 && meantToRun[k] && !ready(to) {
 			res.violate("the last command exited 0, but %s (%s), which ran or was meant to run, is not Ready on %s: instance %+v", k, vm.strategy, to, vm.inst)
@@ -434,9 +491,16 @@ func TestSimulate(t *testing.T) {
 		seeds = append(seeds, now)
 	}
 	failed := 0
+	actions, exits := map[plan.Action]int{}, map[int]int{}
 	for _, seed := range seeds {
 		sc := drawScenario(seed)
 		res := simulate(t, sc)
+		for a, n := range res.actions {
+			actions[a] += n
+		}
+		for e, n := range res.exits {
+			exits[e] += n
+		}
 		if *simSeed != 0 {
 			t.Logf("scenario:\n%s\ntrace:\n  %s", sc, strings.Join(res.trace, "\n  "))
 		}
@@ -458,5 +522,5 @@ func TestSimulate(t *testing.T) {
 			t.Fatalf("stopping after %d failing seeds", failed)
 		}
 	}
-	t.Logf("%d seeds, %d failed", len(seeds), failed)
+	t.Logf("%d seeds, %d failed; planned actions %v; command exits %v", len(seeds), failed, actions, exits)
 }

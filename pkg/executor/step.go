@@ -214,6 +214,10 @@ func (e *Executor) startReleased(ctx, stop context.Context, st *plan.Step) error
 	if err != nil {
 		return fmt.Errorf("patch nodeSelector: %w", err)
 	}
+	// KubeVirt refuses to start a VM whose instance is still terminating.
+	if err := e.waitFor(stop, st, func(i *Instance) (bool, error) { return i == nil || i.Final(), nil }); err != nil {
+		return err
+	}
 	if err := e.start(ctx, st, st.ReleasedFrom); err != nil {
 		return err
 	}
@@ -274,17 +278,20 @@ func (e *Executor) waitPatchOnly(stop context.Context, st *plan.Step) error {
 	if !e.patchOnlyWaits(st) {
 		return nil
 	}
-	return e.waitReadyOnTarget(stop, st, "")
+	// A new instance: the one the plan saw is over or going.
+	return e.waitReadyOnTarget(stop, st, st.VMIUID)
 }
 
+// patchOnlyWaits: the plan decided that KubeVirt recreates the VM from the patched
+// template (Always, RerunOnFailure, with an instance over or going), unless it is
+// already Ready on the target. A Halted, Manual or Once VM will not come back by
+// itself: there is no readiness to wait for.
 func (e *Executor) patchOnlyWaits(st *plan.Step) bool {
-	inst := e.cluster.Instance(st.Namespace, st.Name)
-	if inst == nil || inst.Final() || (inst.Site == st.To && inst.Ready) {
+	if !st.Recreated {
 		return false
 	}
-	// A Halted, Manual or Once VM whose instance is finishing will not come back by
-	// itself: there is no readiness to wait for.
-	return st.RunStrategy == "Always" || st.RunStrategy == "RerunOnFailure"
+	inst := e.cluster.Instance(st.Namespace, st.Name)
+	return inst == nil || !(inst.Site == st.To && inst.Ready && !inst.Final())
 }
 
 func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {

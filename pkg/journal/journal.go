@@ -77,6 +77,9 @@ func (e Entry) Known() bool {
 	return false
 }
 
+// Open reports whether a step began and did not end, towards whatever site.
+func (e Entry) Open() bool { return e.Unfinished(e.To) && e.To != "" }
+
 // Unfinished reports whether a step towards to began and did not end: the VM may be
 // restarting, booting, migrating or released and not yet started.
 func (e Entry) Unfinished(to string) bool {

@@ -143,13 +143,22 @@ type Step struct {
 	// start: starting it anywhere else is guarded like a release.
 	ReleasedFrom string `json:"releasedFrom,omitempty"`
 	// Attempts counts the failed tries the journal records for this VM.
-	Attempts    int   `json:"attempts,omitempty"`
+	Attempts int `json:"attempts,omitempty"`
+	// Recreated: a patch-only step of a VM whose instance is over or going, which
+	// KubeVirt recreates by itself (Always, RerunOnFailure) from the patched template:
+	// that is a start on the target, so it is throttled, holds the tier barrier and is
+	// waited for.
+	Recreated   bool  `json:"recreated,omitempty"`
 	CPUMilli    int64 `json:"requestCPUMillis"`
 	MemoryBytes int64 `json:"requestMemoryBytes"`
 }
 
 // Key returns namespace/name.
 func (s *Step) Key() string { return s.Namespace + "/" + s.Name }
+
+// Starts reports whether the step starts the VM on the target: its action does, or
+// KubeVirt recreates it from the patched template.
+func (s *Step) Starts() bool { return s.Action.Starts() || s.Recreated }
 
 // Batch is a group of starts the throttle releases together.
 type Batch struct {
@@ -452,7 +461,7 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	// A Manual VM that a step began on while it ran (a release, a restart, a migration)
 	// and that no longer runs: only a start brings it back, wherever it goes now. KubeVirt
 	// starts no Manual VM by itself, so "skip" here would leave it down.
-	releasedManual := !running && vm.RunStrategy == kubevirtv1.RunStrategyManual && j.MoveID != "" && (j.Released() || j.Unfinished(req.To))
+	releasedManual := !running && vm.RunStrategy == kubevirtv1.RunStrategyManual && j.MoveID != "" && j.Open()
 
 	switch {
 	case nodeGone:
@@ -486,7 +495,12 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	case !running:
 		st.Action, st.Reason = ActionPatch, "not running: the new site applies at its next start"
 		if inst != nil {
-			st.Reason = "instance is finishing: KubeVirt recreates it from the patched template"
+			st.Reason = "instance is finishing: the new site applies at its next start"
+		}
+		if restartsItself(vm.RunStrategy) && (inst != nil || vm.RunStrategy == kubevirtv1.RunStrategyAlways) {
+			// KubeVirt starts it again by itself, now from the patched template.
+			st.Recreated = true
+			st.Reason = fmt.Sprintf("runStrategy %s and its instance is over or going: KubeVirt recreates it from the patched template; wait until it is Ready on %s", vm.RunStrategy, req.To)
 		}
 	case vm.CurrentSite == req.To:
 		st.Action, st.Reason = ActionPatch, "already runs on "+req.To+": only the template follows"
@@ -703,7 +717,7 @@ func capacity(s *snapshot.Snapshot, site string, steps []Step) Capacity {
 		}
 	}
 	for _, st := range steps {
-		if st.Action.Starts() {
+		if st.Starts() {
 			c.NeedCPUMilli += st.CPUMilli
 			c.NeedMemoryBytes += st.MemoryBytes
 		}
@@ -725,7 +739,7 @@ func estimate(steps []Step, req Request, migrationsPerCluster int) []TierEstimat
 	}
 	var out []TierEstimate
 	for _, st := range steps {
-		if !st.Action.Starts() {
+		if !st.Starts() {
 			continue
 		}
 		if len(out) == 0 || out[len(out)-1].Tier != st.Tier {
@@ -764,7 +778,7 @@ func batches(steps []Step, maxInFlight int) []Batch {
 	out := []Batch{}
 	var cur *Batch
 	for _, st := range steps {
-		if !st.Action.Starts() {
+		if !st.Starts() {
 			continue
 		}
 		if cur == nil || cur.Tier != st.Tier || len(cur.VMs) == maxInFlight {
