@@ -589,7 +589,12 @@ func (e *Executor) retry(ctx context.Context, fn func() error) error {
 		return fn()
 	}
 	for {
-		err := retry.OnError(e.cfg.Backoff, func(err error) bool { return ctx.Err() == nil && (retriable(err) || unreachable(err)) }, try)
+		err := retry.OnError(e.cfg.Backoff, func(err error) bool {
+			return ctx.Err() == nil && (retriable(err) || unreachable(err) || timedOut(err))
+		}, try)
+		if timedOut(err) && ctx.Err() == nil {
+			return fmt.Errorf("%w: no answer in time, %d tries (raise --request-timeout, or look for a slow admission webhook)", err, e.cfg.Backoff.Steps)
+		}
 		if err == nil || !unreachable(err) {
 			return err
 		}
@@ -601,14 +606,19 @@ func (e *Executor) retry(ctx context.Context, fn func() error) error {
 	}
 }
 
-// unreachable reports an error from below HTTP: the request never got an answer.
+// unreachable reports that the API server could not be reached at all: a refused or
+// reset connection. Those are waited out while the lock holds (a control-plane restart).
 func unreachable(err error) bool {
 	if err == nil {
 		return false
 	}
-	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err) {
-		return true
-	}
+	return utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
+}
+
+// timedOut reports a request that got no answer in time (--request-timeout, a slow
+// webhook): worth the backoff's tries, but not waiting for as long as the lock holds,
+// since the lock's renewals going through show the server is there.
+func timedOut(err error) bool {
 	var nerr net.Error
-	return errors.As(err, &nerr) && nerr.Timeout()
+	return err != nil && errors.As(err, &nerr) && nerr.Timeout()
 }

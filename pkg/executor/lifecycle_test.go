@@ -2,11 +2,14 @@ package executor
 
 import (
 	"context"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
@@ -227,3 +230,86 @@ func TestN9AlwaysVMWithAFinishedInstanceIsAThrottledStart(t *testing.T) {
 		t.Fatalf("tier 2 started at %v, tier 1 Ready at %v", f.tierStarts[2], f.tierReady[1])
 	}
 }
+
+// N15: a restart whose first try took effect although its answer was a 5xx must not be
+// sent again to the new instance: every try re-checks the instance first.
+func TestN15RestartRetriesRecheckTheInstance(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, false)
+	f.failures["restart"] = []error{serverError()}
+	calls := 0
+	f.onWrite = func(call string) {
+		if call == "restart" {
+			calls++
+			if calls == 1 {
+				// The first request landed; its answer was lost in a 500.
+				vm := f.vms["ns/vm"]
+				vm.restarts++
+				f.startOn(vm, vm.home)
+			}
+		}
+	}
+	rep := run(t, f, config("sf-n15-000001", 1))
+	if rep.Failed() {
+		t.Fatalf("%+v", rep)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := f.vms["ns/vm"].restarts; n != 1 {
+		t.Fatalf("%d restarts; the retry restarted the new instance again", n)
+	}
+}
+
+// N16: "already on the target" is checked right before the migration's create, not only
+// before the wait for LiveUpdate, during which another migration may have landed it.
+func TestN16NoMigrationOfAVMThatReachedTheTargetDuringTheLiveUpdateWait(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	f.onWrite = func(call string) {
+		if call == "patch" {
+			time.AfterFunc(delay/8, func() {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				inst := f.vms["ns/vm"].inst
+				inst.Site, inst.NodeName = "DR", "d1"
+				f.notifyLocked()
+			})
+		}
+	}
+	rep := run(t, f, config("sf-n16-000001", 1))
+	if rep.Failed() {
+		t.Fatalf("%+v", rep)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := f.vms["ns/vm"].migrations; n != 0 {
+		t.Fatalf("%d migration(s) of a VM already on the target", n)
+	}
+}
+
+// N18: with --request-timeout, a write whose every try times out on the client is a
+// failure after the backoff, not an unreachable API server waited out for as long as the
+// lock holds (forever, while renewals go through).
+func TestN18ClientTimeoutsFailTheStepInsteadOfHanging(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	f.failures["patch"] = repeat(1<<20, func() error { return &url.Error{Op: "Patch", URL: "https://api/x", Err: timeoutError{}} })
+	cfg := config("sf-n18-000001", 1)
+	cfg.Backoff = wait.Backoff{Steps: 3, Duration: time.Millisecond, Factor: 1}
+	cfg.UnreachableRetry = time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	rep, err := New(f, cfg, nil).Run(ctx, ctx, planFor(t, f, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Interrupted || len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0].Error, "--request-timeout") {
+		t.Fatalf("want the step failed on its timeouts, not waited out: %+v", rep)
+	}
+}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }

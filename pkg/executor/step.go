@@ -322,6 +322,11 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 			}
 			return fmt.Errorf("LiveUpdate did not carry the new nodeSelector into the instance (is the KubeVirt CR's vmRolloutStrategy Stage, or RestartRequired set? move it with --mode restart): %w", err)
 		}
+		// Checked again right before the create: another migration may have landed it
+		// on the target while LiveUpdate was awaited.
+		if i := e.cluster.Instance(st.Namespace, st.Name); i != nil && i.Site == st.To {
+			return e.waitReadyOnTarget(stop, st, "")
+		}
 		// No journal write of its own: the migration carries the move's id and target in
 		// its labels, and a rerun follows it by them (ownMigration).
 		vmi := st.Name
@@ -369,6 +374,11 @@ func (e *Executor) restart(ctx, stop context.Context, st *plan.Step) error {
 	// away: a rerun after a crash must not restart the VM a second time.
 	if inst != nil && inst.UID == st.VMIUID && !inst.Terminating && !inst.Final() {
 		err := e.retry(ctx, func() error {
+			// Each try looks again: an earlier one may have taken although its answer
+			// was lost, and the new instance must not be restarted a second time.
+			if i := e.cluster.Instance(st.Namespace, st.Name); i == nil || i.UID != st.VMIUID || i.Terminating || i.Final() {
+				return nil
+			}
 			err := e.cluster.Restart(ctx, st.Namespace, st.Name)
 			if apierrors.IsConflict(err) {
 				// A restart already pending is KubeVirt's 409; if the instance is now
