@@ -310,6 +310,8 @@ func TestN18ClientTimeoutsFailTheStepInsteadOfHanging(t *testing.T) {
 
 type timeoutError struct{}
 
-func (timeoutError) Error() string   { return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)" }
+func (timeoutError) Error() string {
+	return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+}
 func (timeoutError) Timeout() bool   { return true }
 func (timeoutError) Temporary() bool { return true }
