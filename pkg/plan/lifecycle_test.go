@@ -225,3 +225,40 @@ func blockerCodes(p *Plan) string {
 	}
 	return strings.Join(out, ",")
 }
+
+// N10: a failback ignored a sitefail migration still heading to the other site: it
+// called the VM "already there", and the migration landed it on DR after the failback
+// ended, with a template that selects Primary.
+func TestN10FailbackIsBlockedByAMigrationToTheOtherSite(t *testing.T) {
+	c := cell{strategy: kubevirtv1.RunStrategyAlways, instance: "Migrating", place: "target", journal: "patched", request: "failback", sourceAlive: true}
+	s, req := cellSnapshot(c)
+	s.ActiveMigrationTo = map[string]string{"ns/vm": "DR"}
+	p, err := Build(s, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Blocked(true) || blockerCodes(p) != "MigrationToOtherSite" {
+		t.Fatalf("failback with a migration to DR in flight: %s %s, blockers %q", p.Steps[0].Action, p.Steps[0].Reason, blockerCodes(p))
+	}
+	// Towards this move's own target it is followed, not blocked.
+	s.ActiveMigrationTo["ns/vm"] = "Primary"
+	if p, _ = Build(s, req); p.Blocked(true) {
+		t.Fatalf("a migration towards the target itself is followed: %+v", p.Blockers)
+	}
+}
+
+// N6: a restart of an instance that never started (Pending) was interrupted before it
+// took: the rerun waited for that same instance to be Ready on the target, which it
+// never is (it selects the old site), at every rerun.
+func TestN6InterruptedRestartOfAPendingInstanceIsRestartedAgain(t *testing.T) {
+	c := cell{strategy: kubevirtv1.RunStrategyAlways, instance: "Pending", place: "-", journal: "restarting", request: "relocate", sourceAlive: true}
+	s, req := cellSnapshot(c)
+	s.VMs[0].Instance.UID = "old" // the instance the journal's restart acted on
+	p, err := Build(s, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Steps[0]; st.Action != ActionRestart || st.VMIUID != "old" {
+		t.Fatalf("rerun plans %s (%s) for the instance the restart did not replace; want restart", st.Action, st.Reason)
+	}
+}

@@ -483,6 +483,10 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		if j.Error != "" {
 			st.Reason += " (last try failed: " + j.Error + ")"
 		}
+	case homed && running && vm.CurrentSite != req.To && j.Phase == journal.PhaseRestarting && j.Unfinished(req.To) && string(inst.UID) == j.VMI:
+		// The restart did not take: the instance it acted on is still there, and it
+		// selects the old site. Waiting for it would wait for ever.
+		st.Action, st.Reason = ActionRestart, fmt.Sprintf("journal: move %s restarted it, but the instance it restarted is still there (%s): restart it again", j.MoveID, inst.Phase)
 	case homed && !readyOnTarget && j.Unfinished(req.To) && (running || restartsItself(vm.RunStrategy)):
 		st.Action, st.Reason = ActionWait, fmt.Sprintf("journal: move %s left it %s: wait until it is Ready on %s", j.MoveID, j.Phase, req.To)
 	case homed && running && !readyOnTarget:
@@ -646,6 +650,12 @@ func vmBlockers(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, ta
 	if st.Action == ActionMigrate && inst != nil && !inst.LiveMigratable && !inst.Migrating {
 		out = append(out, Issue{Code: "NotMigratable", VM: vm.Key(),
 			Message: fmt.Sprintf("not live-migratable (%s): use --mode auto or --mode restart", inst.NotMigratable)})
+	}
+	if to := s.ActiveMigrationTo[vm.Key()]; inst != nil && inst.Migrating && strings.HasPrefix(s.ActiveMigrations[vm.Key()], MigrationPrefix) && to != "" && to != req.To {
+		// A move towards another site is still migrating it (a failback right after an
+		// interrupted relocation): followed, it would land there after this move ended.
+		out = append(out, Issue{Code: "MigrationToOtherSite", VM: vm.Key(),
+			Message: fmt.Sprintf("sitefail migration %s is still taking it to %s: wait for it to finish (kubectl get vmim -n %s %s) or delete it to cancel it, then run this move again", s.ActiveMigrations[vm.Key()], to, vm.Namespace, s.ActiveMigrations[vm.Key()])})
 	}
 	if inst != nil && inst.Migrating && !strings.HasPrefix(s.ActiveMigrations[vm.Key()], MigrationPrefix) && s.ActiveMigrations[vm.Key()] != "" {
 		out = append(out, Issue{Code: "MigrationInProgress", VM: vm.Key(),

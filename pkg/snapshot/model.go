@@ -134,6 +134,9 @@ type Snapshot struct {
 	LauncherPods map[types.UID][]string
 	// ActiveMigrations counts migrations not yet in a final phase, by namespace/VMI name.
 	ActiveMigrations map[string]string
+	// ActiveMigrationTo is the target site a sitefail migration among them carries in its
+	// labels, by namespace/VMI name (nil where the snapshot was composed from caches).
+	ActiveMigrationTo map[string]string
 	// MigrationsPerCluster is the KubeVirt CR's parallelMigrationsPerCluster (KubeVirt's
 	// default, 5, when unset or unreadable): more migrations wait in Pending.
 	MigrationsPerCluster int

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/pager"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 )
@@ -56,6 +57,7 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 		instances = map[string]*VMI{}
 		launchers = map[types.UID][]string{}
 		active    = map[string]string{}
+		activeTo  = map[string]string{}
 		errs      [5]error
 		wg        sync.WaitGroup
 		rc        rest.Interface
@@ -115,6 +117,9 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 			kubevirt.ToMigration, func(m *kubevirtv1.VirtualMachineInstanceMigration) error {
 				if vmi, ok := ActiveMigration(m); ok {
 					active[vmi] = m.Name
+					if to := m.Labels[journal.To]; to != "" {
+						activeTo[vmi] = to
+					}
 				}
 				return nil
 			})
@@ -128,6 +133,7 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 		}
 	}
 	s := Compose(src.Keys, nodes, vms, instances, launchers, active)
+	s.ActiveMigrationTo = activeTo
 	readKubeVirtConfig(ctx, src.Dynamic, s)
 	readStorage(ctx, src, s)
 	readInstancetypes(ctx, src, s)
