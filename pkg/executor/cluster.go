@@ -37,8 +37,10 @@ type MigrationState struct {
 type Cluster interface {
 	// PatchSite sets the VM template's site key to step.To and writes the journal, in one request.
 	PatchSite(ctx context.Context, step plan.Step, journal map[string]string) error
-	// Annotate writes journal annotations.
-	Annotate(ctx context.Context, namespace, name string, journal map[string]string) error
+	// Annotate writes journal annotations on the step's VM. Like PatchSite, it is
+	// preconditioned on the VM's UID when the step has one: a VM deleted and recreated
+	// under the same name mid-move is another VM, and its writes fail as NotFound.
+	Annotate(ctx context.Context, step plan.Step, journal map[string]string) error
 	Restart(ctx context.Context, namespace, name string) error
 	Start(ctx context.Context, namespace, name string) error
 	// Migrate creates the named migration for the VMI; an existing one is not an error.

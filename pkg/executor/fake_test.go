@@ -22,6 +22,7 @@ var errCrashed = fmt.Errorf("process crashed")
 
 type fakeVM struct {
 	ns, name    string
+	uid         string
 	tier        int
 	home        string
 	strategy    kubevirtv1.VirtualMachineRunStrategy
@@ -109,7 +110,7 @@ func newFake(delay time.Duration) *fakeCluster {
 func (f *fakeCluster) add(ns, name string, tier int, home string, running, migratable bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	vm := &fakeVM{ns: ns, name: name, tier: tier, home: home, strategy: kubevirtv1.RunStrategyAlways, migratable: migratable, annotations: map[string]string{}}
+	vm := &fakeVM{ns: ns, name: name, uid: "vm-" + ns + "-" + name, tier: tier, home: home, strategy: kubevirtv1.RunStrategyAlways, migratable: migratable, annotations: map[string]string{}}
 	if running {
 		f.uid++
 		vm.inst = &Instance{UID: fmt.Sprint("uid-", f.uid), NodeName: f.nodes[home][0], Site: home, Phase: "Running", Ready: true, SelectorSite: home}
@@ -164,6 +165,9 @@ func (f *fakeCluster) write(call string, apply func()) error {
 }
 
 func (f *fakeCluster) PatchSite(_ context.Context, st plan.Step, j map[string]string) error {
+	if err := f.sameVM(st); err != nil {
+		return err
+	}
 	return f.write("patch", func() {
 		vm := f.vms[st.Key()]
 		vm.home = st.To
@@ -185,12 +189,27 @@ func (f *fakeCluster) PatchSite(_ context.Context, st plan.Step, j map[string]st
 	})
 }
 
-func (f *fakeCluster) Annotate(_ context.Context, ns, name string, j map[string]string) error {
+func (f *fakeCluster) Annotate(_ context.Context, st plan.Step, j map[string]string) error {
+	if err := f.sameVM(st); err != nil {
+		return err
+	}
 	return f.write("annotate", func() {
 		for k, v := range j {
-			f.vms[ns+"/"+name].annotations[k] = v
+			f.vms[st.Key()].annotations[k] = v
 		}
 	})
+}
+
+// sameVM is the API server's UID precondition on a merge patch: a VM deleted and
+// recreated under the same name is another VM.
+func (f *fakeCluster) sameVM(st plan.Step) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	vm := f.vms[st.Key()]
+	if vm == nil || st.UID != "" && vm.uid != st.UID {
+		return apierrors.NewNotFound(schema.GroupResource{Group: "kubevirt.io", Resource: "virtualmachines"}, st.Name)
+	}
+	return nil
 }
 
 // startOn schedules a new instance of vm on site; callers hold mu.
@@ -465,7 +484,7 @@ func (f *fakeCluster) snapshot() *snapshot.Snapshot {
 	sort.Strings(keys)
 	for _, k := range keys {
 		vm := f.vms[k]
-		v := snapshot.VM{Namespace: vm.ns, Name: vm.name, Tier: vm.tier, HomeSite: vm.home, RunStrategy: vm.strategy, Annotations: vm.annotations,
+		v := snapshot.VM{Namespace: vm.ns, Name: vm.name, UID: types.UID(vm.uid), Tier: vm.tier, HomeSite: vm.home, RunStrategy: vm.strategy, Annotations: vm.annotations,
 			NodeSelector: map[string]string{selector.DefaultSiteKey: vm.home}, HasSelector: true, CPUMilli: 100, MemoryBytes: 1 << 30}
 		if vm.inst != nil {
 			v.Instance = &snapshot.VMI{UID: types.UID(vm.inst.UID), Phase: vm.inst.Phase, NodeName: vm.inst.NodeName, Ready: vm.inst.Ready,

@@ -315,3 +315,27 @@ func (timeoutError) Error() string {
 }
 func (timeoutError) Timeout() bool   { return true }
 func (timeoutError) Temporary() bool { return true }
+
+// N20: a VM deleted and recreated under the same name mid-move is another VM: the site
+// patch and the journal carry the planned VM's UID, so the newcomer is neither moved nor
+// given the old one's journal; the step reports it gone.
+func TestN20VMRecreatedUnderTheSameNameIsNotPatched(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", false, false)
+	p := planFor(t, f, 1)
+	f.mu.Lock()
+	f.vms["ns/vm"].uid = "recreated"
+	f.mu.Unlock()
+	rep, err := New(f, config("sf-n20-000001", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm := f.vms["ns/vm"]; vm.home != "Primary" || len(vm.annotations) != 0 {
+		t.Fatalf("the recreated VM was written: home %s, annotations %v", vm.home, vm.annotations)
+	}
+	if rep.Failed() || rep.Tiers[0].Skipped != 1 {
+		t.Fatalf("want the step skipped as deleted during the move: %+v", rep)
+	}
+}

@@ -58,7 +58,7 @@ func (e *Executor) failure(st *plan.Step, err error) map[string]string {
 
 func (e *Executor) mark(ctx context.Context, st *plan.Step, phase string) error {
 	e.phase(st, phase, "")
-	return e.retry(ctx, func() error { return e.cluster.Annotate(ctx, st.Namespace, st.Name, e.journal(st, phase)) })
+	return e.retry(ctx, func() error { return e.cluster.Annotate(ctx, *st, e.journal(st, phase)) })
 }
 
 // runStep carries out one VM's action. Writes run under ctx so an operator's stop lets
@@ -84,7 +84,7 @@ func (e *Executor) runStep(ctx, stop context.Context, st *plan.Step) result {
 		// The failure goes beside the phase, never over it: the phase was written ahead
 		// of its effect, and "released, not started" must survive a failed start.
 		_ = e.retry(ctx, func() error {
-			return e.cluster.Annotate(ctx, st.Namespace, st.Name, e.failure(st, err))
+			return e.cluster.Annotate(ctx, *st, e.failure(st, err))
 		})
 		e.cluster.Record(st.Namespace, st.Name, "SitefailMoveFailed", fmt.Sprintf("move to %s failed: %v", st.To, err))
 		e.finish(Event{Kind: StepFailed, Tier: st.Tier, VM: st.Key(), Action: st.Action, Message: err.Error()})

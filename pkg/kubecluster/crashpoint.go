@@ -62,8 +62,8 @@ func (c *crashing) PatchSite(ctx context.Context, st plan.Step, j map[string]str
 	return c.do("patch", func() error { return c.Cluster.PatchSite(ctx, st, j) })
 }
 
-func (c *crashing) Annotate(ctx context.Context, ns, name string, j map[string]string) error {
-	return c.do("annotate", func() error { return c.Cluster.Annotate(ctx, ns, name, j) })
+func (c *crashing) Annotate(ctx context.Context, st plan.Step, j map[string]string) error {
+	return c.do("annotate", func() error { return c.Cluster.Annotate(ctx, st, j) })
 }
 
 func (c *crashing) Restart(ctx context.Context, ns, name string) error {

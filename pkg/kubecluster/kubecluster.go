@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
@@ -151,21 +153,30 @@ func (c *Cluster) Changed() <-chan struct{} {
 
 // PatchSite implements executor.Cluster.
 func (c *Cluster) PatchSite(ctx context.Context, st plan.Step, journal map[string]string) error {
-	patch, err := selector.SitePatch(c.siteKey, st.To, journal)
+	patch, err := selector.SitePatch(c.siteKey, st.To, st.UID, journal)
 	if err != nil {
 		return err
 	}
-	_, err = c.dyn.Resource(kubevirt.VMs).Namespace(st.Namespace).Patch(ctx, st.Name, types.MergePatchType, patch, metav1.PatchOptions{DryRun: c.dryRun})
-	return err
+	return c.patchVM(ctx, st, patch)
 }
 
 // Annotate implements executor.Cluster.
-func (c *Cluster) Annotate(ctx context.Context, ns, name string, journal map[string]string) error {
-	patch, err := selector.AnnotationPatch(journal)
+func (c *Cluster) Annotate(ctx context.Context, st plan.Step, journal map[string]string) error {
+	patch, err := selector.AnnotationPatch(st.UID, journal)
 	if err != nil {
 		return err
 	}
-	_, err = c.dyn.Resource(kubevirt.VMs).Namespace(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{DryRun: c.dryRun})
+	return c.patchVM(ctx, st, patch)
+}
+
+// patchVM sends a merge patch that carries the VM's UID. When the name now belongs to
+// another VM, the patch would change that VM's UID, which the API server refuses (422,
+// "metadata.uid: ... field is immutable"): the VM the plan saw is gone.
+func (c *Cluster) patchVM(ctx context.Context, st plan.Step, patch []byte) error {
+	_, err := c.dyn.Resource(kubevirt.VMs).Namespace(st.Namespace).Patch(ctx, st.Name, types.MergePatchType, patch, metav1.PatchOptions{DryRun: c.dryRun})
+	if st.UID != "" && (apierrors.IsInvalid(err) || apierrors.IsConflict(err)) && strings.Contains(err.Error(), "uid") {
+		return apierrors.NewNotFound(schema.GroupResource{Group: kubevirt.VMs.Group, Resource: kubevirt.VMs.Resource}, st.Name)
+	}
 	return err
 }
 

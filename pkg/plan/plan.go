@@ -127,6 +127,8 @@ type Step struct {
 	Action      Action `json:"action"`
 	Reason      string `json:"reason"`
 	RunStrategy string `json:"runStrategy"`
+	// UID is the VM's: every write to it is preconditioned on it.
+	UID string `json:"uid,omitempty"`
 	// VMIUID is the instance the action applies to; resume uses it to avoid acting twice.
 	VMIUID string `json:"vmiUID,omitempty"`
 	// Journal is the VM's journal when an earlier move towards To did not finish: its
@@ -429,7 +431,7 @@ func fromSuffix(req Request) string {
 }
 
 func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
-	st := Step{Namespace: vm.Namespace, Name: vm.Name, Tier: vm.Tier, To: req.To,
+	st := Step{Namespace: vm.Namespace, Name: vm.Name, UID: string(vm.UID), Tier: vm.Tier, To: req.To,
 		From: vm.HomeSite, RunStrategy: string(vm.RunStrategy), CPUMilli: vm.CPUMilli, MemoryBytes: vm.MemoryBytes}
 	inst := vm.Instance
 	if inst != nil {

@@ -37,7 +37,7 @@ func FuzzSitePatch(f *testing.F) {
 		if key == "" {
 			return
 		}
-		data, err := SitePatch(key, site, map[string]string{"sitefail.io/move-id": moveID})
+		data, err := SitePatch(key, site, "", map[string]string{"sitefail.io/move-id": moveID})
 		if site == "" {
 			if err == nil {
 				t.Fatal("an empty site was accepted")

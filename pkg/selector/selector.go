@@ -76,19 +76,29 @@ func (r TierRange) String() string {
 // nodeSelector and the given annotations in one request. A merge patch touches only the
 // keys it names: other nodeSelector keys, affinity and tolerations stay as they are, and
 // sending it twice changes nothing, which is what a resumed move needs.
-func SitePatch(siteKey, to string, annotations map[string]string) ([]byte, error) {
+// uid, when set, makes the patch a precondition on the object's UID.
+func SitePatch(siteKey, to, uid string, annotations map[string]string) ([]byte, error) {
 	if to == "" {
 		return nil, fmt.Errorf("target site is empty")
 	}
 	return json.Marshal(map[string]any{
-		"metadata": map[string]any{"annotations": annotations},
+		"metadata": metadata(uid, annotations),
 		"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
 			"nodeSelector": map[string]string{siteKey: to},
 		}}},
 	})
 }
 
-// AnnotationPatch returns a JSON merge patch that sets annotations.
-func AnnotationPatch(annotations map[string]string) ([]byte, error) {
-	return json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
+// AnnotationPatch returns a JSON merge patch that sets annotations, preconditioned on
+// the object's UID when uid is set.
+func AnnotationPatch(uid string, annotations map[string]string) ([]byte, error) {
+	return json.Marshal(map[string]any{"metadata": metadata(uid, annotations)})
+}
+
+func metadata(uid string, annotations map[string]string) map[string]any {
+	m := map[string]any{"annotations": annotations}
+	if uid != "" {
+		m["uid"] = uid
+	}
+	return m
 }

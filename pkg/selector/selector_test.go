@@ -34,7 +34,7 @@ func TestParseTier(t *testing.T) {
 // The patch names only the site key: a JSON merge patch leaves every other
 // nodeSelector key, affinity and tolerations as they are.
 func TestSitePatchTouchesOnlyTheSiteKey(t *testing.T) {
-	data, err := SitePatch("topology.kubernetes.io/site", "DR", map[string]string{"sitefail.io/move-phase": "patched"})
+	data, err := SitePatch("topology.kubernetes.io/site", "DR", "", map[string]string{"sitefail.io/move-phase": "patched"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestSitePatchTouchesOnlyTheSiteKey(t *testing.T) {
 	if len(sel) != 1 || sel["topology.kubernetes.io/site"] != "DR" {
 		t.Fatalf("nodeSelector patch %v", sel)
 	}
-	if _, err := SitePatch("k", "", nil); err == nil {
+	if _, err := SitePatch("k", "", "", nil); err == nil {
 		t.Fatal("empty target accepted")
 	}
 }
