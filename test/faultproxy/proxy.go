@@ -30,11 +30,14 @@ type Config struct {
 	WatchResetAfter time.Duration
 	Seed            int64
 	Cert            tls.Certificate
+	// Refuse answers every request of a kind ("PUT virtualmachines/start") with that HTTP
+	// code: virt-api refusing a start for longer than any backoff, say.
+	Refuse map[string]int
 }
 
 // Counts says what the proxy did.
 type Counts struct {
-	Requests, Watches, TooMany, Internal, Unavailable, Conflicts, WatchResets int
+	Requests, Watches, TooMany, Internal, Unavailable, Conflicts, WatchResets, Refused int
 	// ByKind counts requests by verb and resource, "PATCH virtualmachines" say (a LIST
 	// is a GET of a collection, a WATCH a GET with watch=true).
 	ByKind map[string]int
@@ -173,6 +176,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.count(func(c *Counts) { c.Watches++ })
 	}
 	write := r.Method != http.MethodGet
+	if code, ok := p.cfg.Refuse[kind(r, watch)]; ok {
+		p.count(func(c *Counts) { c.Refused++ })
+		status(w, code, http.StatusText(code), "fault proxy: refused")
+		return
+	}
 	switch {
 	case watch && x < p.cfg.WatchRate:
 		// Let the watch start, then cut it.
