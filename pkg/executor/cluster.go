@@ -55,8 +55,8 @@ type Cluster interface {
 	// CheckRelease says why an instance of the confirmed-down site, on node (empty when
 	// unknown), must not be released now: a node of the site is Ready again, the node is
 	// not a NotReady node of that site, or the site is unnamed (unlabeled nodes). It
-	// reads a live node watch, not the snapshot the plan was made from.
-	CheckRelease(site, node string) error
+	// reads the API server at that instant, not the snapshot the plan was made from.
+	CheckRelease(ctx context.Context, site, node string) error
 	// Instance returns the VM's current instance from the watch cache; nil when none.
 	Instance(namespace, name string) *Instance
 	// Migration returns a migration's state from the watch cache.

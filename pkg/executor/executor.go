@@ -506,7 +506,7 @@ func (e *Executor) fenceOutOfService(ctx context.Context, p *plan.Plan) error {
 			continue
 		}
 		sites[st.From] = true
-		if err := e.checkRelease(st, st.Node); err != nil {
+		if err := e.checkRelease(ctx, st, st.Node); err != nil {
 			return err
 		}
 		// The journal says "releasing" ahead of the taint, which releases this VM whatever

@@ -386,7 +386,7 @@ func (f *fakeCluster) FenceNodes(_ context.Context, site string, nodes []string)
 	})
 }
 
-func (f *fakeCluster) CheckRelease(site, node string) error {
+func (f *fakeCluster) CheckRelease(_ context.Context, site, node string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.checkReleaseLocked(site, node)

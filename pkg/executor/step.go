@@ -110,7 +110,7 @@ func (e *Executor) doStep(ctx, stop context.Context, st *plan.Step) error {
 		return e.finishStep(ctx, st)
 	case plan.ActionFailover:
 		// Checked before the first write too: a site that is back keeps its templates.
-		if err := e.checkRelease(st, st.Node); err != nil {
+		if err := e.checkRelease(ctx, st, st.Node); err != nil {
 			return err
 		}
 	}
@@ -186,13 +186,15 @@ func (e *Executor) replacedInstance(st *plan.Step) string {
 // checkRelease is the split-brain guard at the instant of a release: if the confirmed
 // site shows a Ready node again, or the instance's node is not a dead node of it, no
 // further VM is released in this move.
-func (e *Executor) checkRelease(st *plan.Step, node string) error {
+func (e *Executor) checkRelease(ctx context.Context, st *plan.Step, node string) error {
 	if reason := e.halted(); reason != "" {
 		return fmt.Errorf("not released: %s", reason)
 	}
-	if err := e.cluster.CheckRelease(st.From, node); err != nil {
+	if err := e.cluster.CheckRelease(ctx, st.From, node); err != nil {
 		e.haltIfSiteAlive(err)
-		return fmt.Errorf("not released: %v", err)
+		// Wrapped, so that a transient error of the read is retried where the check runs
+		// inside a write's tries; a refusal is not retriable.
+		return fmt.Errorf("not released: %w", err)
 	}
 	return nil
 }
@@ -207,7 +209,7 @@ func (e *Executor) haltIfSiteAlive(err error) {
 // template is patched to the target with the journal's "starting" in one request: a
 // failback of such a VM starts it on its old site rather than leave it down.
 func (e *Executor) startReleased(ctx, stop context.Context, st *plan.Step) error {
-	if err := e.checkStart(st); err != nil {
+	if err := e.checkStart(ctx, st); err != nil {
 		return err
 	}
 	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, PhaseStarting)) })
@@ -226,7 +228,7 @@ func (e *Executor) startReleased(ctx, stop context.Context, st *plan.Step) error
 
 // checkStart guards the start of a released VM: on any site but the one it was
 // released from, the start is a release too, and that site must still be down.
-func (e *Executor) checkStart(st *plan.Step) error {
+func (e *Executor) checkStart(ctx context.Context, st *plan.Step) error {
 	if st.ReleasedFrom == "" || st.ReleasedFrom == st.To {
 		if reason := e.halted(); reason != "" {
 			return fmt.Errorf("not started: %s", reason)
@@ -235,7 +237,7 @@ func (e *Executor) checkStart(st *plan.Step) error {
 	}
 	released := *st
 	released.From = st.ReleasedFrom
-	return e.checkRelease(&released, "")
+	return e.checkRelease(ctx, &released, "")
 }
 
 // start starts a released Manual VM, released from site from. The guard is checked
@@ -245,7 +247,7 @@ func (e *Executor) start(ctx context.Context, st *plan.Step, from string) error 
 	guarded := *st
 	guarded.ReleasedFrom = from
 	err := e.retry(ctx, func() error {
-		if err := e.checkStart(&guarded); err != nil {
+		if err := e.checkStart(ctx, &guarded); err != nil {
 			return err
 		}
 		err := e.cluster.Start(ctx, st.Namespace, st.Name)
@@ -408,7 +410,7 @@ func (e *Executor) ownMigration(st *plan.Step) (MigrationState, bool) {
 func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 	// The template patch wrote "releasing"; the guard is checked again right before the
 	// release itself.
-	if err := e.checkRelease(st, st.Node); err != nil {
+	if err := e.checkRelease(ctx, st, st.Node); err != nil {
 		return err
 	}
 	if e.cfg.Fence != "out-of-service" {
@@ -428,7 +430,7 @@ func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 			return err
 		}
 		if i := e.cluster.Instance(st.Namespace, st.Name); i == nil || i.UID == st.VMIUID {
-			if err := e.checkRelease(st, st.Node); err != nil {
+			if err := e.checkRelease(ctx, st, st.Node); err != nil {
 				return err
 			}
 			if err := e.mark(ctx, st, PhaseStarting); err != nil {

@@ -1,11 +1,13 @@
 package kubecluster
 
 import (
+	"context"
 	"errors"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -25,13 +27,8 @@ func node(name, site string, ready bool) *corev1.Node {
 // the move knew that node in the confirmed site. The old guard took any missing node as
 // releasable.
 func TestH2CheckReleaseRefusesANodeItNeverSawInTheSite(t *testing.T) {
-	inf := cache.NewSharedIndexInformer(&cache.ListWatch{}, &corev1.Node{}, 0, cache.Indexers{})
-	for _, n := range []*corev1.Node{node("p1", "Primary", false), node("d1", "DR", true)} {
-		if err := inf.GetStore().Add(n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c := &Cluster{siteKey: "site", nodes: inf, nodeSite: map[string]string{"p1": "Primary", "p-gone": "Primary", "d-gone": "DR"}}
+	kube := fake.NewClientset(node("p1", "Primary", false), node("d1", "DR", true))
+	c := &Cluster{siteKey: "site", kube: kube, nodeSite: map[string]string{"p1": "Primary", "p-gone": "Primary", "d-gone": "DR"}}
 	for _, tc := range []struct {
 		node string
 		ok   bool
@@ -42,13 +39,27 @@ func TestH2CheckReleaseRefusesANodeItNeverSawInTheSite(t *testing.T) {
 		{"stranger", false}, // never seen
 		{"d1", false},
 	} {
-		err := c.CheckRelease("Primary", tc.node)
+		err := c.CheckRelease(context.Background(), "Primary", tc.node)
 		if (err == nil) != tc.ok {
 			t.Errorf("CheckRelease(Primary, %s) = %v; want releasable %v", tc.node, err, tc.ok)
 		}
 		if err != nil && !errors.Is(err, executor.ErrNotReleasable) {
 			t.Errorf("%s: %v does not wrap ErrNotReleasable", tc.node, err)
 		}
+	}
+}
+
+// N14: the guard at the release reads the API server, not the watch cache, which after
+// a cut may still say NotReady of a node that is back.
+func TestN14CheckReleaseReadsTheAPIServerNotTheCache(t *testing.T) {
+	stale := cache.NewSharedIndexInformer(&cache.ListWatch{}, &corev1.Node{}, 0, cache.Indexers{})
+	if err := stale.GetStore().Add(node("p1", "Primary", false)); err != nil {
+		t.Fatal(err)
+	}
+	kube := fake.NewClientset(node("p1", "Primary", true)) // back, which the cache missed
+	c := &Cluster{siteKey: "site", kube: kube, nodes: stale, nodeSite: map[string]string{"p1": "Primary"}}
+	if err := c.CheckRelease(context.Background(), "Primary", "p1"); !errors.Is(err, executor.ErrSiteAlive) {
+		t.Fatalf("CheckRelease with a stale cache: %v; want the site alive", err)
 	}
 }
 

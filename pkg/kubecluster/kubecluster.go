@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -215,32 +216,47 @@ func (c *Cluster) Migrate(ctx context.Context, ns, vmi, name, to string) error {
 	return err
 }
 
-// CheckRelease implements executor.Cluster from the live node watch.
-func (c *Cluster) CheckRelease(site, node string) error {
+// CheckRelease implements executor.Cluster. It reads the site's nodes from the API
+// server at the instant of the release, not from the watch cache: after an outage of
+// the watch (the API server restarted, the network between) the cache may still say
+// NotReady of a node that is back.
+func (c *Cluster) CheckRelease(ctx context.Context, site, node string) error {
 	if site == "" {
 		return fmt.Errorf("%w: node %s carries no %s label, so no site's confirmation covers it; label it ('kubectl sitefail sites label') or release it by hand", executor.ErrNotReleasable, dashIfEmpty(node), c.siteKey)
 	}
-	for _, obj := range c.nodes.GetStore().List() {
-		n := obj.(*corev1.Node)
-		if n.Labels[c.siteKey] == site && nodeReady(n) {
-			return fmt.Errorf("%w: node %s of site %s is Ready again", executor.ErrSiteAlive, n.Name, site)
+	list, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: labels.Set{c.siteKey: site}.String()})
+	if err != nil {
+		return fmt.Errorf("reading the nodes of site %s before the release: %w", site, err)
+	}
+	var n *corev1.Node
+	for i := range list.Items {
+		if nodeReady(&list.Items[i]) {
+			return fmt.Errorf("%w: node %s of site %s is Ready again", executor.ErrSiteAlive, list.Items[i].Name, site)
+		}
+		if list.Items[i].Name == node {
+			n = &list.Items[i]
 		}
 	}
 	if node == "" {
 		return nil
 	}
-	obj, ok, _ := c.nodes.GetStore().GetByKey(node)
-	if !ok {
-		// Deleted from the cluster, which says nothing of whether it still runs: only a
-		// node the move knew in the confirmed site (from its snapshot, or a plan step
-		// whose node was already gone and which the confirmation of that site covers)
-		// may be released from.
-		if c.nodeSite[node] == site {
-			return nil
+	if n == nil {
+		got, err := c.kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			// Deleted from the cluster, which says nothing of whether it still runs: only
+			// a node the move knew in the confirmed site (from its snapshot, or a plan step
+			// whose node was already gone and which the confirmation of that site covers)
+			// may be released from.
+			if c.nodeSite[node] == site {
+				return nil
+			}
+			return fmt.Errorf("%w: node %s is not in the cluster and was not known in the confirmed-down site %s", executor.ErrNotReleasable, node, site)
+		case err != nil:
+			return fmt.Errorf("reading node %s before the release: %w", node, err)
 		}
-		return fmt.Errorf("%w: node %s is not in the cluster and was not known in the confirmed-down site %s", executor.ErrNotReleasable, node, site)
+		n = got
 	}
-	n := obj.(*corev1.Node)
 	if got := n.Labels[c.siteKey]; got != site {
 		return fmt.Errorf("%w: node %s is in site %q, not in the confirmed-down site %s", executor.ErrNotReleasable, node, got, site)
 	}
@@ -276,7 +292,7 @@ func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string
 	}
 	zero := int64(0)
 	for _, p := range list.Items {
-		if err := c.CheckRelease(site, p.Spec.NodeName); err != nil {
+		if err := c.CheckRelease(ctx, site, p.Spec.NodeName); err != nil {
 			if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 				// An ended launcher elsewhere (an earlier migration's source on a live
 				// node) runs nothing: it is neither released nor a reason to refuse.
@@ -311,7 +327,7 @@ func (c *Cluster) FenceNodes(ctx context.Context, site string, nodes []string) e
 			if n.Labels[c.siteKey] != site {
 				return nil
 			}
-			if err := c.CheckRelease(site, name); err != nil {
+			if err := c.CheckRelease(ctx, site, name); err != nil {
 				return err
 			}
 			if nodeReady(n) {

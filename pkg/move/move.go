@@ -257,7 +257,7 @@ func ValidateConfirmations(cfg Config, s *snapshot.Snapshot) error {
 
 // Guard is the split-brain guard before the first write: VMs are released from a site
 // only when no node of it is Ready and the operator has named that site as down. The
-// executor checks the same again at every release, against a live node watch. It
+// executor checks the same again at every release, reading the API server at that instant. It
 // returns the dead nodes.
 func Guard(cfg Config, s *snapshot.Snapshot, p *plan.Plan) ([]string, error) {
 	if err := ValidateConfirmations(cfg, s); err != nil {
