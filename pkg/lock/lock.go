@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
@@ -89,6 +90,10 @@ type Options struct {
 	Now   func() time.Time
 	// RenewEvery and RenewDeadline override the package defaults (tests).
 	RenewEvery, RenewDeadline time.Duration
+	// Observe is how long a Lease that looks stale by its renewTime is watched before it
+	// is taken over: a live holder renews within it, whatever its clock says (default:
+	// two renewal periods and a second).
+	Observe time.Duration
 }
 
 func (o *Options) defaults() {
@@ -118,6 +123,9 @@ func (o *Options) defaults() {
 	}
 	if o.RenewDeadline == 0 {
 		o.RenewDeadline = RenewDeadline
+	}
+	if o.Observe == 0 {
+		o.Observe = 2*o.RenewEvery + time.Second
 	}
 }
 
@@ -199,6 +207,17 @@ func acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, 
 			if !mayTake(held, o) {
 				return nil, held
 			}
+			if held.Stale {
+				// Stale by the holder's clock and ours, which may disagree: it is stale
+				// only if it is not renewed while we watch, on our clock alone.
+				if live, err := renewedWithin(ctx, leases, existing, o.Observe); err != nil {
+					return nil, err
+				} else if live != nil {
+					h := heldError(live, o.Now())
+					h.Stale = false
+					return nil, h
+				}
+			}
 		}
 		existing.Spec = spec
 		if existing.Annotations == nil {
@@ -236,6 +255,24 @@ func mayTake(held *HeldError, o Options) bool {
 	default:
 		return held.Stale && o.TakeOverStale
 	}
+}
+
+// renewedWithin watches the Lease for d and returns it if its holder renewed it (or
+// anyone changed it) meanwhile; nil when it stayed as it was read.
+func renewedWithin(ctx context.Context, leases coordinationv1client.LeaseInterface, read *coordinationv1.Lease, d time.Duration) (*coordinationv1.Lease, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(d):
+	}
+	cur, err := leases.Get(ctx, read.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read lock lease %s: %w", read.Name, err)
+	}
+	if cur.ResourceVersion != read.ResourceVersion || !cur.Spec.RenewTime.Equal(read.Spec.RenewTime) {
+		return cur, nil
+	}
+	return nil, nil
 }
 
 func heldError(l *coordinationv1.Lease, now time.Time) *HeldError {

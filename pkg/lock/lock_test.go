@@ -199,3 +199,30 @@ func TestN8DeletedLeaseIsLostAtOnce(t *testing.T) {
 		t.Fatalf("Err: %v", l.Err())
 	}
 }
+
+// N7: staleness compared two hosts' clocks. A live holder whose clock runs an hour
+// behind looks stale by its renewTime; it still renews, which a takeover must see.
+func TestN7LiveHolderWithASkewedClockIsNotTakenOver(t *testing.T) {
+	kube := fake.NewClientset()
+	o := opts("alice", 100)
+	o.Host = "host-b"
+	o.Now = func() time.Time { return time.Now().Add(-time.Hour) } // its clock is behind
+	first, err := Acquire(context.Background(), kube, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Release(context.Background()) }()
+	ob := opts("bob", 101)
+	ob.TakeOverStale = true
+	ob.Observe = 100 * time.Millisecond
+	_, err = Acquire(context.Background(), kube, ob)
+	var held *HeldError
+	if !errors.As(err, &held) || held.Stale {
+		t.Fatalf("took over a Lease that is renewed, by a clock that is behind: %v", err)
+	}
+	select {
+	case <-first.Lost():
+		t.Fatalf("the live holder lost its lock: %v", first.Err())
+	default:
+	}
+}
