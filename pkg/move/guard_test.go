@@ -1,13 +1,19 @@
 package move
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
@@ -85,5 +91,33 @@ func TestUnlabeledNodesAreNeverReleased(t *testing.T) {
 	_, err := Guard(Config{Keys: s.Keys, ConfirmedDown: []string{"Primary"}}, s, p)
 	if err == nil || !strings.Contains(err.Error(), "no topology.kubernetes.io/site label") && !strings.Contains(err.Error(), "carry no") {
 		t.Fatalf("VM on an unlabeled node: %v", err)
+	}
+}
+
+// N5: the out-of-service coverage check looked only at the -n/-l snapshot, so the taint
+// released VMs of other namespaces from templates that still select the dead site.
+func TestN5OutOfServiceCoverageLooksBeyondTheNamespace(t *testing.T) {
+	s := guardSnapshot(snapshot.NodeNotReady)
+	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
+	p := guardPlan(t, s, plan.Request{All: true})
+	vmi := func(ns, name, node string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+			"metadata": map[string]any{"namespace": ns, "name": name}, "status": map[string]any{"nodeName": node}}}
+		return u
+	}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{kubevirt.VMIs: "VirtualMachineInstanceList"},
+		vmi("a", "db", "p1"), vmi("other-team", "payroll", "p2"))
+	cfg := Config{Keys: s.Keys, ConfirmedDown: []string{"Primary"}, Fence: FenceOutOfService, Namespace: "a", Dynamic: dyn}
+	dead, err := Guard(cfg, s, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocked *BlockedError
+	if err := CoversDeadNodesEverywhere(context.Background(), cfg, p, dead); !errors.As(err, &blocked) || !strings.Contains(err.Error(), "other-team/payroll") {
+		t.Fatalf("a VM of another namespace on a dead node: %v; want the move refused naming it", err)
+	}
+	cfg.Fence = FencePod
+	if err := CoversDeadNodesEverywhere(context.Background(), cfg, p, dead); err != nil {
+		t.Fatalf("--fence pod releases only the selection: %v", err)
 	}
 }

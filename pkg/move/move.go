@@ -19,12 +19,14 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubecluster"
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/lock"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
@@ -184,6 +186,9 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CoversDeadNodesEverywhere(ctx, cfg, p, deadNodes); err != nil {
+		return nil, err
+	}
 	if _, err := CheckAccess(ctx, cfg, p, allowed); err != nil {
 		return nil, err
 	}
@@ -326,6 +331,44 @@ func coversDeadNodes(s *snapshot.Snapshot, p *plan.Plan, dead []string) error {
 	}
 	sort.Strings(outside)
 	return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes at once, and %d of them are not failed over by this move (%s): "+
+		"select them too (--all -A), or use --fence pod, which releases only the selected VMs, tier by tier (nothing was changed)", len(outside), strings.Join(outside, ", "))}
+}
+
+// CoversDeadNodesEverywhere extends coversDeadNodes beyond the move's -n and -l: the
+// taint releases every instance on the dead nodes, of every namespace, and those outside
+// the selection would come back from templates that still select the dead site. A
+// snapshot already read cluster-wide was checked by Guard.
+func CoversDeadNodesEverywhere(ctx context.Context, cfg Config, p *plan.Plan, dead []string) error {
+	if cfg.Fence != FenceOutOfService || len(dead) == 0 || cfg.Namespace == "" && cfg.LabelSelector == "" {
+		return nil
+	}
+	isDead := map[string]bool{}
+	for _, n := range dead {
+		isDead[n] = true
+	}
+	planned := map[string]bool{}
+	for _, st := range p.Steps {
+		if st.Action == plan.ActionFailover {
+			planned[st.Key()] = true
+		}
+	}
+	list, err := cfg.Dynamic.Resource(kubevirt.VMIs).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes, in every namespace, and listing the VMIs of every namespace to check them failed (%v): "+
+			"grant list on virtualmachineinstances cluster-wide, or use --fence pod (nothing was changed)", err)}
+	}
+	var outside []string
+	for _, u := range list.Items {
+		node, _, _ := unstructured.NestedString(u.Object, "status", "nodeName")
+		if key := u.GetNamespace() + "/" + u.GetName(); isDead[node] && !planned[key] {
+			outside = append(outside, key)
+		}
+	}
+	if len(outside) == 0 {
+		return nil
+	}
+	sort.Strings(outside)
+	return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes at once, and %d of them are outside this move's -n/-l (%s): "+
 		"select them too (--all -A), or use --fence pod, which releases only the selected VMs, tier by tier (nothing was changed)", len(outside), strings.Join(outside, ", "))}
 }
 
