@@ -20,7 +20,7 @@ test: lint unit e2e
 unit:
 	$(GO) test -count=1 ./pkg/... ./cmd/...
 
-## fuzz: the tier and site-patch parsers for a bounded time (seeded with known bad input).
+## fuzz: the tier, site-patch, config-file and journal parsers for a bounded time (seeded with known bad input).
 ## make test runs every fuzz target on its seed corpus (go test does); the search itself
 ## is kept out of it: one run failed at its deadline on a loaded machine, and a flaky
 ## gate is worse than none. FuzzParseRTO (pkg/plugin) needs an instrumented build of
@@ -29,6 +29,8 @@ FUZZTIME ?= 8s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTierRange$$' -fuzztime $(FUZZTIME) ./pkg/selector
 	$(GO) test -run '^$$' -fuzz '^FuzzSitePatch$$' -fuzztime $(FUZZTIME) ./pkg/selector
+	$(GO) test -run '^$$' -fuzz '^FuzzConfigFile$$' -fuzztime $(FUZZTIME) ./pkg/selector
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./pkg/journal
 
 ## sim: the move simulator's long sweep (make test runs the known seeds and 2,000 fresh
 ## ones): go test ./pkg/executor -run TestSimulate -sim.seed=N -v replays one seed.

@@ -30,6 +30,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
+	"github.com/sitefail/kubectl-sitefail/pkg/journal/journaltest"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 )
 
@@ -48,6 +49,9 @@ type simVM struct {
 	NodeDeleted bool
 	// BootFails: every new instance of it fails to boot.
 	BootFails bool
+	// Journal is what an earlier, interrupted move left on it (journaltest.Draw); its
+	// template then selects the journal's target, as the move's patch left it.
+	Journal map[string]string
 }
 
 // simFault is one event of the schedule.
@@ -82,7 +86,7 @@ func (sc simScenario) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: failover=%v fence=%s max-in-flight=%d\n", sc.Seed, sc.Failover, sc.Fence, sc.MaxInFlight)
 	for _, v := range sc.VMs {
-		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails)
+		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v journal=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails, v.Journal)
 	}
 	for _, f := range sc.Faults {
 		fmt.Fprintf(&b, "  fault %s\n", f)
@@ -107,6 +111,9 @@ func drawScenario(seed uint64) simScenario {
 		v.Running = v.Strategy == kubevirtv1.RunStrategyAlways || v.Strategy != kubevirtv1.RunStrategyHalted && r.IntN(5) > 0
 		v.NodeDeleted = v.Running && r.IntN(8) == 0
 		v.BootFails = r.IntN(12) == 0
+		if r.IntN(4) == 0 {
+			v.Journal = journaltest.Draw(r.IntN, []string{simPrimary, simDR})
+		}
 		sc.VMs = append(sc.VMs, v)
 	}
 	for _, kind := range []string{"site-back", "start-4xx", "start-5xx", "restart-5xx", "migrate-4xx", "crash", "stop"} {
@@ -166,6 +173,12 @@ func runScenario(sc simScenario, res *simResult) {
 		}
 		if v.BootFails {
 			f.bootFails["ns/"+v.Name] = true
+		}
+		for k, val := range v.Journal {
+			vm.annotations[k] = val
+		}
+		if j := journal.Read(v.Journal); j.Phase != "" && j.Known() && j.To != "" {
+			vm.home = j.To
 		}
 		if v.Running {
 			meantToRun["ns/"+v.Name] = true
@@ -389,8 +402,8 @@ func simCommand(f *fakeCluster, sc simScenario, res *simResult, op *simOperator,
 		if vm == nil {
 			continue
 		}
-		if j := journal.Read(vm.annotations); j.To == to && j.Phase != journal.PhaseDone && j.MoveID != "" {
-			res.violate("run %d exited 0 but %s's journal is %q", attempt, st.Key(), j.Phase)
+		if j := journal.Read(vm.annotations); j.Unfinished(to) && j.MoveID != "" {
+			res.violate("run %d exited 0 but %s's journal is still %q", attempt, st.Key(), j.Phase)
 		}
 	}
 	return 0
@@ -425,7 +438,8 @@ func checkEnd(f *fakeCluster, res *simResult, op *simOperator, exit int, meantTo
 			res.violate("the last command exited 0, but %s (%s), which ran or was meant to run, is not Ready on %s: instance %+v", k, vm.strategy, to, vm.inst)
 		}
 		j := journal.Read(vm.annotations)
-		if j.Phase == journal.PhaseDone && meantToRun[k] && !ready(j.To) && j.To != "" {
+		// Only the claims of this script's moves: a drawn journal is someone else's.
+		if j.Phase == journal.PhaseDone && strings.HasPrefix(j.MoveID, "sf-sim-") && meantToRun[k] && !ready(j.To) && j.To != "" {
 			res.violate("%s's journal says done on %s, but it is not Ready there: instance %+v", k, j.To, vm.inst)
 		}
 	}

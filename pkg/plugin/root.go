@@ -9,17 +9,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	// Cloud and exec auth plugins, as kubectl has them.
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
@@ -88,10 +85,7 @@ type Options struct {
 }
 
 // FileConfig is the optional config file a user may keep, in YAML.
-type FileConfig struct {
-	SiteLabel string `json:"siteLabel"`
-	TierLabel string `json:"tierLabel"`
-}
+type FileConfig = selector.FileConfig
 
 // DefaultConfigFile is where the config file is looked for when --config is not set.
 func DefaultConfigFile() string {
@@ -179,34 +173,22 @@ func (o *Options) complete(cmd *cobra.Command) error {
 		data, err := os.ReadFile(path)
 		switch {
 		case err == nil:
-			if err := yaml.UnmarshalStrict(data, &fc); err != nil {
-				return fmt.Errorf("config file %s: %v (want keys siteLabel and tierLabel)", path, err)
+			if fc, err = selector.ParseConfigFile(data); err != nil {
+				return fmt.Errorf("config file %s: %v", path, err)
 			}
 		case explicit || !errors.Is(err, os.ErrNotExist):
 			return fmt.Errorf("config file: %v", err)
 		}
 	}
-	def := selector.DefaultKeys()
-	o.Keys.Site = firstNonEmpty(o.Keys.Site, fc.SiteLabel, def.Site)
-	o.Keys.Tier = firstNonEmpty(o.Keys.Tier, fc.TierLabel, def.Tier)
-	for flag, key := range map[string]string{"--site-label": o.Keys.Site, "--tier-label": o.Keys.Tier} {
-		if errs := validation.IsQualifiedName(key); len(errs) > 0 {
-			return fmt.Errorf("%s %q (or the config file's key) is not a label key: %s", flag, key, strings.Join(errs, "; "))
-		}
+	keys, err := selector.ResolveKeys(o.Keys, fc)
+	if err != nil {
+		return err
 	}
+	o.Keys = keys
 	if o.Factory == nil {
 		o.Factory = &configFactory{flags: o.ConfigFlags, qps: o.QPS, burst: o.Burst}
 	}
 	return nil
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 type configFactory struct {
