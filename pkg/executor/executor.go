@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 )
 
 // Config tunes a run.
@@ -248,7 +249,7 @@ func (e *Executor) Run(ctx, stop context.Context, p *plan.Plan) (*Report, error)
 			rep.Stopped = out.stopReason
 		}
 	}
-	sort.Slice(rep.Tiers, func(i, j int) bool { return tierKey(rep.Tiers[i].Tier) < tierKey(rep.Tiers[j].Tier) })
+	sort.Slice(rep.Tiers, func(i, j int) bool { return selector.TierLess(rep.Tiers[i].Tier, rep.Tiers[j].Tier) })
 	rep.Interrupted = stop.Err() != nil || ctx.Err() != nil
 	rep.Elapsed = e.cfg.Now().Sub(start).Round(time.Second).String()
 	rep.PeakInFlight = e.peak
@@ -257,7 +258,7 @@ func (e *Executor) Run(ctx, stop context.Context, p *plan.Plan) (*Report, error)
 
 func stopRest(rep *Report, tiers []tierSteps, after int) {
 	for _, t := range tiers {
-		if tierKey(t.tier) > tierKey(after) {
+		if selector.TierLess(after, t.tier) {
 			rep.Tiers = append(rep.Tiers, TierReport{Tier: t.tier, Pending: len(t.steps), RTO: "-"})
 		}
 	}
@@ -277,13 +278,6 @@ type tierOutcome struct {
 func (r *Report) add(o tierOutcome) {
 	r.Tiers = append(r.Tiers, o.report)
 	r.Failures = append(r.Failures, o.failures...)
-}
-
-func tierKey(t int) int {
-	if t == 0 {
-		return int(^uint(0) >> 1)
-	}
-	return t
 }
 
 func groupByTier(steps []plan.Step) []tierSteps {
@@ -525,14 +519,7 @@ func (e *Executor) fenceOutOfService(ctx context.Context, p *plan.Plan) error {
 }
 
 func (e *Executor) tooManyFailures(tier, failed int) string {
-	return fmt.Sprintf("tier %s: %d VM(s) failed, more than --max-failures=%d", tierName(tier), failed, e.cfg.MaxFailures)
-}
-
-func tierName(t int) string {
-	if t == 0 {
-		return "untiered"
-	}
-	return fmt.Sprint(t)
+	return fmt.Sprintf("tier %s: %d VM(s) failed, more than --max-failures=%d", selector.TierName(tier), failed, e.cfg.MaxFailures)
 }
 
 func (e *Executor) doneCount() int {

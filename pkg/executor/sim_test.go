@@ -32,6 +32,7 @@ import (
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/journal/journaltest"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 )
 
 var (
@@ -358,7 +359,7 @@ func simCommand(f *fakeCluster, sc simScenario, res *simResult, op *simOperator,
 		switch ev.Kind {
 		case TierStarted:
 			for _, t := range tiersStarted {
-				if !barrier[t] && tierKey(t) < tierKey(ev.Tier) {
+				if !barrier[t] && selector.TierLess(t, ev.Tier) {
 					res.violate("run %d: tier %d started before tier %d finished", attempt, ev.Tier, t)
 				}
 			}

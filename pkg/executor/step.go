@@ -8,6 +8,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
@@ -421,7 +422,7 @@ func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 		}
 	}
 	e.cluster.Record(st.Namespace, st.Name, "SitefailReleased", fmt.Sprintf("released from dead site %s", st.From))
-	if st.RunStrategy == "Manual" {
+	if st.RunStrategy == kubevirtv1.RunStrategyManual {
 		// Manual VMs are not restarted by KubeVirt once their instance fails: start them
 		// when the old instance is over, if the site is still down.
 		if err := e.waitFor(stop, st, func(i *Instance) (bool, error) {

@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubecluster"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
@@ -413,7 +415,7 @@ func needs(cfg Config, p *plan.Plan) []need {
 		}
 		namespaces[st.Namespace] = true
 		actions[st.Action] = true
-		if st.Action == plan.ActionStart || st.Action == plan.ActionFailover && st.RunStrategy == "Manual" {
+		if st.Action == plan.ActionStart || st.Action == plan.ActionFailover && st.RunStrategy == kubevirtv1.RunStrategyManual {
 			manual[st.Namespace] = true
 		}
 	}

@@ -122,11 +122,11 @@ type Step struct {
 	Name      string `json:"name"`
 	Tier      int    `json:"tier"`
 	// From is where the VM runs now, or its home site when it is stopped.
-	From        string `json:"from"`
-	To          string `json:"to"`
-	Action      Action `json:"action"`
-	Reason      string `json:"reason"`
-	RunStrategy string `json:"runStrategy"`
+	From        string                               `json:"from"`
+	To          string                               `json:"to"`
+	Action      Action                               `json:"action"`
+	Reason      string                               `json:"reason"`
+	RunStrategy kubevirtv1.VirtualMachineRunStrategy `json:"runStrategy"`
 	// UID is the VM's: every write to it is preconditioned on it.
 	UID string `json:"uid,omitempty"`
 	// VMIUID is the instance the action applies to; resume uses it to avoid acting twice.
@@ -363,14 +363,6 @@ func describeSelection(req Request) string {
 	}
 }
 
-// tierOrder sorts tiers ascending with untiered (0) VMs last.
-func tierOrder(t int) int {
-	if t == 0 {
-		return int(^uint(0) >> 1)
-	}
-	return t
-}
-
 // SelectVMs applies the request's selection (names, tiers, --from) to the snapshot, in
 // execution order. It does not need a target.
 func SelectVMs(s *snapshot.Snapshot, req Request) ([]*snapshot.VM, error) {
@@ -412,8 +404,8 @@ func SelectVMs(s *snapshot.Snapshot, req Request) ([]*snapshot.VM, error) {
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
-		if tierOrder(a.Tier) != tierOrder(b.Tier) {
-			return tierOrder(a.Tier) < tierOrder(b.Tier)
+		if a.Tier != b.Tier {
+			return selector.TierLess(a.Tier, b.Tier)
 		}
 		if a.Namespace != b.Namespace {
 			return a.Namespace < b.Namespace
@@ -432,7 +424,7 @@ func fromSuffix(req Request) string {
 
 func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	st := Step{Namespace: vm.Namespace, Name: vm.Name, UID: string(vm.UID), Tier: vm.Tier, To: req.To,
-		From: vm.HomeSite, RunStrategy: string(vm.RunStrategy), CPUMilli: vm.CPUMilli, MemoryBytes: vm.MemoryBytes}
+		From: vm.HomeSite, RunStrategy: vm.RunStrategy, CPUMilli: vm.CPUMilli, MemoryBytes: vm.MemoryBytes}
 	inst := vm.Instance
 	if inst != nil {
 		st.VMIUID = string(inst.UID)

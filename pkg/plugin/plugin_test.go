@@ -436,3 +436,11 @@ func TestProfileIsWrittenWhenTheCommandFails(t *testing.T) {
 		t.Fatalf("--profile mem: %v", err)
 	}
 }
+
+// The sites table lists tiers in the order a move runs them: untiered last, as --all
+// moves them (it listed untiered first).
+func TestSitesTableOrdersTiersAsAMoveRunsThem(t *testing.T) {
+	if got := tiersSummary(map[string]int{"-": 4, "10": 1, "2": 3, "1": 2}); got != "t1:2 t2:3 t10:1 untiered:4" {
+		t.Fatalf("tiers summary %q", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
@@ -193,12 +195,9 @@ func tiersSummary(m map[string]int) string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		if len(keys[i]) != len(keys[j]) {
-			return len(keys[i]) < len(keys[j])
-		}
-		return keys[i] < keys[j]
-	})
+	// In the order a move runs them: untiered last, as --all moves them.
+	tier := func(k string) int { n, _ := strconv.Atoi(k); return n } // "-" is untiered, 0
+	sort.Slice(keys, func(i, j int) bool { return selector.TierLess(tier(keys[i]), tier(keys[j])) })
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		name := "t" + k

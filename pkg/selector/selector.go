@@ -102,3 +102,23 @@ func metadata(uid string, annotations map[string]string) map[string]any {
 	}
 	return m
 }
+
+// TierOrder is a tier's place in a move: tiers ascending, untiered (0) VMs last. Every
+// ordering of tiers (plan, executor, report, sites table, TUI) goes through it.
+func TierOrder(t int) int {
+	if t == 0 {
+		return int(^uint(0) >> 1)
+	}
+	return t
+}
+
+// TierLess orders two tiers as a move runs them.
+func TierLess(a, b int) bool { return TierOrder(a) < TierOrder(b) }
+
+// TierName names a tier in messages: its number, or "untiered".
+func TierName(t int) string {
+	if t == 0 {
+		return "untiered"
+	}
+	return strconv.Itoa(t)
+}

@@ -191,13 +191,6 @@ func displaySite(vm *snapshot.VM) string {
 	return vm.HomeSite
 }
 
-func tierKey(t int) int {
-	if t == 0 {
-		return 1 << 30
-	}
-	return t
-}
-
 // rebuild lists each site's VMs, filtered and ordered by tier, and keeps every cursor
 // on the VM it was on: VMs move between columns while an operator watches.
 func (m *Model) rebuild() {
@@ -240,8 +233,8 @@ func (m *Model) rebuild() {
 		c := &cols[i]
 		sort.Slice(c.vms, func(a, b int) bool {
 			va, vb := c.vms[a], c.vms[b]
-			if ta, tb := tierKey(va.Tier), tierKey(vb.Tier); ta != tb {
-				return ta < tb
+			if ta, tb := va.Tier, vb.Tier; ta != tb {
+				return selector.TierLess(ta, tb)
 			}
 			if va.Namespace != vb.Namespace {
 				return va.Namespace < vb.Namespace
@@ -337,9 +330,9 @@ func (m *Model) logLine(line string) {
 func eventLine(ev executor.Event) string {
 	switch ev.Kind {
 	case executor.TierStarted:
-		return fmt.Sprintf("tier %s started: %s", tierName(ev.Tier), ev.Message)
+		return fmt.Sprintf("tier %s started: %s", selector.TierName(ev.Tier), ev.Message)
 	case executor.TierFinished:
-		return fmt.Sprintf("tier %s finished: %s", tierName(ev.Tier), ev.Message)
+		return fmt.Sprintf("tier %s finished: %s", selector.TierName(ev.Tier), ev.Message)
 	case executor.StepDone:
 		return fmt.Sprintf("%s %s done", ev.VM, ev.Action)
 	case executor.StepFailed:
@@ -348,13 +341,6 @@ func eventLine(ev executor.Event) string {
 		return "stopping: " + ev.Message
 	}
 	return ""
-}
-
-func tierName(t int) string {
-	if t == 0 {
-		return "untiered"
-	}
-	return fmt.Sprint(t)
 }
 
 // enableKeys turns on the keys that do something now; the footer and help show

@@ -10,6 +10,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
@@ -131,7 +132,7 @@ func tierCounts(vms []*snapshot.VM) string {
 	for k := range c {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return tierKey(keys[i]) < tierKey(keys[j]) })
+	sort.Slice(keys, func(i, j int) bool { return selector.TierLess(keys[i], keys[j]) })
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		name := fmt.Sprint("t", k)
@@ -297,7 +298,7 @@ func (m *Model) rows(i, h, w int) []string {
 	for k := start; k < len(c.rows) && len(out) < h; k++ {
 		r := c.rows[k]
 		if r.vm < 0 {
-			out = append(out, fit(" "+styleDim.Render("tier "+tierName(r.tier)), w))
+			out = append(out, fit(" "+styleDim.Render("tier "+selector.TierName(r.tier)), w))
 			continue
 		}
 		vm := c.vms[r.vm]
@@ -377,7 +378,7 @@ func (m *Model) planContent() string {
 		b.WriteString("\n" + wrapIndent("warning "+issueText(i), m.width, "  ", styleWarn))
 	}
 	for _, st := range p.Steps {
-		fmt.Fprintf(&b, "\n  t%s %-28s %s→%s %s", tierName(st.Tier), st.Key(), st.From, st.To, st.Action)
+		fmt.Fprintf(&b, "\n  t%s %-28s %s→%s %s", selector.TierName(st.Tier), st.Key(), st.From, st.To, st.Action)
 	}
 	return b.String()
 }
@@ -453,7 +454,7 @@ func (m *Model) progressContent() string {
 	}
 	if m.report != nil {
 		for _, t := range m.report.Tiers {
-			fmt.Fprintf(&b, "\n  tier %s: moved %d failed %d skipped %d not started %d RTO %s", tierName(t.Tier), t.Moved, t.Failed, t.Skipped, t.Pending, t.RTO)
+			fmt.Fprintf(&b, "\n  tier %s: moved %d failed %d skipped %d not started %d RTO %s", selector.TierName(t.Tier), t.Moved, t.Failed, t.Skipped, t.Pending, t.RTO)
 		}
 	}
 	for _, l := range m.log {
@@ -470,7 +471,7 @@ func (m *Model) detailContent() string {
 		return "no VM under the cursor"
 	}
 	var b strings.Builder
-	b.WriteString(styleTitle.Render(vm.Key()) + fmt.Sprintf("  tier %s  state %s  %s  ready %v\n", tierName(vm.Tier), vm.State, vm.PrintableStatus, vm.Ready))
+	b.WriteString(styleTitle.Render(vm.Key()) + fmt.Sprintf("  tier %s  state %s  %s  ready %v\n", selector.TierName(vm.Tier), vm.State, vm.PrintableStatus, vm.Ready))
 	node, migr, ready := "-", "-", "-"
 	if vm.Instance != nil {
 		node = vm.Instance.NodeName
