@@ -31,11 +31,21 @@ type MigrationState struct {
 	Success bool
 }
 
-// Cluster is the narrow interface the executor drives. The real one talks to the API
-// server and watches; tests use an in-memory fake. Writes must be idempotent: the
-// executor may repeat one after a crash or a retriable error.
+// Cluster is what the executor drives, composed of the narrow ports its steps use. The
+// real one talks to the API server and watches; tests use an in-memory fake. Writes must
+// be idempotent: the executor may repeat one after a crash or a retriable error.
 type Cluster interface {
-	// PatchSite sets the VM template's site key to step.To and writes the journal, in one request.
+	Writer
+	Releaser
+	Watcher
+	Recorder
+}
+
+// Writer changes VMs on live sites: the template and journal, restarts, starts and
+// migrations.
+type Writer interface {
+	// PatchSite sets the VM template's site key to step.To and writes the journal, in one
+	// request, preconditioned on the VM's UID.
 	PatchSite(ctx context.Context, step plan.Step, journal map[string]string) error
 	// Annotate writes journal annotations on the step's VM. Like PatchSite, it is
 	// preconditioned on the VM's UID when the step has one: a VM deleted and recreated
@@ -46,6 +56,11 @@ type Cluster interface {
 	// Migrate creates the named migration for the VMI; an existing one is not an error.
 	// The migration carries the move's id and target site (to) in its labels.
 	Migrate(ctx context.Context, namespace, vmi, migration, to string) error
+}
+
+// Releaser lets instances go from a dead site ("release" means only this here: the
+// throttle frees slots, the lock unlocks), each checked by the guard at the write.
+type Releaser interface {
 	// ForceDeleteLaunchers force-deletes the launcher pods of the instance. It checks
 	// each pod's node with CheckRelease(site, node) immediately before deleting it.
 	ForceDeleteLaunchers(ctx context.Context, namespace, instanceUID, site string) error
@@ -54,9 +69,14 @@ type Cluster interface {
 	FenceNodes(ctx context.Context, site string, nodes []string) error
 	// CheckRelease says why an instance of the confirmed-down site, on node (empty when
 	// unknown), must not be released now: a node of the site is Ready again, the node is
-	// not a NotReady node of that site, or the site is unnamed (unlabeled nodes). It
-	// reads the API server at that instant, not the snapshot the plan was made from.
+	// not a NotReady node of that site (or, deleted, was not known in it), or the site is
+	// unnamed (unlabeled nodes). It reads the API server at that instant, not the
+	// snapshot the plan was made from.
 	CheckRelease(ctx context.Context, site, node string) error
+}
+
+// Watcher reads the watch caches that the executor's waits block on.
+type Watcher interface {
 	// Instance returns the VM's current instance from the watch cache; nil when none.
 	Instance(namespace, name string) *Instance
 	// Migration returns a migration's state from the watch cache.
@@ -69,6 +89,10 @@ type Cluster interface {
 	// Changed returns a channel closed at the next change of any watched object, so
 	// waits block on watch events instead of polling the API.
 	Changed() <-chan struct{}
+}
+
+// Recorder leaves Kubernetes Events for an auditor.
+type Recorder interface {
 	// Record emits a Kubernetes Event on the VM.
 	Record(namespace, name, reason, message string)
 }

@@ -357,7 +357,7 @@ func (e *Executor) nodeSlotsLocked() int {
 	return slots - unplaced
 }
 
-func (e *Executor) release(st *plan.Step) {
+func (e *Executor) freeSlot(st *plan.Step) {
 	e.mu.Lock()
 	delete(e.inFlight, st.Key())
 	close(e.freed)
@@ -446,7 +446,7 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 		go func(st *plan.Step) {
 			r := e.runStep(ctx, stop, st)
 			if st.Starts() {
-				e.release(st)
+				e.freeSlot(st)
 			}
 			results <- r
 		}(st)

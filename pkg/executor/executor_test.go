@@ -405,7 +405,7 @@ func TestSlotRefillsTheMomentAStepEnds(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond) // the second waits for the slot
 	released := time.Now()
-	e.release(first)
+	e.freeSlot(first)
 	select {
 	case at := <-admitted:
 		if wait := at.Sub(released); wait > 200*time.Millisecond {

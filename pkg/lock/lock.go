@@ -354,8 +354,8 @@ func (l *Lock) renewOnce(ctx context.Context) error {
 	return err
 }
 
-// Release stops renewing and frees the Lease, if it is still ours.
-func (l *Lock) Release(ctx context.Context) error {
+// Unlock stops renewing and frees the Lease, if it is still ours.
+func (l *Lock) Unlock(ctx context.Context) error {
 	l.cancel()
 	<-l.done
 	return retry.OnError(retry.DefaultBackoff, func(err error) bool {

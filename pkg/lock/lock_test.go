@@ -25,7 +25,7 @@ func TestSecondMoveIsRefusedWhileTheFirstRenews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = l.Release(context.Background()) }()
+	defer func() { _ = l.Unlock(context.Background()) }()
 	_, err = Acquire(context.Background(), kube, opts("bob", 101))
 	var held *HeldError
 	if !errors.As(err, &held) || held.Stale || !strings.Contains(err.Error(), "is running") || !strings.Contains(err.Error(), "sf-alice") {
@@ -51,7 +51,7 @@ func TestRerunOnTheSameHostTakesTheLockOfADeadProcess(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rerun after a crash: %v", err)
 	}
-	_ = l.Release(context.Background())
+	_ = l.Unlock(context.Background())
 }
 
 func TestStaleHolderElsewhereIsNeverCalledRunning(t *testing.T) {
@@ -77,7 +77,7 @@ func TestStaleHolderElsewhereIsNeverCalledRunning(t *testing.T) {
 	if err != nil {
 		t.Fatalf("take over: %v", err)
 	}
-	_ = l.Release(context.Background())
+	_ = l.Unlock(context.Background())
 }
 
 func TestTakeOverStopsTheFirstHolder(t *testing.T) {
@@ -102,7 +102,7 @@ func TestTakeOverStopsTheFirstHolder(t *testing.T) {
 	if err := first.Err(); err == nil || !strings.Contains(err.Error(), "sf-bob") {
 		t.Fatalf("Err: %v", err)
 	}
-	_ = first.Release(context.Background())
+	_ = first.Unlock(context.Background())
 	if l, _ := kube.CoordinationV1().Leases(DefaultNamespace).Get(context.Background(), DefaultName, metav1.GetOptions{}); *l.Spec.HolderIdentity != "bob" {
 		t.Fatalf("release freed a lock that is not ours: holder %v", l.Spec.HolderIdentity)
 	}
@@ -141,7 +141,7 @@ func TestH1SameHostNameElsewhereNeverTakesALiveLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = first.Release(context.Background()) }()
+	defer func() { _ = first.Unlock(context.Background()) }()
 	ob := opts("bob", 200)
 	ob.Machine = "boot-2/pidns-9" // same host name, another machine or container
 	_, err = Acquire(context.Background(), kube, ob)
@@ -174,7 +174,7 @@ func TestH1RerunOnTheSameMachineTakesTheLockOfADeadProcess(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rerun on the same machine after a crash: %v", err)
 	}
-	_ = l.Release(context.Background())
+	_ = l.Unlock(context.Background())
 }
 
 // N8: a Lease deleted under a running move is lost at the next renewal, not retried as a
@@ -211,7 +211,7 @@ func TestN7LiveHolderWithASkewedClockIsNotTakenOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = first.Release(context.Background()) }()
+	defer func() { _ = first.Unlock(context.Background()) }()
 	ob := opts("bob", 101)
 	ob.TakeOverStale = true
 	ob.Observe = 100 * time.Millisecond

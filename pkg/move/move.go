@@ -158,7 +158,7 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = lk.Release(rctx)
+		_ = lk.Unlock(rctx)
 	}()
 	ctx, cancelWrites := context.WithCancel(ctx)
 	defer cancelWrites()
