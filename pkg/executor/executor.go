@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 )
@@ -422,7 +423,7 @@ func (e *Executor) runTier(ctx, stop context.Context, t tierSteps) tierOutcome {
 			r := result{step: st}
 			if st.JournalMoveID != "" {
 				// An interrupted move's step took effect; its journal says so now.
-				if err := e.mark(ctx, st, PhaseDone); err != nil {
+				if err := e.mark(ctx, st, journal.PhaseDone); err != nil {
 					r.err = fmt.Errorf("write journal: %w", err)
 				}
 			}
@@ -505,7 +506,7 @@ func (e *Executor) fenceOutOfService(ctx context.Context, p *plan.Plan) error {
 		}
 		// The journal says "releasing" ahead of the taint, which releases this VM whatever
 		// its tier: a stop before its tier must leave a rerun that knows.
-		if err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, PhaseReleasing)) }); err != nil {
+		if err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, journal.PhaseReleasing)) }); err != nil {
 			return fmt.Errorf("patch nodeSelector of %s before fencing: %w", st.Key(), err)
 		}
 	}

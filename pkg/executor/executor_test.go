@@ -167,7 +167,7 @@ func TestStopLetsStepsInFlightReachASafePoint(t *testing.T) {
 	populate(f, 2, 3)
 	stop, cancel := context.WithCancel(context.Background())
 	ex := New(f, config("sf-a-000006", 2), func(e Event) {
-		if e.Kind == StepPhase && (e.Phase == PhaseRestarting || e.Phase == PhaseMigrating) {
+		if e.Kind == StepPhase && (e.Phase == journal.PhaseRestarting || e.Phase == journal.PhaseMigrating) {
 			cancel()
 		}
 	})
@@ -339,8 +339,8 @@ func TestNotReadyInTimeFailsWithItsJournal(t *testing.T) {
 	defer f.mu.Unlock()
 	// The phase written ahead stays; the failure is beside it.
 	ann := f.vms["ns/t1-vm0"].annotations
-	if ph := ann[AnnotationPhase]; ph != PhaseRestarting || !strings.Contains(ann[journal.Error], "--ready-timeout") || ann[journal.Attempts] != "1" {
-		t.Fatalf("journal phase %q, error %q, attempts %q; want %q with the error and 1 attempt", ph, ann[journal.Error], ann[journal.Attempts], PhaseRestarting)
+	if ph := ann[journal.Phase]; ph != journal.PhaseRestarting || !strings.Contains(ann[journal.Error], "--ready-timeout") || ann[journal.Attempts] != "1" {
+		t.Fatalf("journal phase %q, error %q, attempts %q; want %q with the error and 1 attempt", ph, ann[journal.Error], ann[journal.Attempts], journal.PhaseRestarting)
 	}
 }
 

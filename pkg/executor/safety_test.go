@@ -8,6 +8,7 @@ import (
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 )
 
@@ -208,7 +209,7 @@ func TestMigrationsBoundedByKubeVirtsLimit(t *testing.T) {
 	cfg.MaxMigrations = 2
 	peak := 0
 	ex := New(f, cfg, func(ev Event) {
-		if ev.Kind == StepPhase && ev.Phase == PhaseMigrating {
+		if ev.Kind == StepPhase && ev.Phase == journal.PhaseMigrating {
 			f.mu.Lock()
 			n := 0
 			for _, m := range f.migs {

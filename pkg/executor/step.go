@@ -28,19 +28,19 @@ var ErrSiteAlive = errors.New("site is alive")
 func (e *Executor) journal(st *plan.Step, phase string) map[string]string {
 	now := timestamp(e.cfg.Now())
 	j := map[string]string{
-		AnnotationMoveID: e.cfg.MoveID, AnnotationTo: st.To, AnnotationPhase: phase,
-		AnnotationUpdated: now, AnnotationVMI: st.VMIUID,
+		journal.MoveID: e.cfg.MoveID, journal.To: st.To, journal.Phase: phase,
+		journal.Updated: now, journal.VMI: st.VMIUID,
 	}
 	if st.From != "" && st.From != st.To {
-		j[AnnotationFrom] = st.From
+		j[journal.From] = st.From
 	}
 	if e.cfg.Actor != "" {
-		j[AnnotationActor] = e.cfg.Actor
+		j[journal.Actor] = e.cfg.Actor
 	}
-	if phase == PhasePatched {
-		j[AnnotationStarted] = now
+	if phase == journal.PhasePatched {
+		j[journal.Started] = now
 	}
-	if phase == PhaseDone {
+	if phase == journal.PhaseDone {
 		// Done clears the last failure; the attempts stay as history.
 		j[journal.Error] = ""
 	}
@@ -54,7 +54,7 @@ func (e *Executor) failure(st *plan.Step, err error) map[string]string {
 	if len(msg) > 1024 {
 		msg = msg[:1024]
 	}
-	return map[string]string{journal.Error: msg, journal.Attempts: fmt.Sprint(st.Attempts + 1), AnnotationUpdated: timestamp(e.cfg.Now())}
+	return map[string]string{journal.Error: msg, journal.Attempts: fmt.Sprint(st.Attempts + 1), journal.Updated: timestamp(e.cfg.Now())}
 }
 
 func (e *Executor) mark(ctx context.Context, st *plan.Step, phase string) error {
@@ -120,24 +120,24 @@ func (e *Executor) doStep(ctx, stop context.Context, st *plan.Step) error {
 	// the step's next one where nothing else comes first, to save a request per VM: done
 	// for a stopped VM (nothing more happens), restarting for a restart (a rerun restarts
 	// only the instance it sees, never a new one twice).
-	phase := PhasePatched
+	phase := journal.PhasePatched
 	switch {
 	case st.Action == plan.ActionPatch && !e.patchOnlyWaits(st):
-		phase = PhaseDone
+		phase = journal.PhaseDone
 	case st.Action == plan.ActionRestart:
-		phase = PhaseRestarting
+		phase = journal.PhaseRestarting
 	case st.Action == plan.ActionFailover:
 		// Ahead of the release, and never back to "patched": an out-of-service taint may
 		// have released it already, and a crash right after this write must leave a
 		// rerun that knows (a Manual VM is started, not skipped).
-		phase = PhaseReleasing
+		phase = journal.PhaseReleasing
 	}
 	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, phase)) })
 	if err != nil {
 		return fmt.Errorf("patch nodeSelector: %w", err)
 	}
-	e.phase(st, PhasePatched, fmt.Sprintf("template now selects %s", st.To))
-	if phase == PhaseDone {
+	e.phase(st, journal.PhasePatched, fmt.Sprintf("template now selects %s", st.To))
+	if phase == journal.PhaseDone {
 		return nil
 	}
 
@@ -169,7 +169,7 @@ func (e *Executor) doStep(ctx, stop context.Context, st *plan.Step) error {
 // (migrating, restarted, released, started) and failures; the journal on the VM says
 // the rest, and one Event per step would double the writes of a large move.
 func (e *Executor) finishStep(ctx context.Context, st *plan.Step) error {
-	if err := e.mark(ctx, st, PhaseDone); err != nil {
+	if err := e.mark(ctx, st, journal.PhaseDone); err != nil {
 		return fmt.Errorf("write journal: %w", err)
 	}
 	return nil
@@ -213,7 +213,7 @@ func (e *Executor) startReleased(ctx, stop context.Context, st *plan.Step) error
 	if err := e.checkStart(ctx, st); err != nil {
 		return err
 	}
-	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, PhaseStarting)) })
+	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, journal.PhaseStarting)) })
 	if err != nil {
 		return fmt.Errorf("patch nodeSelector: %w", err)
 	}
@@ -338,7 +338,7 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 		}
 		e.cluster.Record(st.Namespace, st.Name, "SitefailMigrating", fmt.Sprintf("live migration %s to %s started", name, st.To))
 	}
-	e.phase(st, PhaseMigrating, "migration "+name)
+	e.phase(st, journal.PhaseMigrating, "migration "+name)
 	if err := e.waitUntil(stop, func() (bool, error) {
 		m := e.cluster.Migration(st.Namespace, name)
 		if m.Done && !m.Success {
@@ -434,7 +434,7 @@ func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 			if err := e.checkRelease(ctx, st, st.Node); err != nil {
 				return err
 			}
-			if err := e.mark(ctx, st, PhaseStarting); err != nil {
+			if err := e.mark(ctx, st, journal.PhaseStarting); err != nil {
 				return err
 			}
 			if err := e.start(ctx, st, st.From); err != nil {

@@ -30,6 +30,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
@@ -206,7 +207,7 @@ func (c *Cluster) Migrate(ctx context.Context, ns, vmi, name, to string) error {
 		"apiVersion": kubevirtv1.SchemeGroupVersion.String(),
 		"kind":       "VirtualMachineInstanceMigration",
 		"metadata": map[string]any{"name": name, "namespace": ns,
-			"labels": map[string]any{executor.AnnotationMoveID: c.moveID, executor.AnnotationTo: to}},
+			"labels": map[string]any{journal.MoveID: c.moveID, journal.To: to}},
 		"spec": map[string]any{"vmiName": vmi},
 	}}
 	_, err := c.dyn.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, m, metav1.CreateOptions{DryRun: c.dryRun})
@@ -409,7 +410,7 @@ func (c *Cluster) ActiveMigration(ns, vmi, to string) (executor.MigrationState, 
 	}
 	for _, o := range objs {
 		m, ok := o.(*kubevirtv1.VirtualMachineInstanceMigration)
-		if !ok || m.Spec.VMIName != vmi || m.Labels[executor.AnnotationMoveID] == "" || m.Labels[executor.AnnotationTo] != to {
+		if !ok || m.Spec.VMIName != vmi || m.Labels[journal.MoveID] == "" || m.Labels[journal.To] != to {
 			continue
 		}
 		if st := migrationState(m); !st.Done {
@@ -428,7 +429,7 @@ func (c *Cluster) Record(ns, name, reason, message string) {
 	now := metav1.Now()
 	ev := &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: name + ".sitefail.", Namespace: ns,
-			Annotations: map[string]string{executor.AnnotationMoveID: c.moveID, executor.AnnotationActor: c.actor}},
+			Annotations: map[string]string{journal.MoveID: c.moveID, journal.Actor: c.actor}},
 		InvolvedObject: corev1.ObjectReference{Kind: "VirtualMachine", APIVersion: kubevirtv1.SchemeGroupVersion.String(), Namespace: ns, Name: name},
 		Reason:         reason,
 		Message:        message + " (by " + c.actor + ", move " + c.moveID + ")",

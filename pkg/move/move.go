@@ -27,6 +27,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubecluster"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/lock"
@@ -524,7 +525,7 @@ func ServerDryRun(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan
 			continue
 		}
 		sent++
-		if err := kc.PatchSite(ctx, st, map[string]string{executor.AnnotationPhase: "dry-run"}); err != nil {
+		if err := kc.PatchSite(ctx, st, map[string]string{journal.Phase: "dry-run"}); err != nil {
 			rejected = append(rejected, fmt.Sprintf("%s: %v", st.Key(), err))
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/plugin"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
@@ -195,7 +196,7 @@ func TestServerDryRunChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	sel, _, _ := unstructured.NestedStringMap(vm.Object, "spec", "template", "spec", "nodeSelector")
-	if sel["topology.kubernetes.io/site"] != "Primary" || vm.GetAnnotations()[executor.AnnotationPhase] != "" {
+	if sel["topology.kubernetes.io/site"] != "Primary" || vm.GetAnnotations()[journal.Phase] != "" {
 		t.Fatalf("server dry run changed the VM: %v %v", sel, vm.GetAnnotations())
 	}
 }
@@ -244,7 +245,7 @@ func TestRelocateTier1(t *testing.T) {
 		t.Fatal(err)
 	}
 	ann := vm.GetAnnotations()
-	if ann[executor.AnnotationPhase] != executor.PhaseDone || ann[executor.AnnotationFrom] != "Primary" || ann[executor.AnnotationTo] != "DR" || ann[executor.AnnotationMoveID] != rep.MoveID {
+	if ann[journal.Phase] != journal.PhaseDone || ann[journal.From] != "Primary" || ann[journal.To] != "DR" || ann[journal.MoveID] != rep.MoveID {
 		t.Fatalf("journal: %v", ann)
 	}
 	evs, err := env.Kube.CoreV1().Events("prod").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=db-1"})
