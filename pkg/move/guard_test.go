@@ -121,3 +121,19 @@ func TestN5OutOfServiceCoverageLooksBeyondTheNamespace(t *testing.T) {
 		t.Fatalf("--fence pod releases only the selection: %v", err)
 	}
 }
+
+// N19: a drill checked for failovers only before its lock, from the snapshot it read
+// first; a site lost after that made its leg a failover. The engine refuses it where the
+// plan is rebuilt under the lock (and before it), whatever the caller checked.
+func TestN19DrillRefusesAFailoverUnderTheLock(t *testing.T) {
+	s := guardSnapshot(snapshot.NodeNotReady)
+	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
+	p := guardPlan(t, s, plan.Request{All: true})
+	var blocked *BlockedError
+	if err := refuseFailover(Config{NoFailover: true}, p); !errors.As(err, &blocked) || !strings.Contains(err.Error(), "not a drill") {
+		t.Fatalf("a drill leg that needs a failover: %v", err)
+	}
+	if err := refuseFailover(Config{}, p); err != nil {
+		t.Fatalf("a move may fail over: %v", err)
+	}
+}

@@ -84,6 +84,10 @@ type Config struct {
 	MaxFailures   int
 	LockNamespace string
 	TakeOverStale bool
+	// NoFailover refuses a plan that releases any VM from a dead site, checked again
+	// under the lock: a drill is a rehearsal on live sites, and a site that went down
+	// after the drill was started is an incident.
+	NoFailover bool
 
 	// ConfirmSiteDown asks the operator about a site that needs failing over and that
 	// ConfirmedDown does not name; nil refuses.
@@ -142,6 +146,9 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseFailover(cfg, p); err != nil {
+		return nil, err
+	}
 	if _, err := Guard(cfg, s, p); err != nil {
 		return nil, err
 	}
@@ -184,6 +191,9 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	}
 	if p.Blocked(cfg.Force) {
 		return nil, &BlockedError{Plan: p, Err: errors.New("the plan is blocked; nothing was changed (see the blockers above)")}
+	}
+	if err := refuseFailover(cfg, p); err != nil {
+		return nil, err
 	}
 	deadNodes, err := Guard(cfg, s, p)
 	if err != nil {
@@ -241,6 +251,14 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 		return rep, &LockLostError{Err: lerr}
 	}
 	return rep, err
+}
+
+// refuseFailover applies Config.NoFailover.
+func refuseFailover(cfg Config, p *plan.Plan) error {
+	if sites := p.NeedsFailover(); cfg.NoFailover && len(sites) > 0 {
+		return &BlockedError{Err: fmt.Errorf("site %s is down: this is an incident, not a drill; use 'move' (nothing was changed)", sites[0])}
+	}
+	return nil
 }
 
 // ValidateConfirmations checks ConfirmedDown before anything is written: a confirmation

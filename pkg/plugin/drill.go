@@ -17,7 +17,7 @@ import (
 // newDrillCommand is a rehearsal: a relocate to the target and a failback, with both
 // legs timed, while both sites are up.
 func newDrillCommand(o *Options) *cobra.Command {
-	mo := &moveOptions{Options: o}
+	mo := &moveOptions{Options: o, drill: true}
 	var rto, reportDir string
 	cmd := &cobra.Command{
 		Use:   "drill --to SITE (--tier N[-M] | --all | VM...)",

@@ -35,6 +35,8 @@ type moveOptions struct {
 	confirmSiteDown []string
 	fence           string
 	dryRun          string
+	// drill: the move is a drill's leg, which never fails over (move.Config.NoFailover).
+	drill bool
 	// keep: a drill that leaves the VMs on the target (no second leg).
 	keep bool
 	// observe, when set, sees every progress event (a drill's evidence).
@@ -190,7 +192,7 @@ func (mo *moveOptions) config(c *Clients, req plan.Request) move.Config {
 		Namespace: mo.snapshotScope(), LabelSelector: mo.labelSelector, Request: req, Force: mo.force,
 		ConfirmedDown: mo.confirmSiteDown, Fence: move.Fence(mo.fence), DryRun: move.DryRunNone,
 		MaxPerNode: mo.maxPerNode, Rate: mo.rate, NoBarrier: mo.noBarrier, ReadyTimeout: mo.readyTimeout,
-		MaxFailures: mo.maxFailures, LockNamespace: mo.lockNamespace, TakeOverStale: mo.takeOverLock}
+		MaxFailures: mo.maxFailures, LockNamespace: mo.lockNamespace, TakeOverStale: mo.takeOverLock, NoFailover: mo.drill}
 	if !mo.noPrompt {
 		cfg.ConfirmSiteDown = mo.promptSiteDown
 	}
