@@ -54,8 +54,10 @@ type HeldError struct {
 	Host           string
 	PID            int
 	Machine        string
-	Renewed        time.Time
-	Stale          bool
+	// Namespace is set when the holder's Lease is in another namespace than ours.
+	Namespace string
+	Renewed   time.Time
+	Stale     bool
 }
 
 func (e *HeldError) Error() string {
@@ -66,6 +68,9 @@ func (e *HeldError) Error() string {
 	if e.Stale {
 		return fmt.Sprintf("the lock is held by move %s of %s%s, which stopped renewing it at %s: it may have crashed or lost its connection. "+
 			"If that process is gone, take the lock over with --take-over-stale-lock", e.MoveID, e.Holder, where, e.Renewed.Format(time.RFC3339))
+	}
+	if e.Namespace != "" {
+		where += " with --lock-namespace " + e.Namespace
 	}
 	return fmt.Sprintf("another move is running: %s by %s%s (lock renewed %s); wait for it to finish", e.MoveID, e.Holder, where, e.Renewed.Format(time.RFC3339))
 }
@@ -160,6 +165,8 @@ type Lock struct {
 	lost     chan struct{}
 	mu       sync.Mutex
 	err      error
+	// Warning says what could not be checked when the lock was taken.
+	Warning string
 }
 
 // Acquire takes the Lease for this move. A Lease held by a live holder fails at once;
@@ -235,7 +242,36 @@ func acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, 
 	rctx, cancel := context.WithCancel(context.Background())
 	l := &Lock{kube: kube, o: o, cancel: cancel, done: make(chan struct{}), lost: make(chan struct{})}
 	go l.renew(rctx)
+	// Only after ours is taken: two movers that took theirs at once in two namespaces
+	// then both see the other, and both stop, rather than both go on.
+	held, warn := elsewhere(ctx, kube, o)
+	if held != nil {
+		_ = l.Unlock(context.Background())
+		return nil, held
+	}
+	l.Warning = warn
 	return l, nil
+}
+
+// elsewhere looks for a live move holding the lock in another namespace (another
+// --lock-namespace): the Lease excludes movers only within one namespace. It returns the
+// holder, or a warning when Leases cannot be listed across namespaces.
+func elsewhere(ctx context.Context, kube kubernetes.Interface, o Options) (*HeldError, string) {
+	list, err := kube.CoordinationV1().Leases(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + o.Name})
+	if err != nil {
+		return nil, fmt.Sprintf("could not check other namespaces for a move holding the lock (%v): use the same --lock-namespace as every other operator", err)
+	}
+	for i := range list.Items {
+		l := &list.Items[i]
+		if l.Namespace == o.Namespace || ptr.Deref(l.Spec.HolderIdentity, "") == "" {
+			continue
+		}
+		if h := heldError(l, o.Now()); !h.Stale {
+			h.Namespace = l.Namespace
+			return h, ""
+		}
+	}
+	return nil, ""
 }
 
 // mayTake decides whether a held Lease may be taken, for every combination of where its

@@ -226,3 +226,25 @@ func TestN7LiveHolderWithASkewedClockIsNotTakenOver(t *testing.T) {
 	default:
 	}
 }
+
+// N11: two operators with different --lock-namespace values each took "the" lock and
+// moved at once. The second sees the first's live Lease in the other namespace.
+func TestN11AMoveInAnotherLockNamespaceRefusesTheSecond(t *testing.T) {
+	kube := fake.NewClientset()
+	first, err := Acquire(context.Background(), kube, opts("alice", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Unlock(context.Background()) }()
+	o := opts("bob", 101)
+	o.Namespace = "ops"
+	_, err = Acquire(context.Background(), kube, o)
+	var held *HeldError
+	if !errors.As(err, &held) || !strings.Contains(err.Error(), "--lock-namespace "+DefaultNamespace) {
+		t.Fatalf("a move in another lock namespace: %v", err)
+	}
+	// It left nothing held behind in its own namespace.
+	if l, err := kube.CoordinationV1().Leases("ops").Get(context.Background(), DefaultName, metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil {
+		t.Fatalf("the refused move still holds its own Lease: %v", *l.Spec.HolderIdentity)
+	}
+}

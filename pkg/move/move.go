@@ -96,6 +96,8 @@ type Config struct {
 	OnStart func(moveID, actor string, p *plan.Plan)
 	// OnEvent receives the executor's progress, serialised.
 	OnEvent func(executor.Event)
+	// OnWarning receives what could not be checked and did not stop the move.
+	OnWarning func(string)
 }
 
 // BlockedError means the move did not start: the plan is blocked or a failover is not
@@ -162,6 +164,9 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	lk, err := lock.Acquire(ctx, cfg.Kube, lock.Options{Namespace: cfg.LockNamespace, Holder: actor + " (" + moveID + ")", MoveID: moveID, TakeOverStale: cfg.TakeOverStale})
 	if err != nil {
 		return nil, err
+	}
+	if lk.Warning != "" && cfg.OnWarning != nil {
+		cfg.OnWarning(lk.Warning)
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -196,6 +196,7 @@ func (mo *moveOptions) config(c *Clients, req plan.Request) move.Config {
 	if !mo.noPrompt {
 		cfg.ConfirmSiteDown = mo.promptSiteDown
 	}
+	cfg.OnWarning = func(w string) { fmt.Fprintln(mo.ErrOut, "Warning: "+w) }
 	return cfg
 }
 
