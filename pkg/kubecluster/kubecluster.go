@@ -73,6 +73,9 @@ type Options struct {
 	DryRun bool
 	Actor  string
 	MoveID string
+	// OnSkip is told of a VMI or migration that does not decode and is left out of the
+	// watch caches (kubevirt.Informer).
+	OnSkip func(name string, err error)
 }
 
 // New builds a Cluster; call Start before use.
@@ -101,9 +104,9 @@ func New(o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.vmis = kubevirt.Informer(rc, kubevirt.VMIs.Resource, o.Namespace, &kubevirtv1.VirtualMachineInstance{},
-		func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceList{} })
+		func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceList{} }, o.OnSkip)
 	c.migrations = kubevirt.Informer(rc, kubevirt.Migrations.Resource, o.Namespace, &kubevirtv1.VirtualMachineInstanceMigration{},
-		func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceMigrationList{} })
+		func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceMigrationList{} }, o.OnSkip)
 
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.notify() },

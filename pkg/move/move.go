@@ -226,7 +226,12 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 		}
 	}
 	kc, err := kubecluster.New(kubecluster.Options{Config: cfg.RESTConfig, Kube: cfg.Kube, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace,
-		SiteKey: cfg.Keys.Site, NodeSite: nodeSite, DryRun: cfg.DryRun == DryRunServer, Actor: actor, MoveID: moveID})
+		SiteKey: cfg.Keys.Site, NodeSite: nodeSite, DryRun: cfg.DryRun == DryRunServer, Actor: actor, MoveID: moveID,
+		OnSkip: func(name string, err error) {
+			if cfg.OnWarning != nil {
+				cfg.OnWarning(fmt.Sprintf("%s does not decode (%v): it is left out of the move's watch, and a step that waits on it fails at --ready-timeout", name, err))
+			}
+		}})
 	if err != nil {
 		return nil, err
 	}

@@ -182,9 +182,9 @@ func NewSource(kube kubernetes.Interface, dyn dynamic.Interface, cfg *rest.Confi
 		if err != nil {
 			return nil, err
 		}
-		s.vms = kubevirt.Informer(rc, kubevirt.VMs.Resource, namespace, &kubevirtv1.VirtualMachine{}, func() runtime.Object { return &kubevirtv1.VirtualMachineList{} })
-		s.vmis = kubevirt.Informer(rc, kubevirt.VMIs.Resource, namespace, &kubevirtv1.VirtualMachineInstance{}, func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceList{} })
-		s.migs = kubevirt.Informer(rc, kubevirt.Migrations.Resource, namespace, &kubevirtv1.VirtualMachineInstanceMigration{}, func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceMigrationList{} })
+		s.vms = kubevirt.Informer(rc, kubevirt.VMs.Resource, namespace, &kubevirtv1.VirtualMachine{}, func() runtime.Object { return &kubevirtv1.VirtualMachineList{} }, nil)
+		s.vmis = kubevirt.Informer(rc, kubevirt.VMIs.Resource, namespace, &kubevirtv1.VirtualMachineInstance{}, func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceList{} }, nil)
+		s.migs = kubevirt.Informer(rc, kubevirt.Migrations.Resource, namespace, &kubevirtv1.VirtualMachineInstanceMigration{}, func() runtime.Object { return &kubevirtv1.VirtualMachineInstanceMigrationList{} }, nil)
 	} else {
 		df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, namespace, nil)
 		s.vms = df.ForResource(kubevirt.VMs).Informer()
