@@ -188,9 +188,17 @@ func decideCell(t *testing.T, c cell) string {
 	}
 	// skip only where the VM is Ready on the target or stopped there by intent: nothing
 	// runs, and no unfinished step of a VM that ran is pending.
+	// The move ended the instance when its journal records a release or a restart (or,
+	// from an older version, "failed", or a step begun on a site that is dead now).
+	// KubeVirt brings the VM back by itself when it is Always, or RerunOnFailure after a
+	// failure or a stop of the move's; a Manual VM only a start brings back.
 	if st.Action == ActionSkip && !readyOnTarget {
-		unfinished := j.MoveID != "" && (j.Unfinished(req.To) || j.Released())
-		if running || unfinished && (c.strategy == kubevirtv1.RunStrategyManual || restartsItself(c.strategy)) {
+		open := j.MoveID != "" && j.Open()
+		endedByMove := open && (j.Released() || j.Phase == journal.PhaseRestarting || !s.SiteAlive(j.From))
+		failed := inst != nil && inst.Phase == "Failed"
+		comesBack := c.strategy == kubevirtv1.RunStrategyAlways ||
+			c.strategy == kubevirtv1.RunStrategyRerunOnFailure && (failed || endedByMove)
+		if running || open && j.Unfinished(req.To) && comesBack || c.strategy == kubevirtv1.RunStrategyManual && endedByMove {
 			fail("skipped, but neither Ready on the target nor stopped there by intent")
 		}
 	}
@@ -260,5 +268,56 @@ func TestN6InterruptedRestartOfAPendingInstanceIsRestartedAgain(t *testing.T) {
 	}
 	if st := p.Steps[0]; st.Action != ActionRestart || st.VMIUID != "old" {
 		t.Fatalf("rerun plans %s (%s) for the instance the restart did not replace; want restart", st.Action, st.Reason)
+	}
+}
+
+// Review finding: an instance on a deleted node that is not the one the journal's step
+// acted on was created after the step, from a template that selects the target: its
+// node may have been on the target. The source's confirmation does not cover it.
+func TestNewInstanceOnADeletedNodeIsNotAFailoverOfTheJournalsSource(t *testing.T) {
+	c := cell{strategy: kubevirtv1.RunStrategyAlways, instance: "Running", place: "deleted-node", journal: "releasing", request: "failover"}
+	s, req := cellSnapshot(c) // the instance "now" is not the journal's "old"
+	p, err := Build(s, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Blocked(true) || !strings.Contains(blockerCodes(p), "NodeNotFound") {
+		t.Fatalf("a new instance on a deleted node: %s from %q, blockers %q; want NodeNotFound", p.Steps[0].Action, p.Steps[0].From, blockerCodes(p))
+	}
+	// The instance the release acted on, on a deleted node of the dead source: a failover.
+	s.VMs[0].Instance.UID = "old"
+	if p, _ = Build(s, req); p.Blocked(true) || p.Steps[0].Action != ActionFailover || p.Steps[0].From != "Primary" {
+		t.Fatalf("the released instance on a deleted node: %s from %q, blockers %q", p.Steps[0].Action, p.Steps[0].From, blockerCodes(p))
+	}
+}
+
+// Review finding: a Manual VM whose live migration was interrupted ("patched") and that
+// then stopped while its site stayed up was stopped by someone, not by the move: it is
+// not started, and certainly not through the release guard, which halted every rerun.
+func TestManualVMStoppedAfterAnInterruptedMigrationIsNotStarted(t *testing.T) {
+	c := cell{strategy: kubevirtv1.RunStrategyManual, instance: "Succeeded", place: "source", journal: "patched", request: "relocate", sourceAlive: true}
+	s, req := cellSnapshot(c)
+	p, err := Build(s, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Steps[0]; st.Action == ActionStart || st.ReleasedFrom != "" {
+		t.Fatalf("planned %s (released from %q) for a VM the move did not stop", st.Action, st.ReleasedFrom)
+	}
+}
+
+// Review finding: KubeVirt does not restart a RerunOnFailure VM whose instance
+// Succeeded, so nothing is to be waited for.
+func TestRerunOnFailureWithASucceededInstanceIsNotWaitedFor(t *testing.T) {
+	for _, jp := range []string{"none", "patched"} {
+		c := cell{strategy: kubevirtv1.RunStrategyRerunOnFailure, instance: "Succeeded", place: "source", journal: jp, request: "relocate", sourceAlive: true}
+		s, req := cellSnapshot(c)
+		p, err := Build(s, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := p.Steps[0]; st.Action == ActionWait || st.Starts() {
+			t.Fatalf("journal %s: planned %s (starts %v) for a VM KubeVirt will not restart", jp, st.Action, st.Starts())
+		}
 	}
 }

@@ -455,18 +455,19 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	// A Manual VM that a step began on while it ran (a release, a restart, a migration)
 	// and that no longer runs: only a start brings it back, wherever it goes now. KubeVirt
 	// starts no Manual VM by itself, so "skip" here would leave it down.
-	releasedManual := !running && vm.RunStrategy == kubevirtv1.RunStrategyManual && j.MoveID != "" && j.Open()
+	releasedManual := !running && vm.RunStrategy == kubevirtv1.RunStrategyManual && j.MoveID != "" && stoppedByTheMove(s, j)
 
 	switch {
 	case nodeGone:
 		st.NodeGone = true
-		st.From = goneFrom(vm, j, req.To)
+		st.From = goneFrom(s, vm, j, req.To)
 		st.Action, st.Reason = ActionFailover, fmt.Sprintf("its node %s is not in the cluster (deleted): nothing shows whether the instance still runs; release it as a failover of %s, which needs the same confirmation", inst.NodeName, dashed(st.From))
 	case releasedManual:
 		// A start anywhere but the site it was released from is a release too: it must
 		// wait until that site is still down.
-		// Only a release (or a step written before one, "patched") may have let an
-		// instance go on a dead site; a restart or migration ended it on a live one.
+		// Only a release (or, from an older version, a "patched" written before one on a
+		// dead site) may have let an instance go on a dead site; a restart ended it on a
+		// live one.
 		if j.Released() || j.Phase == journal.PhasePatched {
 			st.ReleasedFrom = j.From
 		}
@@ -481,7 +482,7 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		// The restart did not take: the instance it acted on is still there, and it
 		// selects the old site. Waiting for it would wait for ever.
 		st.Action, st.Reason = ActionRestart, fmt.Sprintf("journal: move %s restarted it, but the instance it restarted is still there (%s): restart it again", j.MoveID, inst.Phase)
-	case homed && !readyOnTarget && j.Unfinished(req.To) && (running || restartsItself(vm.RunStrategy)):
+	case homed && !readyOnTarget && j.Unfinished(req.To) && (running || comesBack(s, vm.RunStrategy, inst, j)):
 		st.Action, st.Reason = ActionWait, fmt.Sprintf("journal: move %s left it %s: wait until it is Ready on %s", j.MoveID, j.Phase, req.To)
 	case homed && running && !readyOnTarget:
 		st.Action, st.Reason = ActionWait, "starting from a template that already selects "+req.To+": wait until it is Ready there"
@@ -495,7 +496,7 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		if inst != nil {
 			st.Reason = "instance is finishing: the new site applies at its next start"
 		}
-		if restartsItself(vm.RunStrategy) && (inst != nil || vm.RunStrategy == kubevirtv1.RunStrategyAlways) {
+		if restartsNow(vm.RunStrategy, inst) {
 			// KubeVirt starts it again by itself, now from the patched template.
 			st.Recreated = true
 			st.Reason = fmt.Sprintf("runStrategy %s and its instance is over or going: KubeVirt recreates it from the patched template; wait until it is Ready on %s", vm.RunStrategy, req.To)
@@ -526,22 +527,60 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 
 const stageRollout = string(kubevirtv1.VMRolloutStrategyStage)
 
-// goneFrom is the site an instance on a deleted node ran in, as far as the VM tells:
-// the site an unfinished move took it from, else the site its template selects; ""
-// when neither says.
-func goneFrom(vm *snapshot.VM, j journal.Entry, to string) string {
-	if j.Unfinished(to) && j.From != "" {
-		return j.From
+// goneFrom is the site an instance on a deleted node ran in, as far as the VM tells;
+// "" when nothing says, which is a blocker. With an unfinished step towards to, only the
+// instance that step acted on is known to have run on the step's source: a newer one
+// came from a template that selects to. Without one, the site the template selects,
+// where the instance's own nodeSelector agrees.
+func goneFrom(s *snapshot.Snapshot, vm *snapshot.VM, j journal.Entry, to string) string {
+	inst := vm.Instance
+	if j.Unfinished(to) {
+		if j.From != "" && j.VMI != "" && string(inst.UID) == j.VMI {
+			return j.From
+		}
+		return ""
 	}
-	if vm.HomeSite != to {
+	if vm.HomeSite != to && inst.NodeSelector[s.Keys.Site] == vm.HomeSite {
 		return vm.HomeSite
 	}
 	return ""
 }
 
-// restartsItself reports whether KubeVirt starts a new instance when the old one ends.
-func restartsItself(rs kubevirtv1.VirtualMachineRunStrategy) bool {
-	return rs == kubevirtv1.RunStrategyAlways || rs == kubevirtv1.RunStrategyRerunOnFailure
+// stoppedByTheMove reports whether the open step of j may be what ended a Manual VM's
+// instance: a release (and its start), a restart, an old version's "failed" of unknown
+// effect, or a "patched" or "migrating" on a site that is dead now (an old version wrote
+// "patched" before a release). A migration on a live site ends nothing: a Manual VM that
+// stopped after one was stopped by someone, and stays stopped.
+func stoppedByTheMove(s *snapshot.Snapshot, j journal.Entry) bool {
+	switch {
+	case !j.Open():
+		return false
+	case j.Released(), j.Phase == journal.PhaseRestarting:
+		return true
+	default:
+		return !s.SiteAlive(j.From)
+	}
+}
+
+// comesBack reports whether a VM with an open step and no running instance will run
+// again without the move: KubeVirt restarts it (restartsNow), or, for RerunOnFailure,
+// the move's own release or restart ended it, which KubeVirt follows with a start.
+func comesBack(s *snapshot.Snapshot, rs kubevirtv1.VirtualMachineRunStrategy, inst *snapshot.VMI, j journal.Entry) bool {
+	return restartsNow(rs, inst) || rs == kubevirtv1.RunStrategyRerunOnFailure && stoppedByTheMove(s, j)
+}
+
+// restartsNow reports whether KubeVirt starts a new instance of the VM by itself, given
+// its instance (nil when none): Always does, RerunOnFailure only after a Failed one
+// (kubevirt v1.8.0 pkg/virt-controller/watch/vm/vm.go: a Succeeded instance is not
+// restarted, and without an instance only a start request starts it).
+func restartsNow(rs kubevirtv1.VirtualMachineRunStrategy, inst *snapshot.VMI) bool {
+	switch rs {
+	case kubevirtv1.RunStrategyAlways:
+		return true
+	case kubevirtv1.RunStrategyRerunOnFailure:
+		return inst != nil && inst.Phase == string(kubevirtv1.Failed)
+	}
+	return false
 }
 
 // gitOpsObject names what to pause for each GitOps controller.
