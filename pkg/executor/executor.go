@@ -61,7 +61,14 @@ type Config struct {
 	MaxWrites int
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// LockValid, when set, is asked at the instant of every write whether the move still
+	// holds its lock (lock.Lock.Valid); a write it refuses is not sent, and the step is
+	// interrupted, as when the lock's loss cancels the move.
+	LockValid func() error
 }
+
+// ErrLockInvalid wraps LockValid's refusal of a write.
+var ErrLockInvalid = errors.New("the move no longer holds its lock")
 
 // DefaultMaxWrites is how many writes a move keeps in flight. More only queue in the
 // API server, where the move's own lock renewals wait behind them: at 5,000 VMs a tier
@@ -574,11 +581,16 @@ func (e *Executor) retry(ctx context.Context, fn func() error) error {
 			return ctx.Err()
 		}
 		defer func() { <-e.writeSlots }()
+		if e.cfg.LockValid != nil {
+			if err := e.cfg.LockValid(); err != nil {
+				return fmt.Errorf("%w: %v", ErrLockInvalid, err)
+			}
+		}
 		return fn()
 	}
 	for {
 		err := retry.OnError(e.cfg.Backoff, func(err error) bool {
-			return ctx.Err() == nil && (retriable(err) || unreachable(err) || timedOut(err))
+			return ctx.Err() == nil && !errors.Is(err, ErrLockInvalid) && (retriable(err) || unreachable(err) || timedOut(err))
 		}, try)
 		if timedOut(err) && ctx.Err() == nil {
 			return fmt.Errorf("%w: no answer in time, %d tries (raise --request-timeout, or look for a slow admission webhook)", err, e.cfg.Backoff.Steps)

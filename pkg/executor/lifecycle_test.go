@@ -2,8 +2,10 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -337,5 +339,35 @@ func TestN20VMRecreatedUnderTheSameNameIsNotPatched(t *testing.T) {
 	}
 	if rep.Failed() || rep.Tiers[0].Skipped != 1 {
 		t.Fatalf("want the step skipped as deleted during the move: %+v", rep)
+	}
+}
+
+// Review finding: nothing checked the lock at the write; after a pause of the process
+// the waiting writes went out before the renewal loop noticed the lock was gone.
+func TestNoWriteGoesOutOnceTheLockIsInvalid(t *testing.T) {
+	f := newFake(delay)
+	populate(f, 2, 2)
+	cfg := config("sf-lock-000001", 2)
+	var valid atomic.Bool
+	valid.Store(true)
+	cfg.LockValid = func() error {
+		if valid.Load() {
+			return nil
+		}
+		return errors.New("not renewed for 13s")
+	}
+	f.onWrite = func(string) {
+		if f.writes == 0 {
+			valid.Store(false) // the process pauses during its first write
+		}
+	}
+	rep := run(t, f, cfg)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.writes != 1 {
+		t.Fatalf("%d writes; want none after the lock went invalid", f.writes)
+	}
+	if len(rep.Failures) != 0 {
+		t.Fatalf("steps cut short by the lock are interrupted, not failed: %+v", rep.Failures)
 	}
 }

@@ -72,7 +72,7 @@ func (e *Executor) runStep(ctx, stop context.Context, st *plan.Step) result {
 	// A write cut short because the move was cancelled (its lock lost, or a second
 	// Ctrl-C) was not refused: its outcome is in the cluster and the journal, and the
 	// rerun plans from both.
-	case errors.Is(err, errStopped), err != nil && ctx.Err() != nil:
+	case errors.Is(err, errStopped), errors.Is(err, ErrLockInvalid), err != nil && ctx.Err() != nil:
 		r.interrupted = true
 		e.phase(st, "interrupted", "stopped at a safe point; run the move again to finish it")
 		return r

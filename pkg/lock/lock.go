@@ -130,7 +130,9 @@ func (o *Options) defaults() {
 		o.RenewDeadline = RenewDeadline
 	}
 	if o.Observe == 0 {
-		o.Observe = 2*o.RenewEvery + time.Second
+		// Longer than a holder may go on writing without a renewal (RenewDeadline), plus
+		// a renewal period either side.
+		o.Observe = o.RenewDeadline + 2*o.RenewEvery
 	}
 }
 
@@ -165,8 +167,29 @@ type Lock struct {
 	lost     chan struct{}
 	mu       sync.Mutex
 	err      error
+	// renewed is the wall-clock time of the last successful renewal (or the take).
+	renewed time.Time
 	// Warning says what could not be checked when the lock was taken.
 	Warning string
+}
+
+// wall strips the monotonic reading: Go's monotonic clock does not advance while the
+// machine sleeps (a suspended laptop, a paused VM), and a lock must count that time.
+func wall(t time.Time) time.Time { return t.Round(0) }
+
+// Valid says whether the move may still write: not lost, and renewed less than
+// RenewDeadline ago by the wall clock. Writes check it at the instant they go out, since
+// after a pause of the process they may run before the renewal loop notices anything.
+func (l *Lock) Valid() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	if since := wall(l.o.Now()).Sub(l.renewed); since >= l.o.RenewDeadline {
+		return fmt.Errorf("could not renew the lock for %s: another move may take it over, so this one stopped writing", since.Round(time.Second))
+	}
+	return nil
 }
 
 // Acquire takes the Lease for this move. A Lease held by a live holder fails at once;
@@ -226,6 +249,8 @@ func acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, 
 				}
 			}
 		}
+		// Stamped now, after the observation: the Lease's time is when we took it.
+		t = metav1.NewMicroTime(o.Now())
 		existing.Spec = spec
 		if existing.Annotations == nil {
 			existing.Annotations = map[string]string{}
@@ -240,7 +265,7 @@ func acquire(ctx context.Context, kube kubernetes.Interface, o Options) (*Lock, 
 		}
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	l := &Lock{kube: kube, o: o, cancel: cancel, done: make(chan struct{}), lost: make(chan struct{})}
+	l := &Lock{kube: kube, o: o, cancel: cancel, done: make(chan struct{}), lost: make(chan struct{}), renewed: wall(t.Time)}
 	go l.renew(rctx)
 	// Only after ours is taken: two movers that took theirs at once in two namespaces
 	// then both see the other, and both stop, rather than both go on.
@@ -266,10 +291,22 @@ func elsewhere(ctx context.Context, kube kubernetes.Interface, o Options) (*Held
 		if l.Namespace == o.Namespace || ptr.Deref(l.Spec.HolderIdentity, "") == "" {
 			continue
 		}
-		if h := heldError(l, o.Now()); !h.Stale {
-			h.Namespace = l.Namespace
-			return h, ""
+		h := heldError(l, o.Now())
+		if h.Stale {
+			// Stale by its holder's clock, which may be behind ours: watched, as a
+			// takeover would.
+			live, err := renewedWithin(ctx, kube.CoordinationV1().Leases(l.Namespace), l, o.Observe)
+			if err != nil {
+				return nil, fmt.Sprintf("could not watch the lock Lease in namespace %s (%v)", l.Namespace, err)
+			}
+			if live == nil {
+				continue
+			}
+			h = heldError(live, o.Now())
+			h.Stale = false
 		}
+		h.Namespace = l.Namespace
+		return h, ""
 	}
 	return nil, ""
 }
@@ -345,7 +382,6 @@ func (l *Lock) renew(ctx context.Context) {
 	defer close(l.done)
 	tick := time.NewTicker(l.o.RenewEvery)
 	defer tick.Stop()
-	lastRenewed := l.o.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -363,11 +399,13 @@ func (l *Lock) renew(ctx context.Context) {
 			l.lose(errors.New("the lock's Lease was deleted: stopped writing"))
 			return
 		case err == nil:
-			lastRenewed = l.o.Now()
+			l.mu.Lock()
+			l.renewed = wall(l.o.Now())
+			l.mu.Unlock()
 		case ctx.Err() != nil:
 			return
-		case l.o.Now().Sub(lastRenewed) >= l.o.RenewDeadline:
-			l.lose(fmt.Errorf("could not renew the lock for %s (%v): another move may take it over, so this one stopped writing", l.o.Now().Sub(lastRenewed).Round(time.Second), err))
+		case l.Valid() != nil:
+			l.lose(fmt.Errorf("%v (%v)", l.Valid(), err))
 			return
 		}
 	}

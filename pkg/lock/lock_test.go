@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -246,5 +247,41 @@ func TestN11AMoveInAnotherLockNamespaceRefusesTheSecond(t *testing.T) {
 	// It left nothing held behind in its own namespace.
 	if l, err := kube.CoordinationV1().Leases("ops").Get(context.Background(), DefaultName, metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil {
 		t.Fatalf("the refused move still holds its own Lease: %v", *l.Spec.HolderIdentity)
+	}
+}
+
+// Review finding: writes stop by themselves when the renewal loop has not renewed for
+// RenewDeadline by the wall clock (a paused process, a suspended machine), not only when
+// the loop notices and cancels.
+func TestValidRefusesWritesOnceRenewalsAreOverdue(t *testing.T) {
+	kube := fake.NewClientset()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	o := opts("alice", 100)
+	o.Now, o.RenewEvery, o.RenewDeadline = clock, time.Hour, 12*time.Second // the loop never ticks
+	l, err := Acquire(context.Background(), kube, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Unlock(context.Background()) }()
+	if err := l.Valid(); err != nil {
+		t.Fatalf("just taken: %v", err)
+	}
+	mu.Lock()
+	now = now.Add(13 * time.Second) // the process was paused
+	mu.Unlock()
+	if err := l.Valid(); err == nil {
+		t.Fatal("13 s without a renewal and the lock still allows writes")
+	}
+}
+
+// Review finding: a takeover watches a stale-looking Lease for longer than its holder
+// may go on writing without a renewal.
+func TestObservationOutlastsTheHoldersWriteWindow(t *testing.T) {
+	o := Options{}
+	o.defaults()
+	if o.Observe <= o.RenewDeadline+o.RenewEvery {
+		t.Fatalf("observe %s; the holder writes up to %s after its last renewal, plus a renewal period", o.Observe, o.RenewDeadline)
 	}
 }

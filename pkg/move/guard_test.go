@@ -137,3 +137,22 @@ func TestN19DrillRefusesAFailoverUnderTheLock(t *testing.T) {
 		t.Fatalf("a move may fail over: %v", err)
 	}
 }
+
+// Review finding: without -n and -l the check looked only at the snapshot's VMs, and a
+// standalone VMI (no VM) on a dead node was released by the taint all the same.
+func TestOutOfServiceCoverageSeesStandaloneVMIs(t *testing.T) {
+	s := guardSnapshot(snapshot.NodeNotReady)
+	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
+	p := guardPlan(t, s, plan.Request{All: true})
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+		"metadata": map[string]any{"namespace": "a", "name": "standalone"}, "status": map[string]any{"nodeName": "p2"}}}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{kubevirt.VMIs: "VirtualMachineInstanceList"}, u)
+	cfg := Config{Keys: s.Keys, ConfirmedDown: []string{"Primary"}, Fence: FenceOutOfService, Dynamic: dyn}
+	dead, err := Guard(cfg, s, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CoversDeadNodesEverywhere(context.Background(), cfg, p, dead); err == nil || !strings.Contains(err.Error(), "a/standalone") {
+		t.Fatalf("a standalone VMI on a dead node: %v; want the move refused naming it", err)
+	}
+}

@@ -250,7 +250,7 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 		MoveID: moveID, Actor: actor, MaxInFlight: cfg.Request.MaxInFlight, MaxPerNode: cfg.MaxPerNode, Rate: cfg.Rate,
 		MaxMigrations: s.MigrationsPerCluster,
 		NoBarrier:     cfg.NoBarrier, ReadyTimeout: cfg.ReadyTimeout, MaxFailures: cfg.MaxFailures,
-		TargetNodes: targetNodes, Fence: string(cfg.Fence), DeadNodes: deadNodes,
+		TargetNodes: targetNodes, Fence: string(cfg.Fence), DeadNodes: deadNodes, LockValid: lk.Valid,
 	}, cfg.OnEvent)
 	rep, err := ex.Run(ctx, stop, p)
 	if lerr := lk.Err(); lerr != nil {
@@ -365,12 +365,12 @@ func coversDeadNodes(s *snapshot.Snapshot, p *plan.Plan, dead []string) error {
 		"select them too (--all -A), or use --fence pod, which releases only the selected VMs, tier by tier (nothing was changed)", len(outside), strings.Join(outside, ", "))}
 }
 
-// CoversDeadNodesEverywhere extends coversDeadNodes beyond the move's -n and -l: the
+// CoversDeadNodesEverywhere extends coversDeadNodes beyond the move's snapshot: the
 // taint releases every instance on the dead nodes, of every namespace, and those outside
-// the selection would come back from templates that still select the dead site. A
-// snapshot already read cluster-wide was checked by Guard.
+// the selection (other namespaces, other labels, standalone VMIs of no VM) would come
+// back from templates that still select the dead site, or not at all.
 func CoversDeadNodesEverywhere(ctx context.Context, cfg Config, p *plan.Plan, dead []string) error {
-	if cfg.Fence != FenceOutOfService || len(dead) == 0 || cfg.Namespace == "" && cfg.LabelSelector == "" {
+	if cfg.Fence != FenceOutOfService || len(dead) == 0 {
 		return nil
 	}
 	isDead := map[string]bool{}
@@ -399,7 +399,7 @@ func CoversDeadNodesEverywhere(ctx context.Context, cfg Config, p *plan.Plan, de
 		return nil
 	}
 	sort.Strings(outside)
-	return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes at once, and %d of them are outside this move's -n/-l (%s): "+
+	return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes at once, and %d of them are outside this move (%s): "+
 		"select them too (--all -A), or use --fence pod, which releases only the selected VMs, tier by tier (nothing was changed)", len(outside), strings.Join(outside, ", "))}
 }
 
