@@ -340,29 +340,13 @@ func Guard(cfg Config, s *snapshot.Snapshot, p *plan.Plan) ([]string, error) {
 // plan: the taint releases every VM on them at once, and KubeVirt would recreate those
 // from templates that still select the dead site.
 func coversDeadNodes(s *snapshot.Snapshot, p *plan.Plan, dead []string) error {
-	isDead := map[string]bool{}
-	for _, n := range dead {
-		isDead[n] = true
-	}
-	planned := map[string]bool{}
-	for _, st := range p.Steps {
-		if st.Action == plan.ActionFailover {
-			planned[st.Key()] = true
-		}
-	}
-	var outside []string
+	onNode := map[string]string{}
 	for i := range s.VMs {
-		vm := &s.VMs[i]
-		if vm.Instance != nil && isDead[vm.Instance.NodeName] && !planned[vm.Key()] {
-			outside = append(outside, vm.Key())
+		if vm := &s.VMs[i]; vm.Instance != nil {
+			onNode[vm.Key()] = vm.Instance.NodeName
 		}
 	}
-	if len(outside) == 0 {
-		return nil
-	}
-	sort.Strings(outside)
-	return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes at once, and %d of them are not failed over by this move (%s): "+
-		"select them too (--all -A), or use --fence pod, which releases only the selected VMs, tier by tier (nothing was changed)", len(outside), strings.Join(outside, ", "))}
+	return uncovered(p, dead, onNode, "are not failed over by this move")
 }
 
 // CoversDeadNodesEverywhere extends coversDeadNodes beyond the move's snapshot: the
@@ -373,6 +357,21 @@ func CoversDeadNodesEverywhere(ctx context.Context, cfg Config, p *plan.Plan, de
 	if cfg.Fence != FenceOutOfService || len(dead) == 0 {
 		return nil
 	}
+	list, err := cfg.Dynamic.Resource(kubevirt.VMIs).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes, in every namespace, and listing the VMIs of every namespace to check them failed (%v): "+
+			"grant list on virtualmachineinstances cluster-wide, or use --fence pod (nothing was changed)", err)}
+	}
+	onNode := map[string]string{}
+	for _, u := range list.Items {
+		onNode[u.GetNamespace()+"/"+u.GetName()], _, _ = unstructured.NestedString(u.Object, "status", "nodeName")
+	}
+	return uncovered(p, dead, onNode, "are outside this move")
+}
+
+// uncovered refuses the taint when an instance (namespace/name to its node) on a dead
+// node is not failed over by the plan.
+func uncovered(p *plan.Plan, dead []string, onNode map[string]string, why string) error {
 	isDead := map[string]bool{}
 	for _, n := range dead {
 		isDead[n] = true
@@ -383,15 +382,9 @@ func CoversDeadNodesEverywhere(ctx context.Context, cfg Config, p *plan.Plan, de
 			planned[st.Key()] = true
 		}
 	}
-	list, err := cfg.Dynamic.Resource(kubevirt.VMIs).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes, in every namespace, and listing the VMIs of every namespace to check them failed (%v): "+
-			"grant list on virtualmachineinstances cluster-wide, or use --fence pod (nothing was changed)", err)}
-	}
 	var outside []string
-	for _, u := range list.Items {
-		node, _, _ := unstructured.NestedString(u.Object, "status", "nodeName")
-		if key := u.GetNamespace() + "/" + u.GetName(); isDead[node] && !planned[key] {
+	for key, node := range onNode {
+		if isDead[node] && !planned[key] {
 			outside = append(outside, key)
 		}
 	}
@@ -399,8 +392,8 @@ func CoversDeadNodesEverywhere(ctx context.Context, cfg Config, p *plan.Plan, de
 		return nil
 	}
 	sort.Strings(outside)
-	return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes at once, and %d of them are outside this move (%s): "+
-		"select them too (--all -A), or use --fence pod, which releases only the selected VMs, tier by tier (nothing was changed)", len(outside), strings.Join(outside, ", "))}
+	return &BlockedError{Err: fmt.Errorf("--fence out-of-service releases every VM on the dead nodes at once, and %d of them %s (%s): "+
+		"select them too (--all -A), or use --fence pod, which releases only the selected VMs, tier by tier (nothing was changed)", len(outside), why, strings.Join(outside, ", "))}
 }
 
 func contains(list []string, s string) bool {

@@ -12,6 +12,27 @@ import (
 	"github.com/sitefail/kubectl-sitefail/test/stretched"
 )
 
+// startFaultProxy starts a fault proxy in front of the API server (cfg's Target and Cert
+// are filled in), stopped at the end of the test, and a kubeconfig through it.
+func startFaultProxy(t *testing.T, name string, cfg faultproxy.Config) (*faultproxy.Proxy, string) {
+	t.Helper()
+	cert, err := cluster.ServingCert("localhost", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Target, cfg.Cert = env.Host, cert
+	proxy, err := faultproxy.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Stop)
+	path, err := env.KubeconfigVia(name, proxy.URL, cluster.AdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proxy, path
+}
+
 // TestMoveThroughAFaultyAPIServer: a failover and relocation of mixed VMs through a proxy
 // that fails 15% of requests (429 with Retry-After, 500, 503, 409 on writes) and cuts
 // watches. The move completes with the same guarantees: every VM on DR, each through
@@ -32,19 +53,7 @@ func TestMoveThroughAFaultyAPIServer(t *testing.T) {
 	}
 	waitEdge(t, false)
 
-	cert, err := cluster.ServingCert("localhost", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := faultproxy.Start(faultproxy.Config{Target: env.Host, Rate: 0.15, WatchRate: 1, WatchResetAfter: 3 * time.Second, Seed: 20261126, Cert: cert})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Stop()
-	path, err := env.KubeconfigVia("faulty", proxy.URL, cluster.AdminToken)
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, path := startFaultProxy(t, "faulty", faultproxy.Config{Rate: 0.15, WatchRate: 1, WatchResetAfter: 3 * time.Second, Seed: 20261126})
 
 	r := sitefailEnv(t, []string{"KUBECONFIG=" + path}, "move", "-n", "faults", "--all", "--to", "DR", "--confirm-site-down="+edge, "--max-in-flight", "6", "--progress", "lines")
 	c := proxy.Counts()

@@ -49,20 +49,7 @@ func TestLifecycleC1RefusedStartIsStartedByTheRerun(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEdge(t, false)
-	cert, err := cluster.ServingCert("localhost", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := faultproxy.Start(faultproxy.Config{Target: env.Host, Cert: cert, Seed: 19,
-		Refuse: map[string]int{"PUT virtualmachines/start": 503}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Stop()
-	path, err := env.KubeconfigVia("refusing-start", proxy.URL, cluster.AdminToken)
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, path := startFaultProxy(t, "refusing-start", faultproxy.Config{Seed: 19, Refuse: map[string]int{"PUT virtualmachines/start": 503}})
 	r := sitefailEnv(t, []string{"KUBECONFIG=" + path}, "move", "-n", safetyNS, "c1", "--to", "DR", "--confirm-site-down="+edge, "--progress", "lines")
 	if r.code == 0 || proxy.Counts().Refused == 0 {
 		t.Fatalf("the refused start must fail the move (refused %d starts): %s", proxy.Counts().Refused, r)
