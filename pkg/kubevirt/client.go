@@ -78,6 +78,12 @@ func ListWatch(rc rest.Interface, resource, ns string, newList func() runtime.Ob
 // time out and report it failed, which is safe; the snapshot a plan is made from
 // (ListWatch) stays strict.
 func Informer(rc rest.Interface, resource, ns string, obj runtime.Object, newList func() runtime.Object, onSkip func(name string, err error)) cache.SharedIndexInformer {
+	return cache.NewSharedIndexInformer(LenientListWatch(rc, resource, ns, newList, onSkip), obj, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+}
+
+// LenientListWatch is ListWatch whose lists leave out the items that do not decode,
+// naming each to onSkip (Informer).
+func LenientListWatch(rc rest.Interface, resource, ns string, newList func() runtime.Object, onSkip func(name string, err error)) *cache.ListWatch {
 	lw := ListWatch(rc, resource, ns, newList)
 	strict := lw.ListWithContextFunc
 	lw.ListWithContextFunc = func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
@@ -91,7 +97,7 @@ func Informer(rc rest.Interface, resource, ns string, obj runtime.Object, newLis
 		}
 		return lenientList(ctx, rc.Get().NamespaceIfScoped(ns, ns != "").Resource(resource).VersionedParams(&opts, metav1.ParameterCodec), newList, onSkip)
 	}
-	return cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	return lw
 }
 
 // lenientList decodes a list page item by item, leaving out those that do not decode.
