@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -369,5 +371,29 @@ func TestNoWriteGoesOutOnceTheLockIsInvalid(t *testing.T) {
 	}
 	if len(rep.Failures) != 0 {
 		t.Fatalf("steps cut short by the lock are interrupted, not failed: %+v", rep.Failures)
+	}
+}
+
+// The progress shows a failover's release as its own phase, before it goes out (the
+// operator's "t1: releasing" line; the e2e site-back test waits for it). Its journal
+// write now rides on the template patch, and the event went with the old write.
+func TestFailoverReportsItsReleasePhase(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, false)
+	f.down["Primary"] = true
+	var phases []string
+	var mu sync.Mutex
+	rep, err := New(f, config("sf-phase-000001", 1), func(ev Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Kind == StepPhase {
+			phases = append(phases, ev.Phase)
+		}
+	}).Run(context.Background(), context.Background(), planFor(t, f, 1))
+	if err != nil || rep.Failed() {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	if !slices.Contains(phases, journal.PhaseReleasing) {
+		t.Fatalf("phases %v: no %q", phases, journal.PhaseReleasing)
 	}
 }

@@ -409,11 +409,12 @@ func (e *Executor) ownMigration(st *plan.Step) (MigrationState, bool) {
 }
 
 func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
-	// The template patch wrote "releasing"; the guard is checked again right before the
-	// release itself.
+	// The template patch wrote "releasing" in the journal; the guard is checked again
+	// right before the release itself.
 	if err := e.checkRelease(ctx, st, st.Node); err != nil {
 		return err
 	}
+	e.phase(st, journal.PhaseReleasing, "releasing from "+dashed(st.From))
 	if e.cfg.Fence != "out-of-service" {
 		err := e.retry(ctx, func() error { return e.cluster.ForceDeleteLaunchers(ctx, st.Namespace, st.VMIUID, st.From) })
 		if err != nil {
