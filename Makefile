@@ -14,7 +14,8 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kubectl-sitefail
 
 ## test: lint, unit tests, then the end-to-end suite on a real local control plane
-## (the first run on a machine builds it from the Go module proxy: about 25 minutes; a cold make test, 48).
+## (the first run on a machine builds it from the Go module proxy: about 25 minutes; a whole
+## cold make test took 48 minutes on 2 cores).
 test: lint unit e2e
 
 unit:
