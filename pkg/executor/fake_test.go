@@ -3,6 +3,8 @@ package executor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -373,12 +375,7 @@ func (f *fakeCluster) FenceNodes(_ context.Context, site string, nodes []string)
 		for _, n := range nodes {
 			on[n] = true
 		}
-		keys := make([]string, 0, len(f.vms))
-		for k := range f.vms {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(f.vms)) {
 			if vm := f.vms[k]; vm.inst != nil && on[vm.inst.NodeName] && !vm.inst.Final() {
 				f.releaseLocked(k, vm)
 			}
@@ -477,12 +474,7 @@ func (f *fakeCluster) snapshot() *snapshot.Snapshot {
 			s.ActiveMigrations[f.migVMI[k]] = m.Name
 		}
 	}
-	keys := make([]string, 0, len(f.vms))
-	for k := range f.vms {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(f.vms)) {
 		vm := f.vms[k]
 		v := snapshot.VM{Namespace: vm.ns, Name: vm.name, UID: types.UID(vm.uid), Tier: vm.tier, HomeSite: vm.home, RunStrategy: vm.strategy, Annotations: vm.annotations,
 			NodeSelector: map[string]string{selector.DefaultSiteKey: vm.home}, HasSelector: true, CPUMilli: 100, MemoryBytes: 1 << 30}

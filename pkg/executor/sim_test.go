@@ -16,9 +16,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -421,12 +422,7 @@ func checkEnd(f *fakeCluster, res *simResult, op *simOperator, exit int, meantTo
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	keys := make([]string, 0, len(f.vms))
-	for k := range f.vms {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(f.vms)) {
 		vm := f.vms[k]
 		ready := func(site string) bool {
 			return vm.inst != nil && !vm.inst.Final() && vm.inst.Ready && vm.inst.Site == site

@@ -4,6 +4,8 @@
 // came from.
 package journal
 
+import "strconv"
+
 const (
 	MoveID  = "sitefail.io/move-id"
 	From    = "sitefail.io/move-from"
@@ -50,12 +52,9 @@ func Read(annotations map[string]string) Entry {
 
 // atoi reads a count written by this package; anything else counts as none.
 func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' || n > 1<<20 {
-			return 0
-		}
-		n = n*10 + int(c-'0')
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0
 	}
 	return n
 }
