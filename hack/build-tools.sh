@@ -2,7 +2,7 @@
 # Builds the test cluster's binaries from the pinned tools modules and caches them by
 # version, so that only the first run on a machine pays the cold build.
 # Prints the directory that holds them.
-#   hack/build-tools.sh cluster|kwok|krew|kubevirt|kubectl|all
+#   hack/build-tools.sh cluster|kwok|krew|kubevirt|kubectl|all|keys
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,9 +11,17 @@ kube_version=v1.34.4
 kwok_version=v0.7.0
 krew_version=v0.4.4
 kubevirt_version=v1.8.0
-# The objects generator is this project's code inside the KubeVirt tools module: key its
-# cache by the module's content so that a change to it rebuilds it.
-kubevirt_objects=$(cd "$root/test/tools/kubevirt" && cat go.mod go.sum cmd/kubevirt-objects/*.go | sha256sum | cut -c1-12)
+# Each cache directory is keyed by the version and a hash of its tools module's go.mod
+# and go.sum: a changed pin or replace rebuilds, where a version alone would silently
+# reuse the old binaries. The objects generator is this project's code inside the
+# KubeVirt tools module, so its key covers its source too.
+# modhash DIR [GLOB...]: the globs are expanded inside the module's directory.
+modhash() { (cd "$root/test/tools/$1" && shift && cat go.mod go.sum $@ | sha256sum | cut -c1-12); }
+kube_key=$kube_version-$(modhash cluster)
+kwok_key=$kwok_version-$(modhash kwok)
+krew_key=$krew_version-$(modhash krew)
+kubevirt_key=$kubevirt_version-$(modhash kubevirt)
+kubevirt_objects=$(modhash kubevirt 'cmd/kubevirt-objects/*.go')
 
 build() { # dir outdir pkg...
 	local dir=$1 out=$2; shift 2
@@ -30,26 +38,31 @@ build() { # dir outdir pkg...
 }
 
 what=${1:-all}
+if [ "$what" = keys ]; then
+	# The cache directories this tree would use, one per line (tested by test/cluster).
+	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects"
+	exit 0
+fi
 case $what in
 cluster|all)
-	build cluster "$cache/kube-$kube_version" ./etcd \
+	build cluster "$cache/kube-$kube_key" ./etcd \
 		k8s.io/kubernetes/cmd/kube-apiserver \
 		k8s.io/kubernetes/cmd/kube-scheduler \
 		k8s.io/kubernetes/cmd/kube-controller-manager
 	;;&
 kwok|all)
-	build kwok "$cache/kwok-$kwok_version" sigs.k8s.io/kwok/cmd/kwok
+	build kwok "$cache/kwok-$kwok_key" sigs.k8s.io/kwok/cmd/kwok
 	;;&
 kubevirt|all)
-	build kubevirt "$cache/kubevirt-$kubevirt_version" kubevirt.io/kubevirt/cmd/virt-api kubevirt.io/kubevirt/cmd/virt-controller
+	build kubevirt "$cache/kubevirt-$kubevirt_key" kubevirt.io/kubevirt/cmd/virt-api kubevirt.io/kubevirt/cmd/virt-controller
 	build kubevirt "$cache/kubevirt-objects-$kubevirt_objects" ./cmd/kubevirt-objects
 	;;&
 krew|all)
-	build krew "$cache/krew-$krew_version" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
+	build krew "$cache/krew-$krew_key" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
 	;;&
 kubectl)
 	# Only where the machine has no kubectl of its own.
-	build cluster "$cache/kube-$kube_version" k8s.io/kubernetes/cmd/kubectl
+	build cluster "$cache/kube-$kube_key" k8s.io/kubernetes/cmd/kubectl
 	;;
 cluster|kwok|krew|kubevirt|all) ;;
 *) echo "usage: $0 cluster|kwok|krew|kubevirt|kubectl|all" >&2; exit 2 ;;
@@ -58,8 +71,8 @@ esac
 # One directory of links so that callers need a single path.
 bin="$cache/bin"
 mkdir -p "$bin"
-for d in "$cache/kube-$kube_version" "$cache/kwok-$kwok_version" "$cache/krew-$krew_version" \
-	"$cache/kubevirt-$kubevirt_version" "$cache/kubevirt-objects-$kubevirt_objects"; do
+for d in "$cache/kube-$kube_key" "$cache/kwok-$kwok_key" "$cache/krew-$krew_key" \
+	"$cache/kubevirt-$kubevirt_key" "$cache/kubevirt-objects-$kubevirt_objects"; do
 	[ -d "$d" ] || continue
 	for f in "$d"/*; do
 		case $f in *.tmp) continue ;; esac

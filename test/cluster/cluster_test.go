@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,5 +38,66 @@ func TestMissingBinaryIsNamed(t *testing.T) {
 	_, err := Start(context.Background(), Config{BinDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "missing binary etcd") || !strings.Contains(err.Error(), "build-tools.sh") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// Editing a tools module's go.mod (a replace line, a pin) changes the cache directory of
+// its binaries, so a stale build is never reused under the same version.
+func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	copyFile := func(rel string) {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(tmp, rel)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, rel), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile("hack/build-tools.sh")
+	for _, m := range []string{"cluster", "kwok", "krew", "kubevirt"} {
+		copyFile("test/tools/" + m + "/go.mod")
+		copyFile("test/tools/" + m + "/go.sum")
+	}
+	gens, _ := filepath.Glob(filepath.Join(root, "test/tools/kubevirt/cmd/kubevirt-objects/*.go"))
+	for _, g := range gens {
+		rel, _ := filepath.Rel(root, g)
+		copyFile(rel)
+	}
+	keys := func() []string {
+		out, err := exec.Command("bash", filepath.Join(tmp, "hack/build-tools.sh"), "keys").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Fields(string(out))
+	}
+	before := keys()
+	gomod := filepath.Join(tmp, "test/tools/kubevirt/go.mod")
+	f, err := os.OpenFile(gomod, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("\nreplace example.com/edited => example.com/edited v1.0.1\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	after := keys()
+	if len(before) != 5 || len(after) != 5 {
+		t.Fatalf("keys: %v / %v", before, after)
+	}
+	for i, name := range []string{"kube", "kwok", "krew"} {
+		if before[i] != after[i] {
+			t.Errorf("%s key changed with the kubevirt module: %s -> %s", name, before[i], after[i])
+		}
+	}
+	if before[3] == after[3] || before[4] == after[4] {
+		t.Errorf("an edited kubevirt go.mod keeps its cache keys: %v -> %v", before[3:], after[3:])
 	}
 }
