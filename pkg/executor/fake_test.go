@@ -350,7 +350,12 @@ func (f *fakeCluster) ForceDeleteLaunchers(_ context.Context, ns, uid, site stri
 // for Manual and Once, leaves it Failed. Callers hold mu.
 func (f *fakeCluster) releaseLocked(k string, vm *fakeVM) {
 	f.releases[k]++
-	if vm.strategy == kubevirtv1.RunStrategyManual || vm.strategy == kubevirtv1.RunStrategyOnce {
+	switch {
+	case vm.inst.Terminating && vm.strategy != kubevirtv1.RunStrategyAlways:
+		// Its deletion completes once the launcher is gone; nothing recreates it.
+		vm.inst = nil
+		return
+	case vm.strategy == kubevirtv1.RunStrategyManual || vm.strategy == kubevirtv1.RunStrategyOnce || vm.strategy == kubevirtv1.RunStrategyHalted:
 		// KubeVirt does not start these again by itself.
 		vm.inst.Phase, vm.inst.Ready = "Failed", false
 		return

@@ -397,3 +397,59 @@ func TestFailoverReportsItsReleasePhase(t *testing.T) {
 		t.Fatalf("phases %v: no %q", phases, journal.PhaseReleasing)
 	}
 }
+
+// Issue 20, behaviour 2: an instance shutting down (Terminating) when its site dies
+// cannot finish its shutdown there, and nothing shows the guest stopped. It was planned
+// patch-only behind a wait that never ended (Always) or left alone, never released.
+func TestTerminatingInstanceOnADeadSiteIsReleased(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	f.vms["ns/vm"].inst.Terminating = true
+	f.down["Primary"] = true
+	if a := planActions(t, f)["ns/vm"]; a != plan.ActionFailover {
+		t.Fatalf("a Terminating instance on a dead site is planned %q; want %q (released, with the site's confirmation)", a, plan.ActionFailover)
+	}
+	rep := run(t, f, config("sf-term-000001", 1))
+	if rep.Failed() {
+		t.Fatalf("%+v", rep)
+	}
+	assertRunsOn(t, f, "ns/vm", "DR")
+	if f.releases["ns/vm"] != 1 {
+		t.Fatalf("releases %d; want 1", f.releases["ns/vm"])
+	}
+}
+
+// A VM that nothing starts again after its release (Halted, or a Manual VM that
+// was stopping; Once is a blocker) is released and done: the move used to wait for it to turn Ready on
+// the target until --ready-timeout, and fail.
+func TestReleasedVMThatStaysDownIsNotWaitedFor(t *testing.T) {
+	for _, tc := range []struct {
+		strategy    kubevirtv1.VirtualMachineRunStrategy
+		terminating bool
+	}{{kubevirtv1.RunStrategyHalted, false}, {kubevirtv1.RunStrategyManual, true}} {
+		t.Run(string(tc.strategy), func(t *testing.T) {
+			f := newFake(delay)
+			f.add("ns", "vm", 1, "Primary", true, true)
+			f.vms["ns/vm"].strategy = tc.strategy
+			f.vms["ns/vm"].inst.Terminating = tc.terminating
+			f.down["Primary"] = true
+			p := planFor(t, f, 1)
+			if st := p.Steps[0]; st.Action != plan.ActionFailover || !st.StaysDown || st.Starts() {
+				t.Fatalf("planned %q (staysDown %v, starts %v); want a failover that starts nothing", st.Action, st.StaysDown, st.Starts())
+			}
+			cfg := config("sf-down-000001", 1)
+			cfg.ReadyTimeout = time.Hour
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			rep, err := New(f, cfg, nil).Run(ctx, ctx, p)
+			if err != nil || rep.Failed() || ctx.Err() != nil {
+				t.Fatalf("err %v, ctx %v: %+v", err, ctx.Err(), rep)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if vm := f.vms["ns/vm"]; vm.inst != nil && !vm.inst.Final() || vm.home != "DR" || f.releases["ns/vm"] != 1 {
+				t.Fatalf("instance %+v, template %s, releases %d; want released, template on DR, nothing running", vm.inst, vm.home, f.releases["ns/vm"])
+			}
+		})
+	}
+}

@@ -423,6 +423,12 @@ func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 		}
 	}
 	e.cluster.Record(st.Namespace, st.Name, "SitefailReleased", fmt.Sprintf("released from dead site %s", st.From))
+	if st.StaysDown {
+		// Nothing starts it again: the step is over with the released instance.
+		return e.waitFor(stop, st, func(i *Instance) (bool, error) {
+			return i == nil || i.UID != st.VMIUID || i.Final(), nil
+		})
+	}
 	if st.RunStrategy == kubevirtv1.RunStrategyManual {
 		// Manual VMs are not restarted by KubeVirt once their instance fails: start them
 		// when the old instance is over, if the site is still down.

@@ -213,6 +213,14 @@ func decideCell(t *testing.T, c cell) string {
 			fail("an instance on a dead site is restarted or migrated without the failover proof")
 		}
 	}
+	// An instance that is not over (running, or shutting down: a Terminating one on a
+	// dead site or a deleted node may hang there for ever, or still run) holds its VM
+	// there until it is released: patching around it, or waiting, never ends it.
+	if inst != nil && inst.NodeName != "" && inst.Phase != "Succeeded" && inst.Phase != "Failed" && !blocked && st.Action != ActionFailover {
+		if n, ok := s.Node(inst.NodeName); !ok || n.Site != "" && !s.SiteAlive(n.Site) {
+			fail("an instance that may still run on a dead site or a deleted node is not released")
+		}
+	}
 	if st.Action == ActionFailover && !blocked && (st.From == "" || s.SiteAlive(st.From)) {
 		fail("a failover from a live or unnamed site that no blocker stops")
 	}

@@ -150,7 +150,11 @@ type Step struct {
 	// KubeVirt recreates by itself (Always, RerunOnFailure) from the patched template:
 	// that is a start on the target, so it is throttled, holds the tier barrier and is
 	// waited for.
-	Recreated   bool  `json:"recreated,omitempty"`
+	Recreated bool `json:"recreated,omitempty"`
+	// StaysDown: a failover of a VM that nothing starts again once released (Halted,
+	// Once, or a Manual VM whose instance was stopping). The step ends when the released
+	// instance is over; it starts nothing, so it is not throttled as a start.
+	StaysDown   bool  `json:"staysDown,omitempty"`
 	CPUMilli    int64 `json:"requestCPUMillis"`
 	MemoryBytes int64 `json:"requestMemoryBytes"`
 }
@@ -160,7 +164,7 @@ func (s *Step) Key() string { return s.Namespace + "/" + s.Name }
 
 // Starts reports whether the step starts the VM on the target: its action does, or
 // KubeVirt recreates it from the patched template.
-func (s *Step) Starts() bool { return s.Action.Starts() || s.Recreated }
+func (s *Step) Starts() bool { return (s.Action.Starts() || s.Recreated) && !s.StaysDown }
 
 // Batch is a group of starts the throttle releases together.
 type Batch struct {
@@ -450,8 +454,11 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	// The template already selects the target and nothing runs elsewhere: the VM is
 	// there, on its way there, or stopped there.
 	homed := vm.HomeSite == req.To && (!running || vm.CurrentSite == req.To || vm.CurrentSite == "")
-	// A running instance whose node is not in the cluster may still run there.
-	nodeGone := running && inst.NodeName != "" && !s.HasNode(inst.NodeName)
+	// An instance that is not over holds the VM on its node, shutting down or not: on a
+	// dead site or a deleted node, a Terminating one may hang there or still run.
+	held := inst != nil && inst.NodeName != "" && inst.Phase != string(kubevirtv1.Succeeded) && inst.Phase != string(kubevirtv1.Failed)
+	// An instance whose node is not in the cluster may still run there.
+	nodeGone := held && !s.HasNode(inst.NodeName)
 	// A Manual VM that a step began on while it ran (a release, a restart, a migration)
 	// and that no longer runs: only a start brings it back, wherever it goes now. KubeVirt
 	// starts no Manual VM by itself, so "skip" here would leave it down.
@@ -462,6 +469,10 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		st.NodeGone = true
 		st.From = goneFrom(s, vm, j, req.To)
 		st.Action, st.Reason = ActionFailover, fmt.Sprintf("its node %s is not in the cluster (deleted): nothing shows whether the instance still runs; release it as a failover of %s, which needs the same confirmation", inst.NodeName, dashed(st.From))
+	case held && inst.Terminating && vm.State == snapshot.StateStranded:
+		// Its shutdown needs the dead site's node: nothing ends it, and nothing shows
+		// that the guest stopped. Only a release lets KubeVirt go on.
+		st.Action, st.Reason = ActionFailover, fmt.Sprintf("its instance was shutting down on node %s when site %s went down: nothing shows it stopped; release it so KubeVirt goes on from the template on %s", inst.NodeName, dashed(st.From), req.To)
 	case releasedManual:
 		// A start anywhere but the site it was released from is a release too: it must
 		// wait until that site is still down.
@@ -522,7 +533,25 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	default:
 		st.Action, st.Reason = ActionRestart, "not live-migratable: "+inst.NotMigratable
 	}
+	if st.Action == ActionFailover && staysDown(vm.RunStrategy, inst) {
+		st.StaysDown = true
+		st.Reason += fmt.Sprintf(" (runStrategy %s: nothing starts it again; it stays stopped, its template on %s)", vm.RunStrategy, req.To)
+	}
 	return st
+}
+
+// staysDown reports whether nothing starts a VM again once its instance is released
+// (kubevirt v1.8.0 vm.go): Halted and Once never restart a failed instance, and a
+// Manual VM whose instance was stopping was being stopped (a Manual VM that ran is
+// started by the move, as KubeVirt would not).
+func staysDown(rs kubevirtv1.VirtualMachineRunStrategy, inst *snapshot.VMI) bool {
+	switch rs {
+	case kubevirtv1.RunStrategyHalted, kubevirtv1.RunStrategyOnce:
+		return true
+	case kubevirtv1.RunStrategyManual:
+		return inst != nil && inst.Terminating
+	}
+	return false
 }
 
 const stageRollout = string(kubevirtv1.VMRolloutStrategyStage)
