@@ -157,6 +157,8 @@ type Step struct {
 	StaysDown   bool  `json:"staysDown,omitempty"`
 	CPUMilli    int64 `json:"requestCPUMillis"`
 	MemoryBytes int64 `json:"requestMemoryBytes"`
+	// OverheadBytes is KubeVirt's addition to the launcher's memory request.
+	OverheadBytes int64 `json:"memoryOverheadBytes,omitempty"`
 }
 
 // Key returns namespace/name.
@@ -269,7 +271,7 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 	targetNodes := targetNodes(s, req.To)
 	if len(targetNodes) == 0 {
 		p.Blockers = append(p.Blockers, Issue{Code: "NoReadyTargetNode",
-			Message: fmt.Sprintf("site %s has no Ready, schedulable node: nothing could start there (check 'kubectl sitefail sites')", req.To)})
+			Message: fmt.Sprintf("site %s has no Ready node that KubeVirt schedules on (cordoned, or without kubevirt.io/schedulable=true: its virt-handlers are down or just came back): nothing could start there (check 'kubectl sitefail sites -o wide')", req.To)})
 	}
 
 	sources := map[string]bool{}
@@ -428,7 +430,7 @@ func fromSuffix(req Request) string {
 
 func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	st := Step{Namespace: vm.Namespace, Name: vm.Name, UID: string(vm.UID), Tier: vm.Tier, To: req.To,
-		From: vm.HomeSite, RunStrategy: vm.RunStrategy, CPUMilli: vm.CPUMilli, MemoryBytes: vm.MemoryBytes}
+		From: vm.HomeSite, RunStrategy: vm.RunStrategy, CPUMilli: vm.CPUMilli, MemoryBytes: vm.MemoryBytes, OverheadBytes: vm.OverheadBytes}
 	inst := vm.Instance
 	if inst != nil {
 		st.VMIUID = string(inst.UID)
@@ -785,13 +787,13 @@ func capacity(s *snapshot.Snapshot, site string, steps []Step) Capacity {
 	for _, vm := range s.VMs {
 		if vm.Instance != nil && onTarget[vm.Instance.NodeName] {
 			c.FreeCPUMilli -= vm.CPUMilli
-			c.FreeMemoryBytes -= vm.MemoryBytes
+			c.FreeMemoryBytes -= vm.MemoryBytes + vm.OverheadBytes
 		}
 	}
 	for _, st := range steps {
 		if st.Starts() {
 			c.NeedCPUMilli += st.CPUMilli
-			c.NeedMemoryBytes += st.MemoryBytes
+			c.NeedMemoryBytes += st.MemoryBytes + st.OverheadBytes
 		}
 	}
 	return c

@@ -201,6 +201,31 @@ func TestBlockers(t *testing.T) {
 			t.Fatalf("%+v", p.Blockers)
 		}
 	})
+	t.Run("target nodes KubeVirt will not schedule on", func(t *testing.T) {
+		// Issue 20, behaviour 3: a site whose virt-handlers are down or just came back
+		// has Ready nodes labelled kubevirt.io/schedulable=false; no launcher lands there.
+		s := twoSites(snapshot.NodeReady)
+		for i := range s.Nodes {
+			if s.Nodes[i].Site == "DR" {
+				s.Nodes[i].KubeVirtUnschedulable = true
+			}
+		}
+		s.VMs = []snapshot.VM{vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)}
+		p := build(t, s, Request{To: "DR", All: true})
+		if !hasIssue(p.Blockers, "NoReadyTargetNode", "") || !p.Blocked(true) || p.Capacity.FreeMemoryBytes > 0 {
+			t.Fatalf("blockers %+v, capacity %+v", p.Blockers, p.Capacity)
+		}
+	})
+	t.Run("capacity counts KubeVirt's memory overhead", func(t *testing.T) {
+		s := twoSites(snapshot.NodeReady)
+		a := vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)
+		a.OverheadBytes = 300 << 20
+		s.VMs = []snapshot.VM{a}
+		p := build(t, s, Request{To: "DR", All: true})
+		if p.Capacity.NeedMemoryBytes != a.MemoryBytes+a.OverheadBytes {
+			t.Fatalf("need %d; want the guest's %d plus the overhead %d", p.Capacity.NeedMemoryBytes, a.MemoryBytes, a.OverheadBytes)
+		}
+	})
 	t.Run("full target site", func(t *testing.T) {
 		s := twoSites(snapshot.NodeReady)
 		for i := 0; i < 20; i++ {

@@ -71,7 +71,8 @@ func testVM(t *testing.T, ns, name, tier, site string, running bool) []runtime.O
 }
 
 func testNode(name, site string) *corev1.Node {
-	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"topology.kubernetes.io/site": site}},
+	// A KubeVirt worker: its virt-handler labels it schedulable.
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"topology.kubernetes.io/site": site, "kubevirt.io/schedulable": "true"}},
 		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
 			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi")}}}
 }

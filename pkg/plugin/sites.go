@@ -29,6 +29,8 @@ type SiteReport struct {
 		NotReady int `json:"notReady"`
 		Unknown  int `json:"unknown"`
 		Cordoned int `json:"cordoned"`
+		// KubeVirtUnschedulable counts Ready nodes without kubevirt.io/schedulable=true.
+		KubeVirtUnschedulable int `json:"kubevirtUnschedulable"`
 	} `json:"nodes"`
 	AllocatableCPUMilli    int64           `json:"allocatableCPUMillis"`
 	AllocatableMemoryBytes int64           `json:"allocatableMemoryBytes"`
@@ -70,6 +72,9 @@ func SitesReport(s *snapshot.Snapshot) []SiteReport {
 		}
 		if n.Unschedulable {
 			r.Nodes.Cordoned++
+		}
+		if n.State == snapshot.NodeReady && n.KubeVirtUnschedulable {
+			r.Nodes.KubeVirtUnschedulable++
 		}
 		r.AllocatableCPUMilli += n.CPUMilli
 		r.AllocatableMemoryBytes += n.MemoryBytes
@@ -163,6 +168,11 @@ func (so *sitesOptions) run(ctx context.Context) error {
 	if err := table(so.Out, []string{"SITE", "HEALTH", "READY", "NOTREADY", "UNKNOWN", "CORDONED", "CPU(REQ/ALLOC)", "MEMORY(REQ/ALLOC)", "VMS", "TIERS"}, rows); err != nil {
 		return err
 	}
+	for _, r := range rep {
+		if n := r.Nodes.KubeVirtUnschedulable; n > 0 {
+			fmt.Fprintf(so.Out, "Site %s: %d Ready node(s) without kubevirt.io/schedulable=true: KubeVirt starts no VM there (virt-handler down, or just came back).\n", r.Site, n)
+		}
+	}
 	if so.output != "wide" {
 		return nil
 	}
@@ -173,6 +183,9 @@ func (so *sitesOptions) run(ctx context.Context) error {
 			state := string(n.State)
 			if n.Unschedulable {
 				state += ",SchedulingDisabled"
+			}
+			if n.KubeVirtUnschedulable {
+				state += ",KubeVirtUnschedulable"
 			}
 			rows = append(rows, []string{n.Name, r.Site, state, cores(n.CPUMilli), plan.HumanBytes(n.MemoryBytes)})
 		}

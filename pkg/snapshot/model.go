@@ -23,21 +23,26 @@ const (
 
 // Node is the part of a Node that placement decisions need.
 type Node struct {
-	Name          string            `json:"name"`
-	Site          string            `json:"site,omitempty"`
-	State         NodeState         `json:"state"`
-	Unschedulable bool              `json:"unschedulable,omitempty"`
-	CPUMilli      int64             `json:"allocatableCPUMillis"`
-	MemoryBytes   int64             `json:"allocatableMemoryBytes"`
-	Labels        map[string]string `json:"-"`
-	Taints        []corev1.Taint    `json:"-"`
+	Name          string    `json:"name"`
+	Site          string    `json:"site,omitempty"`
+	State         NodeState `json:"state"`
+	Unschedulable bool      `json:"unschedulable,omitempty"`
+	// KubeVirtUnschedulable: the node lacks kubevirt.io/schedulable=true, which every
+	// launcher pod selects; its virt-handler is down, just came back, or never ran.
+	KubeVirtUnschedulable bool              `json:"kubevirtUnschedulable,omitempty"`
+	CPUMilli              int64             `json:"allocatableCPUMillis"`
+	MemoryBytes           int64             `json:"allocatableMemoryBytes"`
+	Labels                map[string]string `json:"-"`
+	Taints                []corev1.Taint    `json:"-"`
 	// Devices counts the allocatable extended resources (GPUs, host devices, SR-IOV
 	// VFs: names with a domain, like nvidia.com/GA102GL_A10) the node offers.
 	Devices map[string]int64 `json:"devices,omitempty"`
 }
 
 // Schedulable reports whether new VMs can land on the node.
-func (n *Node) Schedulable() bool { return n.State == NodeReady && !n.Unschedulable }
+func (n *Node) Schedulable() bool {
+	return n.State == NodeReady && !n.Unschedulable && !n.KubeVirtUnschedulable
+}
 
 // VMState summarises a VM's placement relative to its home site.
 type VMState string
@@ -88,9 +93,11 @@ type VM struct {
 	GitOps string `json:"gitops,omitempty"`
 	// Owner is the controller that owns the VM ("Kind/name" of its controller
 	// ownerReference, a VirtualMachinePool say): it rewrites the VM's spec.
-	Owner           string            `json:"owner,omitempty"`
-	CPUMilli        int64             `json:"requestCPUMillis"`
-	MemoryBytes     int64             `json:"requestMemoryBytes"`
+	Owner       string `json:"owner,omitempty"`
+	CPUMilli    int64  `json:"requestCPUMillis"`
+	MemoryBytes int64  `json:"requestMemoryBytes"`
+	// OverheadBytes is the memory KubeVirt adds to the launcher pod's request.
+	OverheadBytes   int64             `json:"memoryOverheadBytes,omitempty"`
 	Labels          map[string]string `json:"-"`
 	Annotations     map[string]string `json:"-"`
 	HasAnnotations  bool              `json:"-"`

@@ -239,15 +239,16 @@ func NodeFrom(n *corev1.Node, siteKey string) Node {
 	}
 	alloc := n.Status.Allocatable
 	return Node{
-		Name:          n.Name,
-		Site:          n.Labels[siteKey],
-		State:         state,
-		Unschedulable: n.Spec.Unschedulable,
-		CPUMilli:      alloc.Cpu().MilliValue(),
-		MemoryBytes:   alloc.Memory().Value(),
-		Labels:        n.Labels,
-		Taints:        n.Spec.Taints,
-		Devices:       extendedResources(alloc),
+		Name:                  n.Name,
+		Site:                  n.Labels[siteKey],
+		State:                 state,
+		Unschedulable:         n.Spec.Unschedulable,
+		KubeVirtUnschedulable: n.Labels[kubevirtv1.NodeSchedulable] != "true",
+		CPUMilli:              alloc.Cpu().MilliValue(),
+		MemoryBytes:           alloc.Memory().Value(),
+		Labels:                n.Labels,
+		Taints:                n.Spec.Taints,
+		Devices:               extendedResources(alloc),
 	}
 }
 
@@ -337,6 +338,7 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		out.Affinity = tpl.Spec.Affinity
 		out.Tolerations = tpl.Spec.Tolerations
 		out.CPUMilli, out.MemoryBytes = Requests(&tpl.Spec.Domain)
+		out.OverheadBytes = MemoryOverhead(&tpl.Spec)
 		out.Claims, out.DataVolumes = volumeClaims(&tpl.Spec)
 		out.Devices, out.NodeFeatures, out.HostModelCPU = placementNeeds(&tpl.Spec)
 		out.Networks = multusNetworks(vm.Namespace, &tpl.Spec)
@@ -395,6 +397,57 @@ func Requests(d *kubevirtv1.DomainSpec) (cpuMilli, memBytes int64) {
 		memBytes = d.Memory.Guest.Value()
 	}
 	return cpuMilli, memBytes
+}
+
+// MemoryOverhead is what KubeVirt v1.8.0 adds to a launcher pod's memory request on
+// x86 (pkg/hypervisor/kvm/hypervisorbackend.go, GetMemoryOverhead), so that capacity
+// counts what the scheduler counts: page tables, the fixed cost of the launcher's
+// processes, 8Mi per vCPU and for the IOThread, video RAM, VFIO's locked MMIO space,
+// dedicated CPUs and a reserved overhead. Probes and SEV add a little more; they are
+// left out.
+func MemoryOverhead(spec *kubevirtv1.VirtualMachineInstanceSpec) int64 {
+	const mi = 1 << 20
+	d := &spec.Domain
+	_, mem := Requests(d)
+	// Page tables: the request in kilobytes (rounded up) / 512, as KubeVirt counts it.
+	over := (mem + 999) / 1000 * 1000 / 512
+	over += (25 + 100 + 25 + 40 + 30) * mi
+	vcpus := int64(1)
+	if c := d.CPU; c != nil {
+		vcpus = int64(max(c.Cores, 1) * max(c.Sockets, 1) * max(c.Threads, 1))
+	} else if q, ok := d.Resources.Limits[corev1.ResourceCPU]; ok && q.Value() > 0 {
+		vcpus = q.Value()
+	} else if q, ok := d.Resources.Requests[corev1.ResourceCPU]; ok && q.Value() > 0 {
+		vcpus = q.Value()
+	}
+	over += 8*mi*vcpus + 8*mi
+	if g := d.Devices.AutoattachGraphicsDevice; g == nil || *g {
+		over += 32 * mi
+	}
+	if vfio(spec) {
+		over += 1024 * mi
+	}
+	if d.CPU != nil && d.CPU.DedicatedCPUPlacement {
+		over += 100 * mi
+	}
+	if m := d.Memory; m != nil && m.ReservedOverhead != nil && m.ReservedOverhead.AddedOverhead != nil {
+		over += m.ReservedOverhead.AddedOverhead.Value()
+	}
+	return over
+}
+
+// vfio reports a VMI with a host device, a GPU or an SR-IOV interface (KubeVirt's
+// IsVFIOVMI): all its RAM is locked for DMA.
+func vfio(spec *kubevirtv1.VirtualMachineInstanceSpec) bool {
+	if len(spec.Domain.Devices.HostDevices) > 0 || len(spec.Domain.Devices.GPUs) > 0 {
+		return true
+	}
+	for _, i := range spec.Domain.Devices.Interfaces {
+		if i.SRIOV != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // GitOpsOwner names the GitOps controller whose tracking metadata an object carries;

@@ -229,3 +229,44 @@ func TestCompletedMigrationCountsOnTheTargetBeforeTheHandOff(t *testing.T) {
 		t.Fatalf("instance on %s, want dr-1 (the completed migration's target)", got.Instance.NodeName)
 	}
 }
+
+// Issue 20, behaviour 3: KubeVirt's launcher pods select kubevirt.io/schedulable=true
+// (v1.8.0 nodeselectorrenderer.go), so a node without it takes no VM.
+func TestNodeWithoutKubeVirtSchedulableTakesNoVM(t *testing.T) {
+	keys := selector.DefaultKeys()
+	for label, want := range map[string]bool{"true": true, "false": false, "": false} {
+		n := readyNode("d1", "DR")
+		if label != "" {
+			n.Labels["kubevirt.io/schedulable"] = label
+		}
+		got := NodeFrom(n, keys.Site)
+		if got.Schedulable() != want {
+			t.Errorf("kubevirt.io/schedulable=%q: schedulable %v; want %v", label, got.Schedulable(), want)
+		}
+	}
+}
+
+// The overhead KubeVirt v1.8.0 adds to a launcher's memory request on x86
+// (pkg/hypervisor/kvm/hypervisorbackend.go GetMemoryOverhead), counted by hand in MiB
+// (page tables are a few bytes over 8Mi for 4Gi).
+func TestMemoryOverheadFollowsKubeVirt(t *testing.T) {
+	mi := int64(1 << 20)
+	guest := resource.MustParse("4Gi")
+	no := false
+	for _, tc := range []struct {
+		name string
+		spec kubevirtv1.VirtualMachineInstanceSpec
+		want int64
+	}{
+		// page tables 4Gi/512 = 8Mi, fixed 220Mi, 2 vCPUs 16Mi, IOThread 8Mi, video 32Mi.
+		{"plain", kubevirtv1.VirtualMachineInstanceSpec{Domain: kubevirtv1.DomainSpec{CPU: &kubevirtv1.CPU{Cores: 2}, Memory: &kubevirtv1.Memory{Guest: &guest}}}, 284 * mi},
+		{"no video, dedicated CPUs", kubevirtv1.VirtualMachineInstanceSpec{Domain: kubevirtv1.DomainSpec{CPU: &kubevirtv1.CPU{Cores: 2, DedicatedCPUPlacement: true}, Memory: &kubevirtv1.Memory{Guest: &guest},
+			Devices: kubevirtv1.Devices{AutoattachGraphicsDevice: &no}}}, (284 - 32 + 100) * mi},
+		{"a host device (VFIO)", kubevirtv1.VirtualMachineInstanceSpec{Domain: kubevirtv1.DomainSpec{CPU: &kubevirtv1.CPU{Cores: 2}, Memory: &kubevirtv1.Memory{Guest: &guest},
+			Devices: kubevirtv1.Devices{HostDevices: []kubevirtv1.HostDevice{{Name: "nic", DeviceName: "intel.com/qat"}}}}}, (284 + 1024) * mi},
+	} {
+		if got := MemoryOverhead(&tc.spec); got/mi != tc.want/mi {
+			t.Errorf("%s: overhead %d MiB; want %d MiB", tc.name, got/mi, tc.want/mi)
+		}
+	}
+}
