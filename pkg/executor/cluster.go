@@ -29,6 +29,8 @@ type MigrationState struct {
 	Phase   string
 	Done    bool
 	Success bool
+	// Reason is KubeVirt's failure reason for a failed migration, when it gave one.
+	Reason string
 }
 
 // Cluster is what the executor drives, composed of the narrow ports its steps use. The
@@ -86,6 +88,9 @@ type Watcher interface {
 	// cache: a resumed move continues such a migration, and never one towards another
 	// site (a failback does not follow the interrupted move's migration).
 	ActiveMigration(namespace, vmi, to string) (MigrationState, bool)
+	// UnfinishedMigration returns any unfinished migration of a VMI, whoever created it
+	// (a drain's evacuation, say): KubeVirt refuses a second one while it runs.
+	UnfinishedMigration(namespace, vmi string) (MigrationState, bool)
 	// Changed returns a channel closed at the next change of any watched object, so
 	// waits block on watch events instead of polling the API.
 	Changed() <-chan struct{}

@@ -81,6 +81,10 @@ type fakeCluster struct {
 	violate func(rule string)
 	// bootFails makes new instances of these VMs fail to boot.
 	bootFails map[string]bool
+	// migFails makes migrations of these VMs fail, with KubeVirt's reason.
+	migFails map[string]string
+	// onMigrate, called with mu held, refuses a migration as virt-api's webhook would.
+	onMigrate func(ns, vmi string) error
 }
 
 // releasesUnproven says why ending inst would release an instance that may still run
@@ -105,7 +109,7 @@ func (f *fakeCluster) releasesUnproven(inst *Instance) string {
 func newFake(delay time.Duration) *fakeCluster {
 	return &fakeCluster{vms: map[string]*fakeVM{}, migs: map[string]*MigrationState{}, migVMI: map[string]string{}, migTo: map[string]string{}, changed: make(chan struct{}), delay: delay,
 		nodes: map[string][]string{"Primary": {"p1", "p2"}, "DR": {"d1", "d2", "d3"}}, starting: map[string]bool{},
-		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{},
+		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{}, migFails: map[string]string{},
 		down: map[string]bool{}, deleted: map[string]bool{}, releases: map[string]int{}, starts: map[string]int{}}
 }
 
@@ -299,6 +303,14 @@ func (f *fakeCluster) Start(_ context.Context, ns, name string) error {
 }
 
 func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name, to string) error {
+	if f.onMigrate != nil {
+		f.mu.Lock()
+		err := f.onMigrate(ns, vmi)
+		f.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
 	return f.write("migrate", func() {
 		if _, ok := f.migs[ns+"/"+name]; ok {
 			return
@@ -311,13 +323,37 @@ func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name, to string) error
 		f.migs[ns+"/"+name] = m
 		f.migTo[ns+"/"+name] = to
 		f.migVMI[ns+"/"+name] = ns + "/" + vmi
-		vm.migrations++
 		target := vm.inst.SelectorSite
+		reason := f.migFails[ns+"/"+vmi]
 		f.begin(vm, func() bool {
+			if reason != "" {
+				// The source reports the failure; the guest keeps running there.
+				m.Phase, m.Done, m.Reason = "Failed", true, reason
+				return false
+			}
+			vm.migrations++
 			m.Phase, m.Done, m.Success = "Succeeded", true, true
 			vm.inst.Site, vm.inst.NodeName = target, f.nodes[target][0]
 			return true
 		})
+	})
+}
+
+// drain starts a migration that is not the move's (a drain's evacuation), within the
+// VM's site; it ends after the fake's delay.
+func (f *fakeCluster) drain(ns, vmi string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	name := "kubevirt-evacuation-" + vmi
+	m := &MigrationState{Name: name, Exists: true, Phase: "Running"}
+	f.migs[ns+"/"+name], f.migVMI[ns+"/"+name] = m, ns+"/"+vmi
+	vm := f.vms[ns+"/"+vmi]
+	time.AfterFunc(2*f.delay, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		m.Phase, m.Done, m.Success = "Succeeded", true, true
+		vm.inst.NodeName = f.nodes[vm.inst.Site][len(f.nodes[vm.inst.Site])-1]
+		f.notifyLocked()
 	})
 }
 
@@ -437,6 +473,21 @@ func (f *fakeCluster) ActiveMigration(ns, vmi, to string) (MigrationState, bool)
 	defer f.mu.Unlock()
 	for k, m := range f.migs {
 		if f.migVMI[k] == ns+"/"+vmi && !m.Done && f.migTo[k] == to {
+			return *m, true
+		}
+	}
+	return MigrationState{}, false
+}
+
+func (f *fakeCluster) UnfinishedMigration(ns, vmi string) (MigrationState, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unfinishedLocked(ns, vmi)
+}
+
+func (f *fakeCluster) unfinishedLocked(ns, vmi string) (MigrationState, bool) {
+	for _, k := range slices.Sorted(maps.Keys(f.migs)) {
+		if m := f.migs[k]; f.migVMI[k] == ns+"/"+vmi && !m.Done {
 			return *m, true
 		}
 	}

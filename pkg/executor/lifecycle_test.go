@@ -453,3 +453,66 @@ func TestReleasedVMThatStaysDownIsNotWaitedFor(t *testing.T) {
 		})
 	}
 }
+
+// Issue 20, behaviour 9: a migration that KubeVirt fails. Under --mode auto the step
+// falls back to a restart, which the VM allows (Always), and the VM reaches the target.
+func TestFailedMigrationFallsBackToARestartUnderModeAuto(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	f.migFails["ns/vm"] = "Live migration failed: unable to connect to the target"
+	p := planFor(t, f, 1)
+	if st := p.Steps[0]; st.Action != plan.ActionMigrate || !st.FallbackRestart {
+		t.Fatalf("planned %q (fallback %v); want a migration that may fall back to a restart", st.Action, st.FallbackRestart)
+	}
+	rep, err := New(f, config("sf-mig-000001", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil || rep.Failed() {
+		t.Fatalf("err %v: %+v", err, rep)
+	}
+	assertRunsOn(t, f, "ns/vm", "DR")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm := f.vms["ns/vm"]; vm.restarts != 1 || vm.migrations != 0 {
+		t.Fatalf("restarts %d, migrations %d; want the failed migration followed by one restart", vm.restarts, vm.migrations)
+	}
+}
+
+// Without the fallback (--mode migrate), the step fails with KubeVirt's own reason.
+func TestFailedMigrationNamesKubeVirtsReason(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	f.migFails["ns/vm"] = "Live migration failed: unable to connect to the target"
+	p, err := plan.Build(f.snapshot(), plan.Request{To: "DR", All: true, Mode: plan.ModeMigrate, MaxInFlight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := New(f, config("sf-mig-000002", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil || !rep.Failed() {
+		t.Fatalf("err %v: %+v", err, rep)
+	}
+	if msg := journalOf(f, "ns/vm").Error; !strings.Contains(msg, "unable to connect to the target") {
+		t.Fatalf("journal error %q; want KubeVirt's reason", msg)
+	}
+}
+
+// Issue 20, behaviour 5: a drain's evacuation migration is running when the move reaches
+// the VM. KubeVirt refuses a second migration ("in-flight migration detected"); the
+// step waits for the drain's to end, then migrates.
+func TestMigrationOfADrainIsWaitedFor(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	p := planFor(t, f, 1)
+	f.drain("ns", "vm")
+	var refused atomic.Int32
+	f.onMigrate = func(ns, vmi string) error {
+		if _, ok := f.unfinishedLocked(ns, vmi); ok {
+			refused.Add(1)
+			return apierrors.NewBadRequest("admission webhook \"migration-create-validator.kubevirt.io\" denied the request: in-flight migration detected. Active migration job (x) is currently already in progress for VMI vm.")
+		}
+		return nil
+	}
+	rep, err := New(f, config("sf-drain-000001", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil || rep.Failed() {
+		t.Fatalf("err %v (refused %d): %+v", err, refused.Load(), rep)
+	}
+	assertRunsOn(t, f, "ns/vm", "DR")
+}

@@ -325,24 +325,22 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 			}
 			return fmt.Errorf("LiveUpdate did not carry the new nodeSelector into the instance (is the KubeVirt CR's vmRolloutStrategy Stage, or RestartRequired set? move it with --mode restart): %w", err)
 		}
-		// Checked again right before the create: another migration may have landed it
-		// on the target while LiveUpdate was awaited.
-		if i := e.cluster.Instance(st.Namespace, st.Name); i != nil && i.Site == st.To {
-			return e.waitReadyOnTarget(stop, st, "")
-		}
-		// No journal write of its own: the migration carries the move's id and target in
-		// its labels, and a rerun follows it by them (ownMigration).
-		vmi := st.Name
-		if err := e.retry(ctx, func() error { return e.cluster.Migrate(ctx, st.Namespace, vmi, name, st.To) }); err != nil {
-			return fmt.Errorf("create migration %s: %w", name, err)
+		there, err := e.createMigration(ctx, stop, st, name)
+		if err != nil || there {
+			if err == nil {
+				err = e.waitReadyOnTarget(stop, st, "")
+			}
+			return err
 		}
 		e.cluster.Record(st.Namespace, st.Name, "SitefailMigrating", fmt.Sprintf("live migration %s to %s started", name, st.To))
 	}
 	e.phase(st, journal.PhaseMigrating, "migration "+name)
+	var failed MigrationState
 	if err := e.waitUntil(stop, func() (bool, error) {
 		m := e.cluster.Migration(st.Namespace, name)
 		if m.Done && !m.Success {
-			return false, fmt.Errorf("migration %s failed", name)
+			failed = m
+			return true, nil
 		}
 		if !m.Exists {
 			// Not in the cache yet, or already garbage-collected: the instance's site tells.
@@ -353,7 +351,78 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 	}); err != nil {
 		return err
 	}
+	if failed.Done {
+		return e.migrationFailed(ctx, stop, st, name, failed)
+	}
 	return e.waitReadyOnTarget(stop, st, "")
+}
+
+// createMigration creates the move's migration once no other migration of the VMI runs:
+// KubeVirt refuses a second one ("in-flight migration detected"), and a drain's
+// evacuation may have started since the plan. there reports that the VM reached the
+// target meanwhile, so that no migration is needed.
+func (e *Executor) createMigration(ctx, stop context.Context, st *plan.Step, name string) (there bool, err error) {
+	for refused := 0; ; {
+		if m, ok := e.cluster.UnfinishedMigration(st.Namespace, st.Name); ok {
+			e.phase(st, "waiting-migration", fmt.Sprintf("waiting for migration %s, not this move's, to end", m.Name))
+			if err := e.waitUntil(stop, func() (bool, error) {
+				_, busy := e.cluster.UnfinishedMigration(st.Namespace, st.Name)
+				return !busy, nil
+			}); err != nil {
+				return false, fmt.Errorf("migration %s of the VM, not this move's, did not end: %w", m.Name, err)
+			}
+		}
+		// Checked again right before the create: another migration may have landed it
+		// on the target.
+		if i := e.cluster.Instance(st.Namespace, st.Name); i != nil && i.Site == st.To {
+			return true, nil
+		}
+		// No journal write of its own: the migration carries the move's id and target in
+		// its labels, and a rerun follows it by them (ownMigration).
+		vmi := st.Name
+		err := e.retry(ctx, func() error { return e.cluster.Migrate(ctx, st.Namespace, vmi, name, st.To) })
+		if err != nil && strings.Contains(err.Error(), "in-flight migration detected") && refused < 5 {
+			// One started between the look and the create, not in the cache yet: wait
+			// for the watch to show it, then for it to end.
+			refused++
+			if werr := e.waitUntilWithin(stop, 5*time.Second, func() (bool, error) {
+				_, ok := e.cluster.UnfinishedMigration(st.Namespace, st.Name)
+				return ok, nil
+			}); errors.Is(werr, errStopped) {
+				return false, werr
+			}
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("create migration %s: %w", name, err)
+		}
+		return false, nil
+	}
+}
+
+// migrationFailed handles a migration KubeVirt failed. The guest still runs on the
+// source (a failed migration leaves it there), so a restart onto the target is safe
+// where the VM allows one and --mode auto asked for whatever works; otherwise the step
+// fails with KubeVirt's reason.
+func (e *Executor) migrationFailed(ctx, stop context.Context, st *plan.Step, name string, m MigrationState) error {
+	why := fmt.Sprintf("migration %s failed", name)
+	if m.Reason != "" {
+		why += ": " + m.Reason
+	}
+	inst := e.cluster.Instance(st.Namespace, st.Name)
+	if inst != nil && inst.Site == st.To {
+		// It failed after the hand-off, or a later migration landed it: it is there.
+		return e.waitReadyOnTarget(stop, st, "")
+	}
+	if !st.FallbackRestart || inst == nil || inst.UID != st.VMIUID || inst.Terminating || inst.Final() {
+		return errors.New(why)
+	}
+	e.cluster.Record(st.Namespace, st.Name, "SitefailMigrationFailed", why+"; restarting it onto "+st.To)
+	e.phase(st, journal.PhaseRestarting, why+": restarting instead (--mode auto)")
+	if err := e.mark(ctx, st, journal.PhaseRestarting); err != nil {
+		return err
+	}
+	return e.restart(ctx, stop, st)
 }
 
 // MigrationName is unique per move and VM; a rerun finds an unfinished one through

@@ -397,12 +397,37 @@ func (c *Cluster) Migration(ns, name string) executor.MigrationState {
 	if !ok {
 		return executor.MigrationState{}
 	}
-	return migrationState(m)
+	return c.migrationState(m)
 }
 
-func migrationState(m *kubevirtv1.VirtualMachineInstanceMigration) executor.MigrationState {
+func (c *Cluster) migrationState(m *kubevirtv1.VirtualMachineInstanceMigration) executor.MigrationState {
 	done, success := kubevirt.MigrationDone(m)
-	return executor.MigrationState{Name: m.Name, Exists: true, Phase: string(m.Status.Phase), Done: done, Success: success}
+	st := executor.MigrationState{Name: m.Name, Exists: true, Phase: string(m.Status.Phase), Done: done, Success: success}
+	if done && !success {
+		st.Reason = c.failureReason(m)
+	}
+	return st
+}
+
+// failureReason is what KubeVirt said of a failed migration: the source's reason, which
+// virt-controller copies into the VMIM once final, or still only on the VMI.
+func (c *Cluster) failureReason(m *kubevirtv1.VirtualMachineInstanceMigration) string {
+	if ms := m.Status.MigrationState; ms != nil && ms.FailureReason != "" {
+		return ms.FailureReason
+	}
+	if obj, ok, _ := c.vmis.GetStore().GetByKey(m.Namespace + "/" + m.Spec.VMIName); ok {
+		if vmi, ok := obj.(*kubevirtv1.VirtualMachineInstance); ok {
+			if ms := vmi.Status.MigrationState; ms != nil && ms.MigrationUID == m.UID && ms.FailureReason != "" {
+				return ms.FailureReason
+			}
+		}
+	}
+	for _, cond := range m.Status.Conditions {
+		if cond.Status == corev1.ConditionTrue && cond.Message != "" {
+			return cond.Message
+		}
+	}
+	return ""
 }
 
 // ActiveMigration implements executor.Cluster from the watch cache.
@@ -416,7 +441,25 @@ func (c *Cluster) ActiveMigration(ns, vmi, to string) (executor.MigrationState, 
 		if !ok || m.Spec.VMIName != vmi || m.Labels[journal.MoveID] == "" || m.Labels[journal.To] != to {
 			continue
 		}
-		if st := migrationState(m); !st.Done {
+		if st := c.migrationState(m); !st.Done {
+			return st, true
+		}
+	}
+	return executor.MigrationState{}, false
+}
+
+// UnfinishedMigration implements executor.Cluster from the watch cache.
+func (c *Cluster) UnfinishedMigration(ns, vmi string) (executor.MigrationState, bool) {
+	objs, err := c.migrations.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
+	if err != nil {
+		return executor.MigrationState{}, false
+	}
+	for _, o := range objs {
+		m, ok := o.(*kubevirtv1.VirtualMachineInstanceMigration)
+		if !ok || m.Spec.VMIName != vmi {
+			continue
+		}
+		if st := c.migrationState(m); !st.Done {
 			return st, true
 		}
 	}

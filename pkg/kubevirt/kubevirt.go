@@ -115,9 +115,10 @@ func ToUnstructured(obj any) (*unstructured.Unstructured, error) {
 	return u, nil
 }
 
-// RunningNode is the node the VMI's domain runs on. After a live migration completes,
-// KubeVirt marks the migration Succeeded before the target hands the VMI over
-// (status.nodeName); in between, the domain already runs on the migration's target
+// RunningNode is the node the VMI's domain runs on. KubeVirt v1.8.0's target handler
+// moves status.nodeName (with endTimestamp) before it marks the migration Completed, so
+// nodeName is right there; a handler that reports Completed first (older releases, the
+// source side) leaves a window where the domain already runs on the migration's target
 // node, and a second migration must not be started from the old one.
 func RunningNode(vmi *kubevirtv1.VirtualMachineInstance) string {
 	if ms := vmi.Status.MigrationState; ms != nil && ms.Completed && !ms.Failed && ms.TargetNode != "" {

@@ -157,6 +157,10 @@ type Step struct {
 	StaysDown   bool  `json:"staysDown,omitempty"`
 	CPUMilli    int64 `json:"requestCPUMillis"`
 	MemoryBytes int64 `json:"requestMemoryBytes"`
+	// FallbackRestart: a migration under --mode auto of a VM that KubeVirt lets restart
+	// (Always, RerunOnFailure, Manual); if KubeVirt fails the migration, the step
+	// restarts the VM onto the target instead of failing.
+	FallbackRestart bool `json:"fallbackRestart,omitempty"`
 	// OverheadBytes is KubeVirt's addition to the launcher's memory request.
 	OverheadBytes int64 `json:"memoryOverheadBytes,omitempty"`
 }
@@ -535,11 +539,25 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	default:
 		st.Action, st.Reason = ActionRestart, "not live-migratable: "+inst.NotMigratable
 	}
+	if st.Action == ActionMigrate && req.Mode == ModeAuto && restartable(vm.RunStrategy) {
+		st.FallbackRestart = true
+		st.Reason += " (a restart if the migration fails)"
+	}
 	if st.Action == ActionFailover && staysDown(vm.RunStrategy, inst) {
 		st.StaysDown = true
 		st.Reason += fmt.Sprintf(" (runStrategy %s: nothing starts it again; it stays stopped, its template on %s)", vm.RunStrategy, req.To)
 	}
 	return st
+}
+
+// restartable reports a run strategy whose VM KubeVirt v1.8.0 restarts on request (the
+// restart subresource answers 409 for Halted and Once).
+func restartable(rs kubevirtv1.VirtualMachineRunStrategy) bool {
+	switch rs {
+	case kubevirtv1.RunStrategyAlways, kubevirtv1.RunStrategyRerunOnFailure, kubevirtv1.RunStrategyManual:
+		return true
+	}
+	return false
 }
 
 // staysDown reports whether nothing starts a VM again once its instance is released

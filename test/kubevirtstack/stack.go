@@ -51,6 +51,9 @@ type Config struct {
 	Migrations map[string]any
 	// BootDelay and MigrationDelay pace the fake handlers.
 	BootDelay, MigrationDelay time.Duration
+	// DevicePluginDelay is how long a (re)started handler keeps its nodes
+	// kubevirt.io/schedulable=false; a second when zero.
+	DevicePluginDelay time.Duration
 	// Sites and their kwok groups, for the handlers.
 	Sites []string
 	Log   io.Writer
@@ -67,7 +70,13 @@ type Stack struct {
 	handlerDyn  dynamic.Interface
 
 	mu       sync.Mutex
-	handlers map[string]context.CancelFunc
+	handlers map[string]*runningHandler
+	faults   map[string]virthandler.Faults
+}
+
+type runningHandler struct {
+	h      *virthandler.Handler
+	cancel context.CancelFunc
 }
 
 // Start installs KubeVirt's objects, starts virt-api and virt-controller beside the
@@ -86,7 +95,7 @@ func Start(ctx context.Context, c *cluster.Cluster, cfg Config) (*Stack, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{cfg: cfg, c: c, dyn: dyn, handlers: map[string]context.CancelFunc{}}
+	s := &Stack{cfg: cfg, c: c, dyn: dyn, handlers: map[string]*runningHandler{}, faults: map[string]virthandler.Faults{}}
 	if s.apiPort, err = cluster.FreePort(); err != nil {
 		return nil, err
 	}
@@ -380,34 +389,67 @@ func (s *Stack) startVirtController(ctx context.Context, certFile, keyFile strin
 	})
 }
 
-// StartHandler starts the site's fake virt-handler (again).
+// StartHandler starts the site's fake virt-handler (again), with the site's faults.
 func (s *Stack) StartHandler(site string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.handlers[site] != nil {
 		return nil
 	}
+	delay := s.cfg.DevicePluginDelay
+	if delay == 0 {
+		delay = time.Second
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := virthandler.New(s.handlerKube, s.c.Kube, s.handlerDyn, virthandler.Config{
-		NodeSelector:   cluster.KwokGroupLabel + "=" + cluster.KwokGroup(site),
-		BootDelay:      s.cfg.BootDelay,
-		MigrationDelay: s.cfg.MigrationDelay,
+		NodeSelector:      cluster.KwokGroupLabel + "=" + cluster.KwokGroup(site),
+		Site:              site,
+		BootDelay:         s.cfg.BootDelay,
+		MigrationDelay:    s.cfg.MigrationDelay,
+		DevicePluginDelay: delay,
 	})
+	h.SetFaults(s.faults[site])
 	if err := h.Run(ctx, 4); err != nil {
 		cancel()
 		return err
 	}
-	s.handlers[site] = cancel
+	s.handlers[site] = &runningHandler{h: h, cancel: cancel}
 	fmt.Fprintf(s.cfg.Log, "started fake virt-handler for site %s\n", site)
 	return nil
 }
 
-// StopHandler stops the site's fake virt-handler.
+// SetFaults switches the faults of every VMI on the site's nodes (the zero value is the
+// happy path); they outlive a restart of the handler.
+func (s *Stack) SetFaults(site string, f virthandler.Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[site] = f
+	if r := s.handlers[site]; r != nil {
+		r.h.SetFaults(f)
+	}
+}
+
+// StopHandler stops the site's fake virt-handler as a power loss does: it writes nothing
+// more, and its nodes keep kubevirt.io/schedulable until virt-controller's node
+// controller finds the heartbeat five minutes old.
 func (s *Stack) StopHandler(site string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cancel := s.handlers[site]; cancel != nil {
-		cancel()
+	if r := s.handlers[site]; r != nil {
+		r.cancel()
+		delete(s.handlers, site)
+	}
+}
+
+// StopHandlerGracefully stops the site's handlers the way a deleted virt-handler pod
+// stops: its nodes are labelled kubevirt.io/schedulable=false first, while the site's
+// nodes stay Ready.
+func (s *Stack) StopHandlerGracefully(ctx context.Context, site string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.handlers[site]; r != nil {
+		r.cancel()
+		r.h.Unschedule(ctx)
 		delete(s.handlers, site)
 	}
 }
@@ -416,8 +458,8 @@ func (s *Stack) StopHandler(site string) {
 func (s *Stack) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for site, cancel := range s.handlers {
-		cancel()
+	for site, r := range s.handlers {
+		r.cancel()
 		delete(s.handlers, site)
 	}
 }

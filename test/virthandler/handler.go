@@ -6,9 +6,13 @@
 //   - a VMI that virt-controller handed over (phase Scheduled, pod ready) on one of the
 //     site's nodes boots: phase Running, LiveMigratable, an interface;
 //   - a VMI being deleted on one of the site's nodes shuts down cleanly: Succeeded;
-//   - a migration hand-off: the target reports its address, the source the start time,
-//     the target the domain-ready time, the source completion, the target takes the VMI
-//     over (status.nodeName and the node label), and the source launcher ends.
+//   - a migration hand-off in v1.8.0's order: the target reports its address, the source
+//     the start time, the target the domain-ready time, then the target takes the VMI
+//     over (endTimestamp, status.nodeName and the node label in one write), then marks
+//     it Completed (virt-controller then marks the VMIM Succeeded and removes the
+//     migration-target label), and the source launcher ends;
+//   - the faults of faults.go, switched per VMI by annotation or per site, and the node
+//     heartbeat of heartbeat.go.
 //
 // It also plays the one part of the kubelet that kwok does not: a running launcher pod
 // that the node controller marked not Ready (its node missed heartbeats, as when the
@@ -57,6 +61,13 @@ type Config struct {
 	MigrationDelay time.Duration
 	// Address is what the target reports as its migration address.
 	Address string
+	// Site names the site this handler runs (BootFailAnnotation names one).
+	Site string
+	// HeartbeatInterval paces the node heartbeat (v1.8.0: one minute); 0 means a minute.
+	HeartbeatInterval time.Duration
+	// DevicePluginDelay is how long a (re)started handler keeps its nodes labelled
+	// kubevirt.io/schedulable=false, as v1.8.0 does until its device plugins are up.
+	DevicePluginDelay time.Duration
 }
 
 // Handler is one site's fake virt-handler.
@@ -77,6 +88,11 @@ type Handler struct {
 	scheduledAt map[string]time.Time
 	// ended holds the migrations whose source launcher has ended.
 	ended map[string]bool
+	// deletedAt remembers when a VMI was first seen deleted, for a slow shutdown.
+	deletedAt map[string]time.Time
+	faults    Faults
+	// beatDone closes when the heartbeat has stopped.
+	beatDone chan struct{}
 }
 
 // New builds a handler. kube and dyn authenticate as KubeVirt's handler service account
@@ -85,7 +101,7 @@ func New(kube, kubelet kubernetes.Interface, dyn dynamic.Interface, cfg Config) 
 	if cfg.Address == "" {
 		cfg.Address = "127.0.0.1"
 	}
-	h := &Handler{cfg: cfg, kube: kube, kubelet: kubelet, dyn: dyn, scheduledAt: map[string]time.Time{}, ended: map[string]bool{},
+	h := &Handler{cfg: cfg, kube: kube, kubelet: kubelet, dyn: dyn, scheduledAt: map[string]time.Time{}, ended: map[string]bool{}, deletedAt: map[string]time.Time{}, beatDone: make(chan struct{}),
 		queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](20*time.Millisecond, 2*time.Second))}
 	kf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = cfg.NodeSelector
@@ -178,6 +194,7 @@ func (h *Handler) Run(ctx context.Context, workers int) error {
 			}
 		}()
 	}
+	go h.heartbeat(ctx)
 	return nil
 }
 
@@ -216,6 +233,7 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 	if !exists {
 		h.mu.Lock()
 		delete(h.scheduledAt, key)
+		delete(h.deletedAt, key)
 		h.mu.Unlock()
 		return nil
 	}
@@ -233,18 +251,24 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 	}
 	switch {
 	case vmi.DeletionTimestamp != nil && !vmi.IsFinal():
-		// The domain shuts down cleanly.
+		// The domain shuts down, at once or as slowly as the guest takes.
+		if wait := h.since(h.deletedAt, key, h.shutdownDelay(vmi)); wait > 0 {
+			h.queue.AddAfter(key, wait)
+			return nil
+		}
 		setPhase(vmi, kubevirtv1.Succeeded)
 		return h.update(ctx, vmi)
-	case vmi.IsScheduled() && vmi.DeletionTimestamp == nil:
-		h.mu.Lock()
-		at, seen := h.scheduledAt[key]
-		if !seen {
-			at = time.Now()
-			h.scheduledAt[key] = at
+	case vmi.IsScheduled() && vmi.DeletionTimestamp == nil && h.bootFails(vmi):
+		// QEMU fails to start: the handler reports the domain gone and the VMI Failed,
+		// and the launcher exits with an error.
+		vmi.Status.Reason = "QEMUFailed"
+		setPhase(vmi, kubevirtv1.Failed)
+		if err := h.update(ctx, vmi); err != nil {
+			return err
 		}
-		h.mu.Unlock()
-		if wait := time.Until(at.Add(h.cfg.BootDelay)); wait > 0 {
+		return h.endLaunchers(ctx, vmi, vmi.Status.NodeName, corev1.PodFailed)
+	case vmi.IsScheduled() && vmi.DeletionTimestamp == nil:
+		if wait := h.since(h.scheduledAt, key, h.cfg.BootDelay); wait > 0 {
 			h.queue.AddAfter(key, wait)
 			return nil
 		}
@@ -252,6 +276,18 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 		return h.update(ctx, vmi)
 	}
 	return nil
+}
+
+// since records when key was first seen in m and returns how much of d is left.
+func (h *Handler) since(m map[string]time.Time, key string, d time.Duration) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, seen := m[key]
+	if !seen {
+		at = time.Now()
+		m[key] = at
+	}
+	return time.Until(at.Add(d))
 }
 
 // boot reports the domain running, as the handler does once QEMU started.
@@ -282,11 +318,24 @@ func (h *Handler) boot(vmi *kubevirtv1.VirtualMachineInstance) {
 // that the VMI was written (the next event continues).
 func (h *Handler) migrate(ctx context.Context, key string, vmi *kubevirtv1.VirtualMachineInstance) (done bool, err error) {
 	ms := vmi.Status.MigrationState
-	if ms.MigrationUID == "" || ms.TargetNode == "" || ms.Failed || ms.AbortRequested {
+	if ms.MigrationUID == "" || ms.TargetNode == "" || ms.AbortRequested {
 		return false, nil
 	}
 	source, target := h.mine(ms.SourceNode) && vmi.Status.NodeName == ms.SourceNode, h.mine(ms.TargetNode)
+	if ms.Failed {
+		// The target's launcher, whose QEMU waited for the memory, exits.
+		if target && ms.TargetPod != "" {
+			return false, h.endLauncher(ctx, vmi.Namespace, ms.TargetPod, corev1.PodFailed)
+		}
+		return false, nil
+	}
 	switch {
+	case source && !ms.Completed && ms.StartTimestamp != nil && h.migrationFailure(vmi) != "":
+		// libvirt aborts the transfer; the source reports it (v1.8.0
+		// migration-source.go setMigrationProgressStatus) and keeps running the guest.
+		now := metav1.Now()
+		ms.Failed, ms.Completed, ms.EndTimestamp = true, true, &now
+		ms.FailureReason = h.migrationFailure(vmi)
 	case target && !ms.Completed && ms.TargetNodeAddress == "":
 		ms.TargetNodeAddress = h.cfg.Address
 		ms.TargetDirectMigrationNodePorts = map[string]int{"49152": 0, "49153": 49153}
@@ -295,25 +344,28 @@ func (h *Handler) migrate(ctx context.Context, key string, vmi *kubevirtv1.Virtu
 		ms.StartTimestamp = &now
 		ms.Mode = kubevirtv1.MigrationPreCopy
 	case target && !ms.Completed && ms.StartTimestamp != nil && ms.TargetNodeDomainReadyTimestamp == nil:
-		if wait := time.Until(ms.StartTimestamp.Add(h.cfg.MigrationDelay)); wait > 0 {
+		if wait := time.Until(ms.StartTimestamp.Add(h.migrationDelay(vmi))); wait > 0 {
 			h.queue.AddAfter(key, wait)
 			return true, nil
 		}
 		now := metav1.Now()
 		ms.TargetNodeDomainDetected = true
 		ms.TargetNodeDomainReadyTimestamp = &now
-	case source && !ms.Completed && ms.TargetNodeDomainReadyTimestamp != nil:
+	case target && !ms.Completed && ms.TargetNodeDomainReadyTimestamp != nil && ms.EndTimestamp == nil:
+		// The migration ended in libvirt: the target acknowledges it and takes the VMI
+		// over in one write (v1.8.0 migration-target.go ackMigrationCompletion).
 		now := metav1.Now()
-		ms.Completed = true
 		ms.EndTimestamp = &now
-	case target && ms.Completed && vmi.Status.NodeName != ms.TargetNode:
-		// The target acknowledges completion and takes the VMI over.
 		if vmi.Labels == nil {
 			vmi.Labels = map[string]string{}
 		}
 		vmi.Labels[kubevirtv1.NodeNameLabel] = ms.TargetNode
 		vmi.Status.NodeName = ms.TargetNode
 		vmi.Status.MigrationTransport = kubevirtv1.MigrationTransportUnix
+	case target && !ms.Completed && ms.EndTimestamp != nil && vmi.Status.NodeName == ms.TargetNode:
+		// Then it finalizes the migration (finalizeMigration): Completed. virt-controller
+		// marks the VMIM Succeeded and removes the migration-target label after that.
+		ms.Completed = true
 	case h.mine(ms.SourceNode) && ms.Completed && vmi.Status.NodeName == ms.TargetNode:
 		// The source launcher's QEMU has left: its pod ends.
 		h.mu.Lock()
@@ -322,7 +374,7 @@ func (h *Handler) migrate(ctx context.Context, key string, vmi *kubevirtv1.Virtu
 		if ended {
 			return true, nil
 		}
-		if err := h.endSourceLauncher(ctx, vmi); err != nil {
+		if err := h.endLaunchers(ctx, vmi, ms.SourceNode, corev1.PodSucceeded); err != nil {
 			return true, err
 		}
 		h.mu.Lock()
@@ -335,40 +387,62 @@ func (h *Handler) migrate(ctx context.Context, key string, vmi *kubevirtv1.Virtu
 	return true, h.update(ctx, vmi)
 }
 
-// endSourceLauncher reports the source launcher pod Succeeded, as its kubelet does once
-// the launcher exits after handing the domain over.
-func (h *Handler) endSourceLauncher(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) error {
+// endLaunchers reports the VMI's launcher pods on node ended, as their kubelet does
+// once the launcher exits: Succeeded after a hand-over, Failed when QEMU failed.
+func (h *Handler) endLaunchers(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, node string, phase corev1.PodPhase) error {
 	pods, err := h.kubelet.CoreV1().Pods(vmi.Namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: kubevirt.CreatedByLabel + "=" + string(vmi.UID),
-		FieldSelector: "spec.nodeName=" + vmi.Status.MigrationState.SourceNode,
+		FieldSelector: "spec.nodeName=" + node,
 	})
 	if err != nil {
 		return err
 	}
 	for i := range pods.Items {
-		p := &pods.Items[i]
-		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded {
-			continue
-		}
-		now := metav1.Now()
-		p.Status.Phase = corev1.PodSucceeded
-		for j := range p.Status.ContainerStatuses {
-			cs := &p.Status.ContainerStatuses[j]
-			started := now
-			if cs.State.Running != nil {
-				started = cs.State.Running.StartedAt
-			}
-			cs.Ready = false
-			cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: started, FinishedAt: now}}
-		}
-		for j := range p.Status.Conditions {
-			if c := &p.Status.Conditions[j]; c.Type == corev1.PodReady || c.Type == corev1.ContainersReady {
-				c.Status, c.Reason, c.LastTransitionTime = corev1.ConditionFalse, "PodCompleted", now
-			}
-		}
-		if _, err := h.kubelet.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := h.endPod(ctx, &pods.Items[i], phase); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// endLauncher ends one launcher pod by name.
+func (h *Handler) endLauncher(ctx context.Context, ns, name string, phase corev1.PodPhase) error {
+	p, err := h.kubelet.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return h.endPod(ctx, p, phase)
+}
+
+func (h *Handler) endPod(ctx context.Context, p *corev1.Pod, phase corev1.PodPhase) error {
+	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return nil
+	}
+	now := metav1.Now()
+	p.Status.Phase = phase
+	exit, reason := int32(0), "Completed"
+	if phase == corev1.PodFailed {
+		exit, reason = 1, "Error"
+	}
+	for j := range p.Status.ContainerStatuses {
+		cs := &p.Status.ContainerStatuses[j]
+		started := now
+		if cs.State.Running != nil {
+			started = cs.State.Running.StartedAt
+		}
+		cs.Ready = false
+		cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exit, Reason: reason, StartedAt: started, FinishedAt: now}}
+	}
+	for j := range p.Status.Conditions {
+		if c := &p.Status.Conditions[j]; c.Type == corev1.PodReady || c.Type == corev1.ContainersReady {
+			c.Status, c.Reason, c.LastTransitionTime = corev1.ConditionFalse, "PodCompleted", now
+		}
+	}
+	if _, err := h.kubelet.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
 	}
 	return nil
 }
