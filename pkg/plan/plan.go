@@ -285,7 +285,7 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		if st.Action != ActionSkip && st.From != "" {
 			sources[st.From] = true
 		}
-		p.Warnings = append(p.Warnings, vmWarnings(vm, st, req)...)
+		p.Warnings = append(p.Warnings, vmWarnings(s, vm, st, req)...)
 		p.Blockers = append(p.Blockers, vmBlockers(s, vm, &st, req, targetNodes)...)
 		p.Blockers = append(p.Blockers, deviceIssues(s, vm, &st, req, targetNodes)...)
 		sb, sw := storageIssues(s, vm, &st, req, targetNodes)
@@ -657,8 +657,14 @@ func dashed(s string) string {
 	return s
 }
 
-func vmWarnings(vm *snapshot.VM, st Step, req Request) []Issue {
+func vmWarnings(s *snapshot.Snapshot, vm *snapshot.VM, st Step, req Request) []Issue {
 	var out []Issue
+	if m := s.ActiveMigrations[vm.Key()]; st.Action == ActionMigrate && m != "" && !strings.HasPrefix(m, MigrationPrefix) {
+		// KubeVirt refuses a second migration while one runs; a drain's evacuation ends
+		// by itself, so the step waits for it rather than fail the VM.
+		out = append(out, Issue{Code: "MigrationInProgress", VM: vm.Key(),
+			Message: fmt.Sprintf("migration %s, not started by sitefail (a drain's evacuation?), is in progress: the move waits for it to end, then migrates the VM", m)})
+	}
 	if vm.TierError != "" {
 		out = append(out, Issue{Code: "MalformedTier", VM: vm.Key(), Message: vm.TierError + ": the VM is treated as untiered and moves last"})
 	}
@@ -738,10 +744,6 @@ func vmBlockers(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, ta
 		// interrupted relocation): followed, it would land there after this move ended.
 		out = append(out, Issue{Code: "MigrationToOtherSite", VM: vm.Key(),
 			Message: fmt.Sprintf("sitefail migration %s is still taking it to %s: wait for it to finish (kubectl get vmim -n %s %s) or delete it to cancel it, then run this move again", s.ActiveMigrations[vm.Key()], to, vm.Namespace, s.ActiveMigrations[vm.Key()])})
-	}
-	if inst != nil && inst.Migrating && !strings.HasPrefix(s.ActiveMigrations[vm.Key()], MigrationPrefix) && s.ActiveMigrations[vm.Key()] != "" {
-		out = append(out, Issue{Code: "MigrationInProgress", VM: vm.Key(),
-			Message: fmt.Sprintf("migration %s, not started by sitefail, is in progress: wait for it or delete it", s.ActiveMigrations[vm.Key()])})
 	}
 	if inst != nil && inst.NodeName != "" && vm.State != snapshot.StateStranded {
 		if n, ok := s.Node(inst.NodeName); ok && n.State != snapshot.NodeReady && st.Action != ActionPatch {
