@@ -294,7 +294,8 @@ func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string
 	if err != nil {
 		return err
 	}
-	zero := int64(0)
+	// Every pod is judged before the first delete, so a refusal leaves the VM whole.
+	var release []corev1.Pod
 	for _, p := range list.Items {
 		if err := c.CheckRelease(ctx, site, p.Spec.NodeName); err != nil {
 			if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
@@ -302,12 +303,20 @@ func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string
 				// node) runs nothing: it is neither released nor a reason to refuse.
 				continue
 			}
-			return fmt.Errorf("pod %s: %w", p.Name, err)
+			if ok, verr := c.unfinishedTarget(ctx, site, &p); verr != nil {
+				return verr
+			} else if !ok {
+				return fmt.Errorf("pod %s: %w", p.Name, err)
+			}
 		}
 		// Ended launchers on the dead node go too: KubeVirt takes the newest pod on the
 		// VMI's node as its pod, and a VM that migrated away and back would otherwise
 		// keep an old, ended one there, so its instance would never fail and never be
 		// recreated.
+		release = append(release, p)
+	}
+	zero := int64(0)
+	for _, p := range release {
 		pre := &metav1.Preconditions{UID: &p.UID}
 		err := c.kube.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: pre, DryRun: c.dryRun})
 		// A conflict (the precondition: this pod, not a successor) is the executor's to
@@ -317,6 +326,40 @@ func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string
 		}
 	}
 	return nil
+}
+
+// unfinishedTarget reports a launcher that is the target of a live migration off the
+// confirmed-down site which never handed over: the VMI, read from the API server now,
+// still has its node in that site, and its migration state names this pod and this
+// migration with neither an end time nor completion (KubeVirt v1.8.0's target moves
+// status.nodeName with the end time, then marks Completed). Such a target holds no guest
+// of record: if its QEMU took the memory at the last instant, stopping it stops a copy
+// of a guest whose source is down, and the VM starts again from its disks, as in any
+// failover. The pod stays in the way otherwise: virt-controller takes the VMI's newest
+// pod as its own, so the instance would neither fail nor be recreated (issue 20,
+// behaviour 1).
+func (c *Cluster) unfinishedTarget(ctx context.Context, site string, p *corev1.Pod) (bool, error) {
+	job := p.Labels[kubevirtv1.MigrationJobLabel]
+	owner := metav1.GetControllerOf(p)
+	if job == "" || owner == nil || owner.Kind != "VirtualMachineInstance" || c.dyn == nil {
+		return false, nil
+	}
+	u, err := c.dyn.Resource(kubevirt.VMIs).Namespace(p.Namespace).Get(ctx, owner.Name, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	vmi, err := kubevirt.ToVMI(u)
+	if err != nil || string(vmi.UID) != string(owner.UID) {
+		return false, err
+	}
+	ms := vmi.Status.MigrationState
+	if ms == nil || string(ms.MigrationUID) != job || ms.TargetPod != p.Name || ms.Completed || ms.EndTimestamp != nil {
+		return false, nil
+	}
+	return c.CheckRelease(ctx, site, vmi.Status.NodeName) == nil, nil
 }
 
 // FenceNodes implements executor.Cluster: it taints those of nodes that belong to site,
