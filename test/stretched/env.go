@@ -143,9 +143,11 @@ type Counts struct {
 	Starts int
 	// Migrations counts the VMI's succeeded migrations.
 	Migrations int
+	// FailedMigrations counts the VMI's migrations that KubeVirt failed.
+	FailedMigrations int
 }
 
-// Counts reports the VM's starts and succeeded migrations so far.
+// Counts reports the VM's starts, and its succeeded and failed migrations so far.
 func (e *Env) Counts(ns, name string) Counts {
 	e.mu.Lock()
 	c := Counts{Starts: len(e.instances[ns+"/"+name])}
@@ -156,8 +158,14 @@ func (e *Env) Counts(ns, name string) Counts {
 	}
 	for i := range list.Items {
 		m, err := kubevirt.ToMigration(&list.Items[i])
-		if err == nil && m.Spec.VMIName == name && m.Status.Phase == kubevirtv1.MigrationSucceeded {
+		if err != nil || m.Spec.VMIName != name {
+			continue
+		}
+		switch m.Status.Phase {
+		case kubevirtv1.MigrationSucceeded:
 			c.Migrations++
+		case kubevirtv1.MigrationFailed:
+			c.FailedMigrations++
 		}
 	}
 	return c

@@ -32,6 +32,9 @@ type VMSpec struct {
 	Memory        string
 	ExtraSelector map[string]string
 	Labels        map[string]string
+	// TemplateAnnotations go on the VM's template, so on each of its VMIs: the fake
+	// virt-handler's fault switches (virthandler.MigrationFailAnnotation and others).
+	TemplateAnnotations map[string]string
 }
 
 // VM renders the spec as a kubevirt.io/v1 VirtualMachine.
@@ -61,6 +64,9 @@ func (v VMSpec) VM() *kubevirtv1.VirtualMachine {
 	tplAnn := map[string]string{}
 	if v.NotMigratable != "" {
 		tplAnn[virthandler.NotMigratableAnnotation] = v.NotMigratable
+	}
+	for k, val := range v.TemplateAnnotations {
+		tplAnn[k] = val
 	}
 	vm := &kubevirtv1.VirtualMachine{
 		TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: "VirtualMachine"},

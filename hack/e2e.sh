@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs the end-to-end suite in shards, each against a stretched cluster of its own, side
+# by side: most of an e2e test is waiting (boots, waves, a dead site's grace period),
+# and one shared cluster cannot run two moves at once (the move lock). The small test
+# packages run beside them. Each shard's log is kept in $SITEFAIL_E2E_LOGS (or a temp
+# directory) and shown when it fails.
+#   SITEFAIL_E2E_RUN=REGEX hack/e2e.sh   runs only the matching tests, in one shard.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+tools=$(hack/build-tools.sh all)
+logs=${SITEFAIL_E2E_LOGS:-$(mktemp -d)}
+mkdir -p "$logs"
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
+go test -c -o "$bin/e2e.test" ./test/e2e
+
+# The shards, balanced by the measured durations (docs/reliability.md); the last one
+# takes every test the others do not name.
+shards=(
+	'^(TestCrashAtEveryPointFinishesOnce|TestKubeVirtBehaviour|TestLifecycle.*)$'
+	'^(TestMoveSurvivesControlPlaneRestarts|TestMoveThroughAFaultyAPIServer|TestSafety.*|TestShippedRolesAreEnoughAndNoMore)$'
+)
+rest=$(IFS='|'; echo "${shards[*]}")
+
+pids=() names=()
+run() { # name cmd...
+	local name=$1; shift
+	("$@" >"$logs/$name.log" 2>&1) &
+	pids+=($!) names+=("$name")
+}
+e2e() { # name go-test-flags...
+	local name=$1; shift
+	run "$name" env SITEFAIL_TOOLS_BIN="$tools" SITEFAIL_PLUGIN_BIN="$bin/kubectl-sitefail" \
+		bash -c 'cd test/e2e && exec "$0" -test.count=1 -test.timeout=30m -test.v "$@"' "$bin/e2e.test" "$@"
+}
+
+go build -o "$bin/kubectl-sitefail" ./cmd/kubectl-sitefail
+start=$(date +%s)
+if [ -n "${SITEFAIL_E2E_RUN:-}" ]; then
+	e2e e2e -test.run "$SITEFAIL_E2E_RUN"
+else
+	run packages env SITEFAIL_TOOLS_BIN="$tools" go test -count=1 -timeout 30m \
+		./test/cluster ./test/dist ./test/faultproxy ./test/bench
+	for i in "${!shards[@]}"; do
+		e2e "e2e-$((i + 1))" -test.run "${shards[$i]}"
+	done
+	e2e "e2e-$((${#shards[@]} + 1))" -test.skip "$rest"
+fi
+
+failed=0
+for i in "${!pids[@]}"; do
+	if wait "${pids[$i]}"; then
+		echo "ok   ${names[$i]} ($(grep -cE '^--- PASS' "$logs/${names[$i]}.log" || true) tests passed)"
+	else
+		failed=1
+		echo "FAIL ${names[$i]}: last lines of $logs/${names[$i]}.log:"
+		grep -E '^(--- FAIL|FAIL|panic)' "$logs/${names[$i]}.log" || true
+		tail -n 60 "$logs/${names[$i]}.log"
+	fi
+done
+echo "e2e: $(($(date +%s) - start)) s; logs in $logs"
+exit $failed

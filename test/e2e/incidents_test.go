@@ -1,0 +1,246 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/test/stretched"
+	"github.com/sitefail/kubectl-sitefail/test/virthandler"
+)
+
+// Issue 20: incidents an operator meets, on KubeVirt v1.8.0's controllers with the fake
+// virt-handler failing the way the real components fail.
+
+func annotated(kv ...string) func(*stretched.VMSpec) {
+	return func(v *stretched.VMSpec) {
+		v.TemplateAnnotations = map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.TemplateAnnotations[kv[i]] = kv[i+1]
+		}
+	}
+}
+
+func planFor(t *testing.T, ns string, args ...string) plan.Plan {
+	t.Helper()
+	var p plan.Plan
+	mustJSON(t, sitefail(t, append([]string{"plan", "-n", ns, "-o", "json"}, args...)...), &p)
+	return p
+}
+
+// Behaviour 1: the source site dies while the plugin live-migrates its VM. The
+// migration's target pod on DR never took the VMI over; the failover's release refused
+// the VM because of it ("not releasable": a pod on a live site). Now it goes with the
+// release and the VM comes up on DR.
+func TestIncidentSourceSiteDiesMidMigration(t *testing.T) {
+	withEdge(t, []stretched.VMSpec{edgeVM("mid-mig", 1, annotated(virthandler.MigrationDelayAnnotation, "10m"))})
+	ctx := context.Background()
+	mover, out := startProcess(t, "move", "-n", safetyNS, "mid-mig", "--to", "DR", "--mode", "migrate", "--progress", "lines")
+	t.Cleanup(func() { _ = mover.Process.Kill(); _ = mover.Wait() })
+	waitFor(t, 2*time.Minute, "the migration's memory transfer to start", func() bool {
+		v, err := getVMI(ctx, safetyNS, "mid-mig")
+		return err == nil && v.Status.MigrationState != nil && v.Status.MigrationState.StartTimestamp != nil && v.Status.MigrationState.TargetPod != ""
+	})
+	if err := env.StopSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	// The operator gives up on the relocation: the site is gone.
+	_ = mover.Process.Kill()
+	_ = mover.Wait()
+	t.Logf("relocation killed:\n%s", out.String())
+	waitEdge(t, false)
+	p := planFor(t, safetyNS, "--to", "DR", "mid-mig")
+	if st := p.Steps[0]; st.Action != plan.ActionFailover {
+		t.Fatalf("plan %q (%s); want a failover", st.Action, st.Reason)
+	}
+	var rep executor.Report
+	r := sitefail(t, "move", "-n", safetyNS, "mid-mig", "--to", "DR", "--confirm-site-down="+edge, "--ready-timeout", "3m", "-o", "json")
+	mustJSON(t, r, &rep)
+	if rep.Failed() || !vmiReady(ctx, safetyNS, "mid-mig") || siteOf(t, safetyNS, "mid-mig") != "DR" {
+		t.Fatalf("failover of a VM migrating off the dead site: %+v\n%s", rep, r)
+	}
+}
+
+// Behaviour 2: the VM was shutting down (a restart whose guest ignores ACPI) when its
+// site died. It was planned patch-only behind a wait, never released, and failed after
+// --ready-timeout.
+func TestIncidentVMShuttingDownWhenItsSiteDies(t *testing.T) {
+	withEdge(t, []stretched.VMSpec{edgeVM("slow-stop", 1, annotated(virthandler.ShutdownAnnotation, "10m"))})
+	ctx := context.Background()
+	if code, err := subresource(ctx, safetyNS, "slow-stop", "restart"); code != 202 {
+		t.Fatalf("restart: %d %v", code, err)
+	}
+	waitFor(t, time.Minute, "the instance to be Terminating", func() bool {
+		v, err := getVMI(ctx, safetyNS, "slow-stop")
+		return err == nil && v.DeletionTimestamp != nil && !v.IsFinal()
+	})
+	if err := env.StopSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	waitEdge(t, false)
+	p := planFor(t, safetyNS, "--to", "DR", "slow-stop")
+	if st := p.Steps[0]; st.Action != plan.ActionFailover {
+		t.Fatalf("a Terminating instance on a dead site is planned %q (%s); want a failover", st.Action, st.Reason)
+	}
+	var rep executor.Report
+	mustJSON(t, sitefail(t, "move", "-n", safetyNS, "slow-stop", "--to", "DR", "--confirm-site-down="+edge, "--ready-timeout", "3m", "-o", "json"), &rep)
+	if rep.Failed() || !vmiReady(ctx, safetyNS, "slow-stop") || siteOf(t, safetyNS, "slow-stop") != "DR" {
+		t.Fatalf("%+v", rep)
+	}
+}
+
+// Behaviour 3: DR's virt-handlers are down (stopped on purpose, so they labelled their
+// nodes kubevirt.io/schedulable=false); the nodes stay Ready. The plan sees no target,
+// and sites says why. Once the handlers are back the plan is clear again.
+func TestIncidentTargetHandlersDown(t *testing.T) {
+	ctx := context.Background()
+	env.KubeVirt.StopHandlerGracefully(ctx, "DR")
+	t.Cleanup(func() { _ = env.KubeVirt.StartHandler("DR") })
+	p := planFor(t, "prod", "--to", "DR", "--all")
+	if !hasBlocker(p, "NoReadyTargetNode") {
+		t.Fatalf("plan to a site whose handlers are down: blockers %+v", p.Blockers)
+	}
+	r := sitefail(t, "sites", "-o", "wide")
+	contains(t, r.stdout, "KubeVirtUnschedulable")
+	contains(t, r.stdout, "KubeVirt starts no VM there")
+	if err := env.KubeVirt.StartHandler("DR"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "DR's nodes schedulable again", func() bool {
+		return !hasBlocker(planFor(t, "prod", "--to", "DR", "--all"), "NoReadyTargetNode")
+	})
+}
+
+func hasBlocker(p plan.Plan, code string) bool {
+	for _, b := range p.Blockers {
+		if b.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+// incidentVMs creates VMs homed on Primary in their own namespace, waits until they run,
+// and deletes the namespace at the end.
+func incidentVMs(t *testing.T, ns string, vms ...stretched.VMSpec) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range vms {
+		vms[i].Namespace, vms[i].Site = ns, "Primary"
+	}
+	t.Cleanup(func() { _ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
+	if err := env.CreateVMs(ctx, vms); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vms {
+		waitFor(t, 3*time.Minute, v.Name+" Ready on Primary", func() bool {
+			return vmiReady(ctx, ns, v.Name) && siteOf(t, ns, v.Name) == "Primary"
+		})
+	}
+}
+
+// Behaviour 7: QEMU fails to start on DR for a tier-1 VM. --max-failures 0 stops the
+// move before tier 2, the report names the VM, and after the fix a rerun finishes.
+func TestIncidentBootFailureInTier1(t *testing.T) {
+	const ns = "boot"
+	incidentVMs(t, ns,
+		stretched.VMSpec{Name: "b1", Tier: 1, TemplateAnnotations: map[string]string{virthandler.BootFailAnnotation: "DR"}},
+		stretched.VMSpec{Name: "b2", Tier: 2})
+	ctx := context.Background()
+	r := sitefail(t, "move", "-n", ns, "--all", "--to", "DR", "--mode", "restart", "--max-failures", "0", "--ready-timeout", "30s", "--progress", "lines")
+	if r.code == 0 {
+		t.Fatalf("a tier-1 boot failure must fail the move: %s", r)
+	}
+	contains(t, r.stdout+r.stderr, "b1")
+	if templateSiteIn(t, ns, "b2") != "Primary" || siteOf(t, ns, "b2") != "Primary" {
+		t.Fatalf("tier 2 was touched after tier 1 failed: template %s, runs on %s", templateSiteIn(t, ns, "b2"), siteOf(t, ns, "b2"))
+	}
+	// The fix: whatever broke QEMU on DR is repaired (here, the fault is removed from the
+	// template); KubeVirt's backoff starts it again from the template.
+	patch := `[{"op":"remove","path":"/spec/template/metadata/annotations/sitefail.test~1boot-fail"}]`
+	if _, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Patch(ctx, "b1", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var rep executor.Report
+	mustJSON(t, sitefail(t, "move", "-n", ns, "--all", "--to", "DR", "--mode", "restart", "--ready-timeout", "3m", "-o", "json"), &rep)
+	if rep.Failed() {
+		t.Fatalf("rerun after the fix: %+v", rep)
+	}
+	for _, name := range []string{"b1", "b2"} {
+		if !vmiReady(ctx, ns, name) || siteOf(t, ns, name) != "DR" {
+			t.Errorf("%s is not Ready on DR after the rerun", name)
+		}
+	}
+}
+
+// Behaviour 9: KubeVirt fails the migration (the source reports it). Under --mode
+// migrate the move fails with KubeVirt's reason; under --mode auto the step falls back
+// to a restart, which an Always VM allows, and the VM reaches DR.
+func TestIncidentMigrationFails(t *testing.T) {
+	const ns, reason = "migfail", "Live migration failed: unable to connect to the target"
+	incidentVMs(t, ns, stretched.VMSpec{Name: "mf", Tier: 1, TemplateAnnotations: map[string]string{virthandler.MigrationFailAnnotation: reason}})
+	ctx := context.Background()
+	r := sitefail(t, "move", "-n", ns, "mf", "--to", "DR", "--mode", "migrate", "--ready-timeout", "2m", "--progress", "lines")
+	if r.code == 0 {
+		t.Fatalf("a failed migration under --mode migrate must fail the move: %s", r)
+	}
+	contains(t, r.stdout+r.stderr, "unable to connect to the target")
+	if siteOf(t, ns, "mf") != "Primary" || !vmiReady(ctx, ns, "mf") {
+		t.Fatal("a failed migration must leave the VM running on Primary")
+	}
+	before := env.Counts(ns, "mf")
+	var rep executor.Report
+	mustJSON(t, sitefail(t, "move", "-n", ns, "mf", "--to", "DR", "--mode", "auto", "--ready-timeout", "3m", "-o", "json"), &rep)
+	if rep.Failed() || siteOf(t, ns, "mf") != "DR" || !vmiReady(ctx, ns, "mf") {
+		t.Fatalf("--mode auto after a failed migration: %+v", rep)
+	}
+	after := env.Counts(ns, "mf")
+	if after.Starts != before.Starts+1 || after.Migrations != 0 || after.FailedMigrations < 2 {
+		t.Fatalf("counts before %+v, after %+v; want two failed migrations, then one restart", before, after)
+	}
+}
+
+// Behaviour 5: a drain's evacuation migration of the VM is running when the move
+// reaches it. KubeVirt refuses a second migration; the move waits the drain's out, then
+// migrates, instead of blocking or failing the VM.
+func TestIncidentDrainMigrationIsWaitedOut(t *testing.T) {
+	const ns = "drain"
+	incidentVMs(t, ns, stretched.VMSpec{Name: "dr1", Tier: 1, TemplateAnnotations: map[string]string{virthandler.MigrationDelayAnnotation: "15s"}})
+	ctx := context.Background()
+	evac := &kubevirtv1.VirtualMachineInstanceMigration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstanceMigration"},
+		ObjectMeta: metav1.ObjectMeta{Name: "kubevirt-evacuation-dr1", Namespace: ns},
+		Spec:       kubevirtv1.VirtualMachineInstanceMigrationSpec{VMIName: "dr1"},
+	}
+	u, err := kubevirt.ToUnstructured(evac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the evacuation to be handed to the VMI", func() bool {
+		v, err := getVMI(ctx, ns, "dr1")
+		return err == nil && v.Status.MigrationState != nil && v.Status.MigrationState.MigrationUID != "" && !v.Status.MigrationState.Completed
+	})
+	p := planFor(t, ns, "--to", "DR", "dr1")
+	if p.Steps[0].Action != plan.ActionMigrate || len(p.Blockers) != 0 {
+		t.Fatalf("plan with a drain's migration running: %q, blockers %+v", p.Steps[0].Action, p.Blockers)
+	}
+	var rep executor.Report
+	r := sitefail(t, "move", "-n", ns, "dr1", "--to", "DR", "--mode", "migrate", "--ready-timeout", "3m", "-o", "json")
+	mustJSON(t, r, &rep)
+	if rep.Failed() || siteOf(t, ns, "dr1") != "DR" || !vmiReady(ctx, ns, "dr1") {
+		t.Fatalf("move while a drain's migration runs: %+v\n%s", rep, r)
+	}
+	if c := env.Counts(ns, "dr1"); c.Migrations != 2 || c.Starts != 1 {
+		t.Fatalf("counts %+v; want the drain's migration and the move's, and no restart", c)
+	}
+}
