@@ -6,6 +6,7 @@ package cluster
 
 import (
 	"context"
+	_ "embed"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -416,6 +417,12 @@ func (c *Cluster) nodeResources() corev1.ResourceList {
 // KwokGroup is the value of KwokGroupLabel on a site's nodes.
 func KwokGroup(site string) string { return strings.ToLower(site) }
 
+// kwokStages are the pod stages every kwok runs: a launcher pod ends as its kubelet
+// would end it (kwok-stages.yaml).
+//
+//go:embed kwok-stages.yaml
+var kwokStages []byte
+
 // StartSite starts (again) the kwok that runs a site's kubelets.
 func (c *Cluster) StartSite(site string) error {
 	c.mu.Lock()
@@ -423,8 +430,13 @@ func (c *Cluster) StartSite(site string) error {
 	if p := c.kwoks[site]; p != nil && !p.done() {
 		return nil
 	}
+	stages := filepath.Join(c.dir, "kwok-stages.yaml")
+	if err := os.WriteFile(stages, kwokStages, 0o644); err != nil {
+		return err
+	}
 	p, err := c.spawnLocked("kwok-"+site, filepath.Join(c.cfg.BinDir, "kwok"),
 		"--kubeconfig", c.Kubeconfig,
+		"--config", stages,
 		"--manage-all-nodes=false",
 		"--manage-nodes-with-label-selector", KwokGroupLabel+"="+KwokGroup(site),
 		"--server-address", "127.0.0.1:0",

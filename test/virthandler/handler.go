@@ -257,7 +257,12 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 			return nil
 		}
 		setPhase(vmi, kubevirtv1.Succeeded)
-		return h.update(ctx, vmi)
+		if err := h.update(ctx, vmi); err != nil {
+			return err
+		}
+		// virt-launcher exits once the domain is gone: its kubelet reports the pod
+		// ended, and only then deletes it (kwok-stages.yaml in test/cluster).
+		return h.endLaunchers(ctx, vmi, vmi.Status.NodeName, corev1.PodSucceeded)
 	case vmi.IsScheduled() && vmi.DeletionTimestamp == nil && h.bootFails(vmi):
 		// QEMU fails to start: the handler reports the domain gone and the VMI Failed,
 		// and the launcher exits with an error.
