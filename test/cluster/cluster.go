@@ -6,9 +6,9 @@ package cluster
 
 import (
 	"context"
-	_ "embed"
 	"crypto/tls"
 	"crypto/x509"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"

@@ -22,6 +22,7 @@ import (
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
 	"github.com/sitefail/kubectl-sitefail/test/stretched"
+	"github.com/sitefail/kubectl-sitefail/test/virthandler"
 )
 
 // The DR promises at the instant of each write (docs/safety.md), on KubeVirt's own
@@ -230,8 +231,13 @@ func TestSafetyManualInterruptedBetweenReleaseAndStart(t *testing.T) {
 // Scenario 8: a rerun while restarts are still booting neither skips them nor restarts
 // them again; it waits, and reports them moved once Ready.
 func TestSafetyRerunWhileRestartsBoot(t *testing.T) {
-	notMigratable := func(v *stretched.VMSpec) { v.NotMigratable = "DisksNotLiveMigratable" }
-	withEdge(t, []stretched.VMSpec{edgeVM("r1", 1, notMigratable), edgeVM("r2", 1, notMigratable)})
+	// A boot slow enough that both restarts are still booting when the rerun plans:
+	// the wait path is what this test is about (it used to pass without reaching it).
+	slowBoot := func(v *stretched.VMSpec) {
+		v.NotMigratable = "DisksNotLiveMigratable"
+		v.TemplateAnnotations = map[string]string{virthandler.BootDelayAnnotation: "20s"}
+	}
+	withEdge(t, []stretched.VMSpec{edgeVM("r1", 1, slowBoot), edgeVM("r2", 1, slowBoot)})
 	r := sitefailEnv(t, []string{kubecluster.CrashEnv + "=after-restart:2"}, "move", "-n", safetyNS, "--all", "--to", "DR", "--max-in-flight", "2", "--progress", "lines")
 	if r.code != 137 {
 		t.Fatalf("the crash point did not fire: %s", r)
@@ -256,16 +262,13 @@ func TestSafetyRerunWhileRestartsBoot(t *testing.T) {
 	if rep.Failed() {
 		t.Fatalf("rerun: %+v", rep)
 	}
-	if booting > 0 && rep.Tiers[0].Moved != booting {
-		t.Errorf("rerun: %d booting VMs, reported moved %d: %+v", booting, rep.Tiers[0].Moved, rep.Tiers[0])
+	if booting != 2 || rep.Tiers[0].Moved != booting {
+		t.Errorf("rerun: %d VMs planned wait (want both, still booting), reported moved %d: %+v", booting, rep.Tiers[0].Moved, rep.Tiers[0])
 	}
 	for _, name := range []string{"r1", "r2"} {
 		if c := env.Counts(safetyNS, name); c.Starts != 2 || siteOf(t, safetyNS, name) != "DR" {
 			t.Errorf("%s: %d starts on %s; want the first start and exactly one restart, onto DR", name, c.Starts, siteOf(t, safetyNS, name))
 		}
-	}
-	if booting == 0 {
-		t.Log("both restarts were Ready before the rerun planned: the wait path was not exercised this time")
 	}
 }
 

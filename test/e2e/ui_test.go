@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
+	"github.com/sitefail/kubectl-sitefail/test/stretched"
 )
 
 // TestUIFailover runs `kubectl sitefail ui` in a real terminal (tmux), takes the Primary
@@ -60,6 +61,10 @@ func TestUIFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("✖ S prod/db-1", 30*time.Second)
+	before := map[string]stretched.Counts{}
+	for _, name := range []string{"db-1", "db-2", "db-3", "ldap"} {
+		before[name] = env.Counts("prod", name)
+	}
 	waitFor("Primary DOWN", 5*time.Second)
 
 	tmux("send-keys", "-t", session, "Right")
@@ -77,6 +82,10 @@ func TestUIFailover(t *testing.T) {
 	for _, name := range []string{"db-1", "db-2", "db-3", "ldap"} {
 		if site := siteOf(t, "prod", name); site != "DR" {
 			t.Errorf("prod/%s on %q after the UI failover\n%s", name, site, screen())
+		}
+		// A failover releases each VM once: one new instance, no migration.
+		if got := env.Counts("prod", name); got.Starts != before[name].Starts+1 || got.Migrations != before[name].Migrations {
+			t.Errorf("prod/%s: counts %+v after the UI failover, %+v before; want one start more and no migration", name, got, before[name])
 		}
 	}
 }

@@ -18,6 +18,9 @@ const (
 	// MigrationDelayAnnotation (a Go duration) overrides Config.MigrationDelay: a long
 	// one keeps a migration in flight while a test kills its source site.
 	MigrationDelayAnnotation = "sitefail.test/migration-delay"
+	// BootDelayAnnotation (a Go duration) overrides Config.BootDelay: a slow boot keeps
+	// an instance starting while a test looks at it.
+	BootDelayAnnotation = "sitefail.test/boot-delay"
 	// BootFailAnnotation names a site: on that site's nodes the launcher's QEMU fails at
 	// start, and the VMI goes Failed (so an Always VM backs off, CrashLoopBackOff).
 	BootFailAnnotation = "sitefail.test/boot-fail"
@@ -65,6 +68,13 @@ func (h *Handler) migrationDelay(vmi *kubevirtv1.VirtualMachineInstance) time.Du
 		return d
 	}
 	return h.cfg.MigrationDelay
+}
+
+func (h *Handler) bootDelay(vmi *kubevirtv1.VirtualMachineInstance) time.Duration {
+	if d, err := time.ParseDuration(vmi.Annotations[BootDelayAnnotation]); err == nil {
+		return d
+	}
+	return h.cfg.BootDelay
 }
 
 // bootFails reports that QEMU fails to start on this handler's site.

@@ -273,7 +273,7 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 		}
 		return h.endLaunchers(ctx, vmi, vmi.Status.NodeName, corev1.PodFailed)
 	case vmi.IsScheduled() && vmi.DeletionTimestamp == nil:
-		if wait := h.since(h.scheduledAt, key, h.cfg.BootDelay); wait > 0 {
+		if wait := h.since(h.scheduledAt, key, h.bootDelay(vmi)); wait > 0 {
 			h.queue.AddAfter(key, wait)
 			return nil
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/plugin"
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
 	"github.com/sitefail/kubectl-sitefail/test/stretched"
 )
@@ -21,31 +23,41 @@ func walkthrough(ctx context.Context, env *stretched.Env, kubeconfig, pluginDir,
 	if pluginDir != "" {
 		path = pluginDir + string(os.PathListSeparator) + path
 	}
-	run := func(ok bool, args ...string) error {
+	// expect runs the plugin and checks its exit code: a step meant to be refused must
+	// be refused the documented way, not fail for some other reason.
+	expect := func(want int, args ...string) error {
 		fmt.Printf("\n$ kubectl sitefail %s\n", strings.Join(args, " "))
 		cmd := exec.CommandContext(ctx, "kubectl", append([]string{"sitefail"}, args...)...)
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+path)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
 		err := cmd.Run()
-		if err != nil && ok {
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
 			return fmt.Errorf("kubectl sitefail %s: %w", strings.Join(args, " "), err)
+		}
+		if code != want {
+			return fmt.Errorf("kubectl sitefail %s: exit %d, want %d", strings.Join(args, " "), code, want)
 		}
 		return nil
 	}
+	run := func(args ...string) error { return expect(plugin.ExitOK, args...) }
 	say := func(s string) { fmt.Printf("\n### %s\n", s) }
 
 	say("The two sites and what runs where")
-	if err := run(true, "sites"); err != nil {
+	if err := run("sites"); err != nil {
 		return err
 	}
-	if err := run(true, "status", "-A", "--tier", "1"); err != nil {
+	if err := run("status", "-A", "--tier", "1"); err != nil {
 		return err
 	}
 	say("Rehearsal: relocate tier 1 to " + dr + " while both sites are up")
-	if err := run(true, "plan", "--tier", "1", "--to", dr, "-A"); err != nil {
+	if err := run("plan", "--tier", "1", "--to", dr, "-A"); err != nil {
 		return err
 	}
-	if err := run(true, "move", "--tier", "1", "--to", dr, "-A", "--progress", "lines"); err != nil {
+	if err := run("move", "--tier", "1", "--to", dr, "-A", "--progress", "lines"); err != nil {
 		return err
 	}
 	say("Site " + primary + " goes dark (its kubelets stop answering)")
@@ -55,16 +67,18 @@ func walkthrough(ctx context.Context, env *stretched.Env, kubeconfig, pluginDir,
 	if err := env.WaitNodesMatching(ctx, 2*time.Minute, "topology.kubernetes.io/site="+primary, func(n *corev1.Node) bool { return !cluster.NodeReady(n) }); err != nil {
 		return err
 	}
-	if err := run(true, "sites"); err != nil {
+	if err := run("sites"); err != nil {
 		return err
 	}
 	say("Failover without naming the dead site is refused (split-brain guard)")
-	_ = run(false, "move", "--all", "--to", dr, "-A")
-	say("Failover of everything, tier by tier, throttled")
-	if err := run(true, "move", "--all", "--to", dr, "-A", "--confirm-site-down="+primary, "--progress", "lines"); err != nil {
+	if err := expect(plugin.ExitBlocked, "move", "--all", "--to", dr, "-A"); err != nil {
 		return err
 	}
-	if err := run(true, "sites"); err != nil {
+	say("Failover of everything, tier by tier, throttled")
+	if err := run("move", "--all", "--to", dr, "-A", "--confirm-site-down="+primary, "--progress", "lines"); err != nil {
+		return err
+	}
+	if err := run("sites"); err != nil {
 		return err
 	}
 	say("Site " + primary + " is back: fail tier 1 back")
@@ -74,8 +88,8 @@ func walkthrough(ctx context.Context, env *stretched.Env, kubeconfig, pluginDir,
 	if err := env.WaitNodesMatching(ctx, 2*time.Minute, "topology.kubernetes.io/site="+primary, func(n *corev1.Node) bool { return cluster.NodeReady(n) && len(n.Spec.Taints) == 0 }); err != nil {
 		return err
 	}
-	if err := run(true, "failback", "--tier", "1", "-A", "--progress", "lines"); err != nil {
+	if err := run("failback", "--tier", "1", "-A", "--progress", "lines"); err != nil {
 		return err
 	}
-	return run(true, "status", "-A", "--tier", "1")
+	return run("status", "-A", "--tier", "1")
 }
