@@ -324,8 +324,8 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 			Message: fmt.Sprintf("site %s has no Ready node: its VMs will be released only with --confirm-site-down=%s, after you have made sure its nodes are powered off or fenced (a partitioned site still running them would corrupt their disks)", site, site)})
 	}
 
-	p.Batches = batches(p.Steps, req.MaxInFlight)
-	p.Estimate = estimate(p.Steps, req, s.MigrationsPerCluster)
+	p.Batches = batches(p.Steps, req.MaxInFlight, s.MigrationsPerCluster)
+	p.Estimate = estimate(p.Steps, p.Batches, req)
 	p.Summary.Selected = len(p.Steps)
 	seenTier := map[int]bool{}
 	for _, st := range p.Steps {
@@ -819,17 +819,12 @@ func capacity(s *snapshot.Snapshot, site string, steps []Step) Capacity {
 	return c
 }
 
-// estimate models each tier as waves: at most maxInFlight starts at once, of which at
-// most KubeVirt's parallelMigrationsPerCluster migrations, each start taking the
-// expected time. Tiers run one after the other (the barrier).
-func estimate(steps []Step, req Request, migrationsPerCluster int) []TierEstimate {
+// estimate models each tier as its batches (waves), each start taking the expected
+// time. Tiers run one after the other (the barrier).
+func estimate(steps []Step, batches []Batch, req Request) []TierEstimate {
 	per := req.ExpectedStart
 	if per <= 0 {
 		per = DefaultExpectedStart
-	}
-	slots, migSlots := max(req.MaxInFlight, 1), max(req.MaxInFlight, 1)
-	if migrationsPerCluster > 0 {
-		migSlots = min(slots, migrationsPerCluster)
 	}
 	var out []TierEstimate
 	for _, st := range steps {
@@ -847,7 +842,11 @@ func estimate(steps []Step, req Request, migrationsPerCluster int) []TierEstimat
 	}
 	for i := range out {
 		t := &out[i]
-		t.Waves = max(ceilDiv(t.Starts, slots), ceilDiv(t.Migrations, migSlots))
+		for _, b := range batches {
+			if b.Tier == t.Tier {
+				t.Waves++
+			}
+		}
 		t.RTOSeconds = float64(t.Waves) * per.Seconds()
 	}
 	return out
@@ -864,22 +863,32 @@ func usesInstancetype(vms []*snapshot.VM) bool {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-// batches groups each tier's starts into waves of at most maxInFlight, in plan order.
-func batches(steps []Step, maxInFlight int) []Batch {
-	if maxInFlight < 1 {
-		maxInFlight = 1
+// batches groups each tier's starts, in plan order, into waves of at most maxInFlight,
+// of which at most migrationSlots live migrations: KubeVirt v1.8.0 runs no more than
+// its parallelMigrationsPerCluster and leaves the rest Pending, and the executor holds
+// a migration that would exceed it (Config.MaxMigrations) until one ends, with the
+// steps behind it. A migration that does not fit begins the next wave.
+func batches(steps []Step, maxInFlight, migrationSlots int) []Batch {
+	maxInFlight = max(maxInFlight, 1)
+	if migrationSlots < 1 {
+		migrationSlots = maxInFlight
 	}
 	out := []Batch{}
 	var cur *Batch
+	migrations := 0
 	for _, st := range steps {
 		if !st.Starts() {
 			continue
 		}
-		if cur == nil || cur.Tier != st.Tier || len(cur.VMs) == maxInFlight {
+		migrate := st.Action == ActionMigrate
+		if cur == nil || cur.Tier != st.Tier || len(cur.VMs) == maxInFlight || migrate && migrations == migrationSlots {
 			out = append(out, Batch{Tier: st.Tier})
-			cur = &out[len(out)-1]
+			cur, migrations = &out[len(out)-1], 0
 		}
 		cur.VMs = append(cur.VMs, st.Key())
+		if migrate {
+			migrations++
+		}
 	}
 	return out
 }

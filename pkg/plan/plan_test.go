@@ -470,6 +470,31 @@ func TestEstimatedRTOPerTier(t *testing.T) {
 	if !reflect.DeepEqual(p.Estimate, want) {
 		t.Fatalf("estimate %+v, want %+v", p.Estimate, want)
 	}
+	// Issue 20, behaviour 8: the batches are the waves the estimate counts, and none
+	// holds more migrations than KubeVirt runs at once (v1.8.0 leaves the rest Pending,
+	// and the executor does not create them: Config.MaxMigrations).
+	migrates := map[string]bool{}
+	for _, st := range p.Steps {
+		migrates[st.Key()] = st.Action == ActionMigrate
+	}
+	waves := map[int]int{}
+	for _, b := range p.Batches {
+		waves[b.Tier]++
+		n := 0
+		for _, k := range b.VMs {
+			if migrates[k] {
+				n++
+			}
+		}
+		if n > 2 || len(b.VMs) > 5 {
+			t.Errorf("batch %+v: %d migrations, %d starts; want at most 2 and 5", b, n, len(b.VMs))
+		}
+	}
+	for _, e := range p.Estimate {
+		if waves[e.Tier] != e.Waves {
+			t.Errorf("tier %d: %d batches, the estimate counts %d waves", e.Tier, waves[e.Tier], e.Waves)
+		}
+	}
 }
 
 // A live migration keeps the instance: a rerun that finds a migrated VM not Ready yet on
