@@ -339,6 +339,34 @@ func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name, to string) error
 	})
 }
 
+// shutDown makes the VM's instance Terminating. Its shutdown needs its node: it ends
+// only while its site is up, after a while; then an Always VM comes back from its
+// template (a restart), any other stays stopped. Callers hold no lock.
+func (f *fakeCluster) shutDown(vm *fakeVM) {
+	f.mu.Lock()
+	inst := vm.inst
+	inst.Terminating, inst.Ready = true, false
+	f.mu.Unlock()
+	var check func()
+	check = func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if vm.inst != inst {
+			return
+		}
+		if f.down[inst.Site] || f.deleted[inst.NodeName] {
+			time.AfterFunc(f.delay, check)
+			return
+		}
+		vm.inst = nil
+		if vm.strategy == kubevirtv1.RunStrategyAlways {
+			f.startOn(vm, vm.home)
+		}
+		f.notifyLocked()
+	}
+	time.AfterFunc(3*f.delay, check)
+}
+
 // drain starts a migration that is not the move's (a drain's evacuation), within the
 // VM's site; it ends after the fake's delay.
 func (f *fakeCluster) drain(ns, vmi string) {

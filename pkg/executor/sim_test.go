@@ -54,6 +54,11 @@ type simVM struct {
 	// Journal is what an earlier, interrupted move left on it (journaltest.Draw); its
 	// template then selects the journal's target, as the move's patch left it.
 	Journal map[string]string
+	// MigrationFails: KubeVirt fails every live migration of it (issue 20).
+	MigrationFails bool
+	// ShuttingDown: its instance is Terminating at the start (a restart or a stop in
+	// progress); it ends only on a live site (issue 20).
+	ShuttingDown bool
 }
 
 // simFault is one event of the schedule.
@@ -88,7 +93,7 @@ func (sc simScenario) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: failover=%v fence=%s max-in-flight=%d\n", sc.Seed, sc.Failover, sc.Fence, sc.MaxInFlight)
 	for _, v := range sc.VMs {
-		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v journal=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails, v.Journal)
+		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v migration-fails=%v shutting-down=%v journal=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails, v.MigrationFails, v.ShuttingDown, v.Journal)
 	}
 	for _, f := range sc.Faults {
 		fmt.Fprintf(&b, "  fault %s\n", f)
@@ -130,6 +135,12 @@ func drawScenario(seed uint64) simScenario {
 			f.N = 1 + r.IntN(4*n)
 		}
 		sc.Faults = append(sc.Faults, f)
+	}
+	// Drawn last, so that the seeds found before keep the scenarios they had.
+	for i := range sc.VMs {
+		v := &sc.VMs[i]
+		v.MigrationFails = r.IntN(6) == 0
+		v.ShuttingDown = v.Running && r.IntN(6) == 0
 	}
 	return sc
 }
@@ -176,13 +187,20 @@ func runScenario(sc simScenario, res *simResult) {
 		if v.BootFails {
 			f.bootFails["ns/"+v.Name] = true
 		}
+		if v.MigrationFails {
+			f.migFails["ns/"+v.Name] = "sim: the source aborted the migration"
+		}
+		if v.ShuttingDown {
+			f.shutDown(vm)
+		}
 		for k, val := range v.Journal {
 			vm.annotations[k] = val
 		}
 		if j := journal.Read(v.Journal); j.Phase != "" && j.Known() && j.To != "" {
 			vm.home = j.To
 		}
-		if v.Running {
+		// A shutting-down Always VM is restarting; any other was being stopped.
+		if v.Running && (!v.ShuttingDown || v.Strategy == kubevirtv1.RunStrategyAlways) {
 			meantToRun["ns/"+v.Name] = true
 		}
 	}

@@ -503,6 +503,10 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		st.Action, st.Reason = ActionWait, fmt.Sprintf("journal: move %s left it %s: wait until it is Ready on %s", j.MoveID, j.Phase, req.To)
 	case homed && running && !readyOnTarget:
 		st.Action, st.Reason = ActionWait, "starting from a template that already selects "+req.To+": wait until it is Ready there"
+	case homed && !readyOnTarget && restartsNow(vm.RunStrategy, inst):
+		// Whatever an old journal says, KubeVirt starts it again by itself, from a
+		// template that selects the target: not done until it is Ready there.
+		st.Action, st.Reason = ActionWait, fmt.Sprintf("runStrategy %s: KubeVirt starts it again from a template that already selects %s: wait until it is Ready there", vm.RunStrategy, req.To)
 	case homed && j.Unfinished(req.To):
 		// An interrupted move's step took effect: only its journal entry is left.
 		st.Action, st.Reason = ActionSkip, fmt.Sprintf("already on %s (finishes the journal of move %s)", req.To, j.MoveID)
