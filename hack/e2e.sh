@@ -52,7 +52,7 @@ fi
 failed=0
 for i in "${!pids[@]}"; do
 	if wait "${pids[$i]}"; then
-		echo "ok   ${names[$i]} ($(grep -cE '^--- PASS' "$logs/${names[$i]}.log" || true) tests passed)"
+		echo "ok   ${names[$i]} ($(grep -cE '^(--- PASS|ok )' "$logs/${names[$i]}.log" || true) passed)"
 	else
 		failed=1
 		echo "FAIL ${names[$i]}: last lines of $logs/${names[$i]}.log:"

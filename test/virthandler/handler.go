@@ -423,7 +423,9 @@ func (h *Handler) endLauncher(ctx context.Context, ns, name string, phase corev1
 }
 
 func (h *Handler) endPod(ctx context.Context, p *corev1.Pod, phase corev1.PodPhase) error {
-	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+	// A pod being deleted is ended too: its kubelet deletes it once the launcher has
+	// exited, which is what a graceful deletion waits for.
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return nil
 	}
 	now := metav1.Now()
