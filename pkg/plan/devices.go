@@ -20,9 +20,16 @@ func deviceIssues(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, 
 		return nil
 	}
 	var out []Issue
-	if vm.InstancetypeSite != "" && vm.InstancetypeSite != req.To {
+	switch {
+	case vm.InstancetypeSite != "" && vm.InstancetypeSite != req.To:
 		out = append(out, Issue{Code: "SiteInInstancetype", VM: vm.Key(),
 			Message: fmt.Sprintf("its %s %s sets the site key to %s, which the VM's template cannot override: give the VM an instance type without the site key (keep the site in the template), or one for %s", vm.InstancetypeKind, vm.Instancetype, vm.InstancetypeSite, req.To)})
+	case vm.InstancetypeSelects && vm.InstancetypeSite == "":
+		// KubeVirt v1.8.0 (pkg/instancetype/apply/nodeselector.go) refuses a VM whose
+		// template and instance type both set a nodeSelector: the site patch would be
+		// refused at the write.
+		out = append(out, Issue{Code: "NodeSelectorInInstancetype", VM: vm.Key(),
+			Message: fmt.Sprintf("its %s %s sets spec.nodeSelector, so KubeVirt refuses any nodeSelector in the VM's template, the site key this move writes included: move the instance type's nodeSelector into the VM's template (with the site key), or use an instance type without one", vm.InstancetypeKind, vm.Instancetype)})
 	}
 	for _, dev := range vm.Devices {
 		if !anyNodeOffers(s, targets, dev) {

@@ -76,3 +76,16 @@ func TestSiteKeyInTheInstancetypeBlocks(t *testing.T) {
 		t.Fatalf("unread instance types are a warning: %+v %+v", p.Blockers, p.Warnings)
 	}
 }
+
+// Issue 20, behaviour 6: an instance type with a nodeSelector makes KubeVirt v1.8.0
+// refuse any template nodeSelector, so the move's site patch would fail at the write.
+func TestNodeSelectorInTheInstancetypeBlocks(t *testing.T) {
+	s := twoSites(snapshot.NodeReady)
+	v := vm("a", "vm", 1, "", kubevirtv1.RunStrategyAlways, "p1", true)
+	v.Instancetype, v.InstancetypeKind, v.InstancetypeSelects = "large", "VirtualMachineClusterInstancetype", true
+	s.VMs = []snapshot.VM{v}
+	p := build(t, s, Request{To: "DR", All: true})
+	if !hasIssue(p.Blockers, "NodeSelectorInInstancetype", "a/vm") {
+		t.Fatalf("want NodeSelectorInInstancetype: %+v", p.Blockers)
+	}
+}

@@ -83,6 +83,9 @@ func applyInstancetype(vm *VM, spec instancetypev1beta1.VirtualMachineInstancety
 	if site, ok := spec.NodeSelector[siteKey]; ok {
 		vm.InstancetypeSite = site
 	}
+	if spec.NodeSelector != nil {
+		vm.InstancetypeSelects = true
+	}
 	if len(spec.NodeSelector) > 0 {
 		sel := make(map[string]string, len(vm.NodeSelector)+len(spec.NodeSelector))
 		for k, v := range spec.NodeSelector {

@@ -123,6 +123,10 @@ type VM struct {
 	Instancetype     string   `json:"instancetype,omitempty"`
 	InstancetypeKind string   `json:"instancetypeKind,omitempty"`
 	InstancetypeSite string   `json:"instancetypeSite,omitempty"`
+	// InstancetypeSelects: the instance type sets spec.nodeSelector, and KubeVirt
+	// v1.8.0 then refuses any nodeSelector in the VM's template (a conflict), the site
+	// key included.
+	InstancetypeSelects bool `json:"instancetypeSelects,omitempty"`
 
 	Instance    *VMI    `json:"instance,omitempty"`
 	CurrentSite string  `json:"currentSite,omitempty"`

@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -263,5 +266,55 @@ func TestIncidentDrainMigrationIsWaitedOut(t *testing.T) {
 	}
 	if c := env.Counts(ns, "dr1"); c.Migrations != 2 || c.Starts != 1 {
 		t.Fatalf("counts %+v; want the drain's migration and the move's, and no restart", c)
+	}
+}
+
+// Behaviour 6: an instance type that sets a nodeSelector. v1.8.0 refuses a VM whose
+// template sets one too (pinned here with its answer), so such a VM carries no site key
+// and the move's patch of one would be refused at the write. The plan blocks it, naming
+// the fix, instead.
+func TestIncidentInstancetypeWithANodeSelector(t *testing.T) {
+	const ns = "itype"
+	ctx := context.Background()
+	itGVR := schema.GroupVersionResource{Group: "instancetype.kubevirt.io", Version: "v1beta1", Resource: "virtualmachineclusterinstancetypes"}
+	it := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "instancetype.kubevirt.io/v1beta1", "kind": "VirtualMachineClusterInstancetype",
+		"metadata": map[string]any{"name": "sf-kwok-small"},
+		"spec": map[string]any{"cpu": map[string]any{"guest": int64(1)}, "memory": map[string]any{"guest": "1Gi"},
+			"nodeSelector": map[string]any{"type": "kwok"}},
+	}}
+	if _, err := env.Dynamic.Resource(itGVR).Create(ctx, it, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Dynamic.Resource(itGVR).Delete(ctx, "sf-kwok-small", metav1.DeleteOptions{}) })
+	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
+	vmWith := func(name string, sel map[string]any) *unstructured.Unstructured {
+		spec := map[string]any{"domain": map[string]any{"devices": map[string]any{}}}
+		if sel != nil {
+			spec["nodeSelector"] = sel
+		}
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+			"metadata": map[string]any{"name": name, "namespace": ns, "labels": map[string]any{"sitefail.io/tier": "1"}},
+			"spec": map[string]any{"runStrategy": "Always",
+				"instancetype": map[string]any{"kind": "VirtualMachineClusterInstancetype", "name": "sf-kwok-small"},
+				"template":     map[string]any{"spec": spec}},
+		}}
+	}
+	_, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Create(ctx, vmWith("both", map[string]any{"topology.kubernetes.io/site": "Primary"}), metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "nodeSelector") {
+		t.Fatalf("v1.8.0 accepted a template nodeSelector beside an instance type's: %v", err)
+	}
+	t.Logf("virt-api's answer to a template nodeSelector beside the instance type's: %v", err)
+	if _, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Create(ctx, vmWith("only", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Minute, "the instance-typed VM Ready", func() bool { return vmiReady(ctx, ns, "only") })
+	p := planFor(t, ns, "--to", "DR", "--all")
+	if !hasBlocker(p, "NodeSelectorInInstancetype") {
+		t.Fatalf("plan of a VM whose instance type sets a nodeSelector: blockers %+v", p.Blockers)
 	}
 }
