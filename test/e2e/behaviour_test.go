@@ -59,13 +59,19 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		vm("manual", kubevirtv1.RunStrategyManual),
 		vm("live", kubevirtv1.RunStrategyAlways),
 		vm("staged", kubevirtv1.RunStrategyAlways),
+		vm("rerun", kubevirtv1.RunStrategyRerunOnFailure),
+		func() stretched.VMSpec {
+			v := vm("nomig", kubevirtv1.RunStrategyAlways)
+			v.NotMigratable = string(kubevirtv1.VirtualMachineInstanceReasonDisksNotMigratable)
+			return v
+		}(),
 	}); err != nil {
 		t.Fatal(err)
 	}
 	if code, err := subresource(ctx, ns, "manual", "start"); code != http.StatusAccepted {
 		t.Fatalf("start of a Manual VM: %d %v", code, err)
 	}
-	for _, name := range []string{"once", "always", "manual", "live", "staged"} {
+	for _, name := range []string{"once", "always", "manual", "live", "staged", "rerun", "nomig"} {
 		waitFor(t, time.Minute, ns+"/"+name+" Ready", func() bool { return vmiReady(ctx, ns, name) })
 	}
 
@@ -140,6 +146,63 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		}
 		if err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Delete(ctx, "pin-first", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("RerunOnFailure restarts on request: 202 and a new VMI", func(t *testing.T) {
+		before := vmi(t, ns, "rerun").UID
+		if code, err := subresource(ctx, ns, "rerun", "restart"); code != http.StatusAccepted {
+			t.Fatalf("restart: HTTP %d (%v), want 202", code, err)
+		}
+		waitFor(t, time.Minute, "a new Ready VMI of rerun", func() bool {
+			v, err := getVMI(ctx, ns, "rerun")
+			return err == nil && v.UID != before && vmiReady(ctx, ns, "rerun")
+		})
+	})
+
+	t.Run("a migration of a VMI that is not live-migratable is refused at the create", func(t *testing.T) {
+		_, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, migration(ns, "nomig", "pin-nomig"), metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "Cannot migrate VMI") || !strings.Contains(err.Error(), "DisksNotLiveMigratable") {
+			t.Fatalf("migration of a non-migratable VMI: %v, want refused naming the reason", err)
+		}
+	})
+
+	t.Run("parallelMigrationsPerCluster queues the extra migrations Pending", func(t *testing.T) {
+		if err := env.KubeVirt.SetConfiguration(ctx, map[string]any{"migrations": map[string]any{"parallelMigrationsPerCluster": int64(1)}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.KubeVirt.SetConfiguration(ctx, map[string]any{"migrations": nil}) })
+		time.Sleep(2 * time.Second) // the configuration reaches virt-controller through a watch
+		// The lab has one node: the first migration's target pod cannot be placed, so it
+		// stays running (Scheduling) and holds the one slot.
+		for _, m := range []*unstructured.Unstructured{migration(ns, "live", "pin-slot"), migration(ns, "always", "pin-queued")} {
+			if _, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, m, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() {
+			for _, name := range []string{"pin-slot", "pin-queued"} {
+				_ = env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
+			}
+		})
+		phase := func(name string) kubevirtv1.VirtualMachineInstanceMigrationPhase {
+			u, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return ""
+			}
+			m, err := kubevirt.ToMigration(u)
+			if err != nil {
+				return ""
+			}
+			return m.Status.Phase
+		}
+		waitFor(t, 30*time.Second, "the first migration to take the slot", func() bool {
+			p := phase("pin-slot")
+			return p != "" && p != kubevirtv1.MigrationPending
+		})
+		time.Sleep(5 * time.Second) // a second one would have left Pending by now
+		if p := phase("pin-queued"); p != kubevirtv1.MigrationPending && p != "" {
+			t.Fatalf("the migration over the limit is %q; want it queued Pending", p)
 		}
 	})
 
