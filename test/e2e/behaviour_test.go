@@ -175,7 +175,7 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		time.Sleep(2 * time.Second) // the configuration reaches virt-controller through a watch
 		// The lab has one node: the first migration's target pod cannot be placed, so it
 		// stays running (Scheduling) and holds the one slot.
-		for _, m := range []*unstructured.Unstructured{migration(ns, "live", "pin-slot"), migration(ns, "always", "pin-queued")} {
+		for _, m := range []*unstructured.Unstructured{migration(ns, "rerun", "pin-slot"), migration(ns, "always", "pin-queued")} {
 			if _, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, m, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
