@@ -206,13 +206,22 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		}
 	})
 
-	t.Run("a force-deleted launcher on a dead node: Always comes back from its template, Manual and Once do not", func(t *testing.T) {
+	t.Run("a force-deleted launcher on a dead node: Always and RerunOnFailure come back from their templates, Manual and Once do not", func(t *testing.T) {
+		// The queueing pin's migration of rerun ends first, or its instance is held.
+		for _, name := range []string{"pin-slot", "pin-queued"} {
+			_ = env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
+		}
+		waitFor(t, time.Minute, "no migration of rerun in flight", func() bool {
+			v, err := getVMI(ctx, ns, "rerun")
+			return err == nil && (v.Status.MigrationState == nil || v.Status.MigrationState.Completed || v.Status.MigrationState.Failed) && countUnfinished(t, ns, "rerun") == 0
+		})
 		before := map[string]types.UID{}
-		for _, name := range []string{"always", "manual", "once"} {
+		for _, name := range []string{"always", "manual", "once", "rerun"} {
 			before[name] = vmi(t, ns, name).UID
 		}
-		// Always's template now points at DR, as a failover's patch would.
+		// Their templates now point at DR, as a failover's patch would.
 		patchSelector(t, ns, "always", cluster.KwokGroupLabel, cluster.KwokGroup("DR"))
+		patchSelector(t, ns, "rerun", cluster.KwokGroupLabel, cluster.KwokGroup("DR"))
 		if err := env.StopSite(lab); err != nil {
 			t.Fatal(err)
 		}
@@ -230,10 +239,12 @@ func TestKubeVirtBehaviour(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, 90*time.Second, "always to run again on DR", func() bool {
-			v, err := getVMI(ctx, ns, "always")
-			return err == nil && v.UID != before["always"] && vmiReady(ctx, ns, "always") && siteOf(t, ns, "always") == "DR"
-		})
+		for _, name := range []string{"always", "rerun"} {
+			waitFor(t, 90*time.Second, name+" to run again on DR", func() bool {
+				v, err := getVMI(ctx, ns, name)
+				return err == nil && v.UID != before[name] && vmiReady(ctx, ns, name) && siteOf(t, ns, name) == "DR"
+			})
+		}
 		for _, name := range []string{"manual", "once"} {
 			waitFor(t, 60*time.Second, name+"'s VMI to fail", func() bool {
 				v, err := getVMI(ctx, ns, name)
@@ -310,6 +321,22 @@ func migration(ns, vmiName, name string) *unstructured.Unstructured {
 		"metadata": map[string]any{"name": name, "namespace": ns},
 		"spec":     map[string]any{"vmiName": vmiName},
 	}}
+}
+
+func countUnfinished(t *testing.T, ns, vmiName string) int {
+	t.Helper()
+	list, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i := range list.Items {
+		m, err := kubevirt.ToMigration(&list.Items[i])
+		if err == nil && m.Spec.VMIName == vmiName && m.Status.Phase != kubevirtv1.MigrationSucceeded && m.Status.Phase != kubevirtv1.MigrationFailed {
+			n++
+		}
+	}
+	return n
 }
 
 func countMigrations(t *testing.T, ns, vmiName string) int {
