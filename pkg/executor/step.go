@@ -37,6 +37,11 @@ func (e *Executor) journal(st *plan.Step, phase string) map[string]string {
 	if e.cfg.Actor != "" {
 		j[journal.Actor] = e.cfg.Actor
 	}
+	// Written with every phase, so that a later move's journal never inherits it.
+	j[journal.StaysDown] = ""
+	if st.StaysDown {
+		j[journal.StaysDown] = "true"
+	}
 	if phase == journal.PhasePatched {
 		j[journal.Started] = now
 	}
@@ -308,6 +313,12 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 		// VM onto the site it runs on.
 		return e.waitReadyOnTarget(stop, st, "")
 	} else {
+		// A migration someone else started (a drain's evacuation) ends first: KubeVirt
+		// refuses a second one, and LiveUpdate does not change the nodeSelector of a
+		// migrating VMI, so the wait below would time out behind it.
+		if err := e.waitOtherMigration(stop, st); err != nil {
+			return err
+		}
 		// LiveUpdate must carry the new site into the VMI first: a migration's target pod
 		// follows the VMI's own nodeSelector.
 		e.phase(st, "waiting-liveupdate", "waiting for the instance's nodeSelector to show "+st.To)
@@ -363,14 +374,8 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 // target meanwhile, so that no migration is needed.
 func (e *Executor) createMigration(ctx, stop context.Context, st *plan.Step, name string) (there bool, err error) {
 	for refused := 0; ; {
-		if m, ok := e.cluster.UnfinishedMigration(st.Namespace, st.Name); ok {
-			e.phase(st, "waiting-migration", fmt.Sprintf("waiting for migration %s, not this move's, to end", m.Name))
-			if err := e.waitUntil(stop, func() (bool, error) {
-				_, busy := e.cluster.UnfinishedMigration(st.Namespace, st.Name)
-				return !busy, nil
-			}); err != nil {
-				return false, fmt.Errorf("migration %s of the VM, not this move's, did not end: %w", m.Name, err)
-			}
+		if err := e.waitOtherMigration(stop, st); err != nil {
+			return false, err
 		}
 		// Checked again right before the create: another migration may have landed it
 		// on the target.
@@ -398,6 +403,22 @@ func (e *Executor) createMigration(ctx, stop context.Context, st *plan.Step, nam
 		}
 		return false, nil
 	}
+}
+
+// waitOtherMigration waits until no unfinished migration of the VM's instance remains.
+func (e *Executor) waitOtherMigration(stop context.Context, st *plan.Step) error {
+	m, ok := e.cluster.UnfinishedMigration(st.Namespace, st.Name)
+	if !ok {
+		return nil
+	}
+	e.phase(st, "waiting-migration", fmt.Sprintf("waiting for migration %s, not this move's, to end", m.Name))
+	if err := e.waitUntil(stop, func() (bool, error) {
+		_, busy := e.cluster.UnfinishedMigration(st.Namespace, st.Name)
+		return !busy, nil
+	}); err != nil {
+		return fmt.Errorf("migration %s of the VM, not this move's, did not end: %w", m.Name, err)
+	}
+	return nil
 }
 
 // migrationFailed handles a migration KubeVirt failed. The guest still runs on the
@@ -498,9 +519,10 @@ func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 			return i == nil || i.UID != st.VMIUID || i.Final(), nil
 		})
 	}
-	if st.RunStrategy == kubevirtv1.RunStrategyManual {
+	if st.RunStrategy == kubevirtv1.RunStrategyManual && !st.StartPending {
 		// Manual VMs are not restarted by KubeVirt once their instance fails: start them
-		// when the old instance is over, if the site is still down.
+		// when the old instance is over, if the site is still down. A restart in progress
+		// (a start request pending) is KubeVirt's to finish.
 		if err := e.waitFor(stop, st, func(i *Instance) (bool, error) {
 			return i == nil || i.UID != st.VMIUID || i.Final(), nil
 		}); err != nil {

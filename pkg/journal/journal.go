@@ -20,6 +20,9 @@ const (
 	// must not hide that the effect happened.
 	Error    = "sitefail.io/move-error"
 	Attempts = "sitefail.io/move-attempts"
+	// StaysDown marks a release of a VM that nothing starts again (it was being stopped,
+	// or its run strategy never restarts it): a rerun must not start it.
+	StaysDown = "sitefail.io/move-stays-down"
 )
 
 // Phases of a step.
@@ -43,11 +46,13 @@ type Entry struct {
 	Error string
 	// Attempts counts the failed tries recorded so far.
 	Attempts int
+	// StaysDown: the step released a VM that is to stay stopped.
+	StaysDown bool
 }
 
 // Read extracts the journal from a VM's annotations.
 func Read(annotations map[string]string) Entry {
-	return Entry{MoveID: annotations[MoveID], From: annotations[From], To: annotations[To], Phase: annotations[Phase], VMI: annotations[VMI], Error: annotations[Error], Attempts: atoi(annotations[Attempts])}
+	return Entry{MoveID: annotations[MoveID], From: annotations[From], To: annotations[To], Phase: annotations[Phase], VMI: annotations[VMI], Error: annotations[Error], Attempts: atoi(annotations[Attempts]), StaysDown: annotations[StaysDown] == "true"}
 }
 
 // atoi reads a count written by this package; anything else counts as none.

@@ -287,15 +287,17 @@ func dashIfEmpty(s string) string {
 }
 
 // ForceDeleteLaunchers implements executor.Cluster: a grace-0 delete of the launcher
-// pods, which the kubelet of a dead node can no longer confirm. Each pod is read and
-// its node checked immediately before its delete, which is conditional on that pod.
+// pods, which the kubelet of a dead node can no longer confirm. Every pod's node is
+// checked against the API server before the first delete (one VM's pods, moments
+// apart), so a refusal deletes nothing; a migration target's VMI is read again right
+// before its delete; each delete is conditional on that pod's UID.
 func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string) error {
 	list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kubevirt.CreatedByLabel + "=" + uid})
 	if err != nil {
 		return err
 	}
 	// Every pod is judged before the first delete, so a refusal leaves the VM whole.
-	var release []corev1.Pod
+	var release, targets []corev1.Pod
 	for _, p := range list.Items {
 		if err := c.CheckRelease(ctx, site, p.Spec.NodeName); err != nil {
 			if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
@@ -308,6 +310,8 @@ func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string
 			} else if !ok {
 				return fmt.Errorf("pod %s: %w", p.Name, err)
 			}
+			targets = append(targets, p)
+			continue
 		}
 		// Ended launchers on the dead node go too: KubeVirt takes the newest pod on the
 		// VMI's node as its pod, and a VM that migrated away and back would otherwise
@@ -316,12 +320,31 @@ func (c *Cluster) ForceDeleteLaunchers(ctx context.Context, ns, uid, site string
 		release = append(release, p)
 	}
 	zero := int64(0)
-	for _, p := range release {
+	del := func(p corev1.Pod) error {
 		pre := &metav1.Preconditions{UID: &p.UID}
 		err := c.kube.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: pre, DryRun: c.dryRun})
 		// A conflict (the precondition: this pod, not a successor) is the executor's to
 		// retry, with a fresh list.
 		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		return nil
+	}
+	for _, p := range release {
+		if err := del(p); err != nil {
+			return err
+		}
+	}
+	// The dead site's pods first: with its source gone, the migration cannot hand over
+	// any more. The target's handler may still have done it in the meantime, so the VMI
+	// is read again right before each target's delete.
+	for _, p := range targets {
+		if ok, err := c.unfinishedTarget(ctx, site, &p); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("pod %s: %w: the migration to its node completed during the release", p.Name, executor.ErrNotReleasable)
+		}
+		if err := del(p); err != nil {
 			return err
 		}
 	}

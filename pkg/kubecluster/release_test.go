@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
@@ -90,5 +91,34 @@ func TestReleaseRefusesATargetThatTookTheVMIOver(t *testing.T) {
 				t.Fatalf("pods left: %d; want nothing deleted", len(left.Items))
 			}
 		})
+	}
+}
+
+// Review of issue 20: the target's handler can hand the VMI over without the source (it
+// acks the end itself), between the first look and the delete. The dead site's pods go
+// first, and the VMI is read again right before the target's delete: a target that
+// took over is left alone.
+func TestReleaseRereadsTheVMIBeforeDeletingATarget(t *testing.T) {
+	now := metav1.Now()
+	open := &kubevirtv1.VirtualMachineInstanceMigrationState{MigrationUID: "mig-1", SourceNode: "p1", TargetNode: "d1", TargetPod: "target"}
+	handed := &kubevirtv1.VirtualMachineInstanceMigrationState{MigrationUID: "mig-1", SourceNode: "p1", TargetNode: "d1", TargetPod: "target", EndTimestamp: &now}
+	kube := fake.NewClientset(node("p1", "Primary", false), node("d1", "DR", true),
+		launcher("source", "p1", "vmi-1", ""), launcher("target", "d1", "vmi-1", "mig-1"))
+	dyn := fakeDyn(migratingVMI(t, "p1", open))
+	gets := 0
+	dyn.PrependReactor("get", "virtualmachineinstances", func(k8stesting.Action) (bool, runtime.Object, error) {
+		gets++
+		if gets == 1 {
+			return false, nil, nil
+		}
+		return true, migratingVMI(t, "d1", handed), nil
+	})
+	c := &Cluster{siteKey: "site", kube: kube, dyn: dyn, nodeSite: map[string]string{"p1": "Primary", "d1": "DR"}}
+	err := c.ForceDeleteLaunchers(context.Background(), "ns", "vmi-1", "Primary")
+	if !errors.Is(err, executor.ErrNotReleasable) {
+		t.Fatalf("%v; want the target refused once it took the VMI over", err)
+	}
+	if _, err := kube.CoreV1().Pods("ns").Get(context.Background(), "target", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the target that took the VMI over was deleted: %v", err)
 	}
 }

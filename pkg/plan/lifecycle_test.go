@@ -335,3 +335,39 @@ func TestRerunOnFailureWithASucceededInstanceIsNotWaitedFor(t *testing.T) {
 		}
 	}
 }
+
+// Review of issue 20: a Manual VM being stopped when its site died is released and
+// stays down; the rerun after an interruption must not start it (the journal used to
+// say only "releasing", which reads as "the move stopped it").
+func TestReleasedStoppingManualVMIsNotStartedByTheRerun(t *testing.T) {
+	s, req := cellSnapshot(cell{strategy: kubevirtv1.RunStrategyManual, instance: "none", place: "-", journal: "releasing", request: "failover"})
+	s.VMs[0].Annotations[journal.StaysDown] = "true"
+	s.Derive()
+	p, err := Build(s, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Steps[0]; st.Action == ActionStart {
+		t.Fatalf("rerun plans %q (%s) for a Manual VM released while it was being stopped", st.Action, st.Reason)
+	}
+}
+
+// A Terminating Manual or RerunOnFailure instance is a stop (stays down) or a restart
+// (KubeVirt holds a start request and starts it again by itself): v1.8.0's restart
+// queues a stop and a start. Only the first ends without waiting for Ready.
+func TestTerminatingInstanceIsAStopOrARestartByItsStartRequest(t *testing.T) {
+	for _, rs := range []kubevirtv1.VirtualMachineRunStrategy{kubevirtv1.RunStrategyManual, kubevirtv1.RunStrategyRerunOnFailure} {
+		for _, restart := range []bool{false, true} {
+			s, req := cellSnapshot(cell{strategy: rs, instance: "Terminating", place: "source", journal: "none", request: "failover"})
+			s.VMs[0].StartRequested = restart
+			p, err := Build(s, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := p.Steps[0]
+			if st.Action != ActionFailover || st.StaysDown == restart || st.StartPending != restart || st.Starts() != restart {
+				t.Errorf("%s, start requested %v: %q staysDown %v startPending %v starts %v", rs, restart, st.Action, st.StaysDown, st.StartPending, st.Starts())
+			}
+		}
+	}
+}

@@ -154,9 +154,13 @@ type Step struct {
 	// StaysDown: a failover of a VM that nothing starts again once released (Halted,
 	// Once, or a Manual VM whose instance was stopping). The step ends when the released
 	// instance is over; it starts nothing, so it is not throttled as a start.
-	StaysDown   bool  `json:"staysDown,omitempty"`
-	CPUMilli    int64 `json:"requestCPUMillis"`
-	MemoryBytes int64 `json:"requestMemoryBytes"`
+	StaysDown bool `json:"staysDown,omitempty"`
+	// StartPending: KubeVirt holds a start request for the VM (a restart in progress):
+	// it starts the VM by itself once the released instance is gone, so a failover of a
+	// Manual VM does not start it a second time.
+	StartPending bool  `json:"startPending,omitempty"`
+	CPUMilli     int64 `json:"requestCPUMillis"`
+	MemoryBytes  int64 `json:"requestMemoryBytes"`
 	// FallbackRestart: a migration under --mode auto of a VM that KubeVirt lets restart
 	// (Always, RerunOnFailure, Manual); if KubeVirt fails the migration, the step
 	// restarts the VM onto the target instead of failing.
@@ -547,7 +551,10 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		st.FallbackRestart = true
 		st.Reason += " (a restart if the migration fails)"
 	}
-	if st.Action == ActionFailover && staysDown(vm.RunStrategy, inst) {
+	if st.Action == ActionFailover && vm.StartRequested {
+		st.StartPending = true
+	}
+	if st.Action == ActionFailover && staysDown(vm.RunStrategy, inst, vm.StartRequested) {
 		st.StaysDown = true
 		st.Reason += fmt.Sprintf(" (runStrategy %s: nothing starts it again; it stays stopped, its template on %s)", vm.RunStrategy, req.To)
 	}
@@ -566,14 +573,16 @@ func restartable(rs kubevirtv1.VirtualMachineRunStrategy) bool {
 
 // staysDown reports whether nothing starts a VM again once its instance is released
 // (kubevirt v1.8.0 vm.go): Halted and Once never restart a failed instance, and a
-// Manual VM whose instance was stopping was being stopped (a Manual VM that ran is
-// started by the move, as KubeVirt would not).
-func staysDown(rs kubevirtv1.VirtualMachineRunStrategy, inst *snapshot.VMI) bool {
+// Manual or RerunOnFailure VM whose instance was stopping with no start request
+// pending was being stopped (virtctl stop). A pending start (a restart in progress,
+// this tool's own included) brings it back; a Manual VM that ran is started by the
+// move, as KubeVirt would not.
+func staysDown(rs kubevirtv1.VirtualMachineRunStrategy, inst *snapshot.VMI, startRequested bool) bool {
 	switch rs {
 	case kubevirtv1.RunStrategyHalted, kubevirtv1.RunStrategyOnce:
 		return true
-	case kubevirtv1.RunStrategyManual:
-		return inst != nil && inst.Terminating
+	case kubevirtv1.RunStrategyManual, kubevirtv1.RunStrategyRerunOnFailure:
+		return inst != nil && inst.Terminating && !startRequested
 	}
 	return false
 }
@@ -606,7 +615,9 @@ func goneFrom(s *snapshot.Snapshot, vm *snapshot.VM, j journal.Entry, to string)
 // stopped after one was stopped by someone, and stays stopped.
 func stoppedByTheMove(s *snapshot.Snapshot, j journal.Entry) bool {
 	switch {
-	case !j.Open():
+	case !j.Open(), j.StaysDown:
+		// A release of a VM that was being stopped (or never restarts) ended nothing
+		// the move should bring back.
 		return false
 	case j.Released(), j.Phase == journal.PhaseRestarting:
 		return true

@@ -89,6 +89,9 @@ type VM struct {
 	PrintableStatus string                               `json:"printableStatus,omitempty"`
 	Ready           bool                                 `json:"ready"`
 	RestartRequired bool                                 `json:"restartRequired,omitempty"`
+	// StartRequested: a start request (a restart's, or a start's) waits in the VM's
+	// status for KubeVirt to act on it.
+	StartRequested bool `json:"startRequested,omitempty"`
 	// GitOps names the controller (argocd, flux) whose metadata the VM carries.
 	GitOps string `json:"gitops,omitempty"`
 	// Owner is the controller that owns the VM ("Kind/name" of its controller

@@ -313,6 +313,7 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		PrintableStatus: string(vm.Status.PrintableStatus),
 		Ready:           vm.Status.Ready,
 		RestartRequired: kubevirt.VMCondition(vm, kubevirtv1.VirtualMachineRestartRequired),
+		StartRequested:  startRequested(vm),
 		GitOps:          GitOpsOwner(vm.Labels, vm.Annotations),
 		Owner:           controllerOf(vm.OwnerReferences),
 		Labels:          vm.Labels,
@@ -345,6 +346,18 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 	}
 	out.Instance = InstanceFrom(vmi)
 	return out
+}
+
+// startRequested reports a start request KubeVirt has not acted on yet: a restart
+// (virt-api's restart queues a stop and a start), or a start. With one pending, the VM
+// controller starts the VM again once its instance is gone, whatever its run strategy.
+func startRequested(vm *kubevirtv1.VirtualMachine) bool {
+	for _, r := range vm.Status.StateChangeRequests {
+		if r.Action == kubevirtv1.StartRequest {
+			return true
+		}
+	}
+	return false
 }
 
 // InstanceFrom reduces a VMI to what sitefail decides on; nil for no VMI.
