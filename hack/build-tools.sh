@@ -43,30 +43,42 @@ if [ "$what" = keys ]; then
 	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects"
 	exit 0
 fi
+# The tools modules build side by side: most of a cold build is downloading modules and
+# linking (one core each), which overlap with another module's compiling.
+pids=()
+spawn() { "$@" & pids+=($!); }
+build_kubevirt() {
+	build kubevirt "$cache/kubevirt-$kubevirt_key" kubevirt.io/kubevirt/cmd/virt-api kubevirt.io/kubevirt/cmd/virt-controller
+	build kubevirt "$cache/kubevirt-objects-$kubevirt_objects" ./cmd/kubevirt-objects
+}
 case $what in
 cluster|all)
-	build cluster "$cache/kube-$kube_key" ./etcd \
+	spawn build cluster "$cache/kube-$kube_key" ./etcd \
 		k8s.io/kubernetes/cmd/kube-apiserver \
 		k8s.io/kubernetes/cmd/kube-scheduler \
 		k8s.io/kubernetes/cmd/kube-controller-manager
 	;;&
 kwok|all)
-	build kwok "$cache/kwok-$kwok_key" sigs.k8s.io/kwok/cmd/kwok
+	spawn build kwok "$cache/kwok-$kwok_key" sigs.k8s.io/kwok/cmd/kwok
 	;;&
 kubevirt|all)
-	build kubevirt "$cache/kubevirt-$kubevirt_key" kubevirt.io/kubevirt/cmd/virt-api kubevirt.io/kubevirt/cmd/virt-controller
-	build kubevirt "$cache/kubevirt-objects-$kubevirt_objects" ./cmd/kubevirt-objects
+	spawn build_kubevirt
 	;;&
 krew|all)
-	build krew "$cache/krew-$krew_key" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
+	spawn build krew "$cache/krew-$krew_key" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
 	;;&
 kubectl)
 	# Only where the machine has no kubectl of its own.
 	build cluster "$cache/kube-$kube_key" k8s.io/kubernetes/cmd/kubectl
 	;;
 cluster|kwok|krew|kubevirt|all) ;;
-*) echo "usage: $0 cluster|kwok|krew|kubevirt|kubectl|all" >&2; exit 2 ;;
+*) echo "usage: $0 cluster|kwok|krew|kubevirt|kubectl|all|keys" >&2; exit 2 ;;
 esac
+failed=0
+for pid in "${pids[@]}"; do
+	wait "$pid" || failed=1
+done
+[ "$failed" = 0 ] || { echo "build-tools: a tools build failed (its output is above)" >&2; exit 1; }
 
 # One directory of links so that callers need a single path.
 bin="$cache/bin"

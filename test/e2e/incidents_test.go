@@ -81,8 +81,14 @@ func TestIncidentSourceSiteDiesMidMigration(t *testing.T) {
 // site died. It was planned patch-only behind a wait, never released, and failed after
 // --ready-timeout.
 func TestIncidentVMShuttingDownWhenItsSiteDies(t *testing.T) {
-	withEdge(t, []stretched.VMSpec{edgeVM("slow-stop", 1, annotated(virthandler.ShutdownAnnotation, "10m"))})
+	withEdge(t, []stretched.VMSpec{edgeVM("slow-stop", 1, nil)})
 	ctx := context.Background()
+	// On this instance only: the one KubeVirt starts on DR shuts down at once (the
+	// test's cleanup deletes it).
+	ann := `{"metadata":{"annotations":{"` + virthandler.ShutdownAnnotation + `":"10m"}}}`
+	if _, err := env.Dynamic.Resource(kubevirt.VMIs).Namespace(safetyNS).Patch(ctx, "slow-stop", types.MergePatchType, []byte(ann), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if code, err := subresource(ctx, safetyNS, "slow-stop", "restart"); code != 202 {
 		t.Fatalf("restart: %d %v", code, err)
 	}

@@ -83,9 +83,10 @@ func TestUIFailover(t *testing.T) {
 		if site := siteOf(t, "prod", name); site != "DR" {
 			t.Errorf("prod/%s on %q after the UI failover\n%s", name, site, screen())
 		}
-		// A failover releases each VM once: one new instance, no migration.
-		if got := env.Counts("prod", name); got.Starts != before[name].Starts+1 || got.Migrations != before[name].Migrations {
-			t.Errorf("prod/%s: counts %+v after the UI failover, %+v before; want one start more and no migration", name, got, before[name])
+		// A failover releases each VM once: one new instance. (Migrations cannot be
+		// compared: KubeVirt garbage-collects the old instance's VMIMs with it.)
+		if got := env.Counts("prod", name); got.Starts != before[name].Starts+1 {
+			t.Errorf("prod/%s: counts %+v after the UI failover, %+v before; want exactly one start more", name, got, before[name])
 		}
 	}
 }
