@@ -323,7 +323,20 @@ func migration(ns, vmiName, name string) *unstructured.Unstructured {
 	}}
 }
 
+// countUnfinished counts the VMI's migrations that are neither Succeeded nor Failed.
 func countUnfinished(t *testing.T, ns, vmiName string) int {
+	t.Helper()
+	return countMigrationsWhere(t, ns, vmiName, func(m *kubevirtv1.VirtualMachineInstanceMigration) bool {
+		return m.Status.Phase != kubevirtv1.MigrationSucceeded && m.Status.Phase != kubevirtv1.MigrationFailed
+	})
+}
+
+func countMigrations(t *testing.T, ns, vmiName string) int {
+	t.Helper()
+	return countMigrationsWhere(t, ns, vmiName, func(*kubevirtv1.VirtualMachineInstanceMigration) bool { return true })
+}
+
+func countMigrationsWhere(t *testing.T, ns, vmiName string, ok func(*kubevirtv1.VirtualMachineInstanceMigration) bool) int {
 	t.Helper()
 	list, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
@@ -331,23 +344,7 @@ func countUnfinished(t *testing.T, ns, vmiName string) int {
 	}
 	n := 0
 	for i := range list.Items {
-		m, err := kubevirt.ToMigration(&list.Items[i])
-		if err == nil && m.Spec.VMIName == vmiName && m.Status.Phase != kubevirtv1.MigrationSucceeded && m.Status.Phase != kubevirtv1.MigrationFailed {
-			n++
-		}
-	}
-	return n
-}
-
-func countMigrations(t *testing.T, ns, vmiName string) int {
-	t.Helper()
-	list, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, m := range list.Items {
-		if name, _, _ := unstructured.NestedString(m.Object, "spec", "vmiName"); name == vmiName {
+		if m, err := kubevirt.ToMigration(&list.Items[i]); err == nil && m.Spec.VMIName == vmiName && ok(m) {
 			n++
 		}
 	}
