@@ -14,6 +14,8 @@ type Instance struct {
 	Phase       string
 	Ready       bool
 	Terminating bool
+	// Paused: the guest is paused (its Ready condition stays False until unpaused).
+	Paused bool
 	// SelectorSite is the site key of the instance's own nodeSelector (LiveUpdate copies
 	// the template's into it).
 	SelectorSite string

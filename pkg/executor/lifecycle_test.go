@@ -516,3 +516,30 @@ func TestMigrationOfADrainIsWaitedFor(t *testing.T) {
 	}
 	assertRunsOn(t, f, "ns/vm", "DR")
 }
+
+// Issue 20, behaviour 4: a paused guest. A live migration keeps it paused, and KubeVirt's
+// Ready stays False until someone unpauses it: the step used to wait for Ready until
+// --ready-timeout and fail. It is done when the instance runs on the target, still
+// paused, as the operator left it.
+func TestPausedGuestMigratesAndStaysPaused(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	f.vms["ns/vm"].inst.Paused, f.vms["ns/vm"].inst.Ready = true, false
+	p := planFor(t, f, 1)
+	if st := p.Steps[0]; st.Action != plan.ActionMigrate || !st.Paused {
+		t.Fatalf("planned %q (paused %v); want a migration of a paused guest", st.Action, st.Paused)
+	}
+	cfg := config("sf-paused-000001", 1)
+	cfg.ReadyTimeout = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := New(f, cfg, nil).Run(ctx, ctx, p)
+	if err != nil || rep.Failed() || ctx.Err() != nil {
+		t.Fatalf("err %v, ctx %v: %+v", err, ctx.Err(), rep)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if i := f.vms["ns/vm"].inst; i.Site != "DR" || !i.Paused || i.Ready {
+		t.Fatalf("instance %+v; want it on DR, still paused", i)
+	}
+}

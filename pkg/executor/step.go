@@ -543,11 +543,15 @@ func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 	return e.waitReadyOnTarget(stop, st, st.VMIUID)
 }
 
-// waitReadyOnTarget waits until an instance other than oldUID is Ready on the target.
+// waitReadyOnTarget waits until an instance other than oldUID is Ready on the target;
+// for a paused guest that migrated, until it runs there, still paused.
 func (e *Executor) waitReadyOnTarget(stop context.Context, st *plan.Step, oldUID string) error {
 	e.phase(st, "waiting-ready", "waiting for Ready on "+st.To)
 	return e.waitFor(stop, st, func(i *Instance) (bool, error) {
-		return i != nil && (oldUID == "" || i.UID != oldUID) && i.Site == st.To && i.Ready && !i.Terminating, nil
+		if i == nil || oldUID != "" && i.UID == oldUID || i.Site != st.To || i.Terminating {
+			return false, nil
+		}
+		return i.Ready || st.Paused && i.Paused && i.Phase == "Running", nil
 	})
 }
 

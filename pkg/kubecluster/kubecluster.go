@@ -438,6 +438,9 @@ func (c *Cluster) Instance(ns, name string) *executor.Instance {
 	if cond, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceReady); ok {
 		inst.Ready = cond.Status == corev1.ConditionTrue
 	}
+	if cond, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstancePaused); ok {
+		inst.Paused = cond.Status == corev1.ConditionTrue
+	}
 	return inst
 }
 

@@ -165,6 +165,10 @@ type Step struct {
 	// (Always, RerunOnFailure, Manual); if KubeVirt fails the migration, the step
 	// restarts the VM onto the target instead of failing.
 	FallbackRestart bool `json:"fallbackRestart,omitempty"`
+	// Paused: a migration of a paused guest, which keeps it paused. KubeVirt's Ready
+	// stays False until someone unpauses it, so the step is done when the instance runs
+	// on the target, still paused, as the operator left it.
+	Paused bool `json:"paused,omitempty"`
 	// OverheadBytes is KubeVirt's addition to the launcher's memory request.
 	OverheadBytes int64 `json:"memoryOverheadBytes,omitempty"`
 }
@@ -547,6 +551,9 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	default:
 		st.Action, st.Reason = ActionRestart, "not live-migratable: "+inst.NotMigratable
 	}
+	if st.Action == ActionMigrate && inst != nil && inst.Paused {
+		st.Paused = true
+	}
 	if st.Action == ActionMigrate && req.Mode == ModeAuto && restartable(vm.RunStrategy) {
 		st.FallbackRestart = true
 		st.Reason += " (a restart if the migration fails)"
@@ -698,7 +705,7 @@ func vmWarnings(s *snapshot.Snapshot, vm *snapshot.VM, st Step, req Request) []I
 		out = append(out, Issue{Code: "RestartRequired", VM: vm.Key(), Message: "RestartRequired is already set: pending template changes apply at the restart this move causes"})
 	}
 	if inst := vm.Instance; inst != nil && inst.Paused {
-		msg := "paused: a live migration keeps the guest paused on the target"
+		msg := "paused: a live migration keeps the guest paused on the target; the step is done when it runs there, still paused (it is not Ready until someone unpauses it)"
 		if st.Action == ActionRestart || st.Action == ActionFailover {
 			msg = "paused: the " + string(st.Action) + " starts a new instance, which runs unpaused"
 		}

@@ -324,3 +324,37 @@ func TestIncidentInstancetypeWithANodeSelector(t *testing.T) {
 		t.Fatalf("plan of a VM whose instance type sets a nodeSelector: blockers %+v", p.Blockers)
 	}
 }
+
+// Behaviour 4: a paused guest. A live migration keeps it paused and KubeVirt's Ready
+// stays False, so the step used to wait for Ready until --ready-timeout and fail. The
+// decision: the move carries the guest as the operator left it; the step is done when
+// it runs on the target, still paused, and the plan says so.
+func TestIncidentPausedGuestMovesPaused(t *testing.T) {
+	const ns = "paused"
+	ctx := context.Background()
+	vms := []stretched.VMSpec{{Namespace: ns, Name: "pz", Tier: 1, Site: "Primary", TemplateAnnotations: map[string]string{virthandler.PausedAnnotation: "true"}}}
+	t.Cleanup(func() { _ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
+	if err := env.CreateVMs(ctx, vms); err != nil {
+		t.Fatal(err)
+	}
+	paused := func() bool {
+		v, err := getVMI(ctx, ns, "pz")
+		if err != nil || !v.IsRunning() {
+			return false
+		}
+		c, ok := kubevirt.VMICondition(v, kubevirtv1.VirtualMachineInstancePaused)
+		return ok && c.Status == corev1.ConditionTrue && !vmiReady(ctx, ns, "pz")
+	}
+	waitFor(t, 3*time.Minute, "the guest running paused on Primary (not Ready)", func() bool { return paused() && siteOf(t, ns, "pz") == "Primary" })
+	p := planFor(t, ns, "--to", "DR", "pz")
+	if st := p.Steps[0]; st.Action != plan.ActionMigrate || !st.Paused {
+		t.Fatalf("plan of a paused guest: %q (paused %v)", st.Action, st.Paused)
+	}
+	var rep executor.Report
+	r := sitefail(t, "move", "-n", ns, "pz", "--to", "DR", "--mode", "migrate", "--ready-timeout", "2m", "-o", "json")
+	mustJSON(t, r, &rep)
+	if rep.Failed() || siteOf(t, ns, "pz") != "DR" {
+		t.Fatalf("move of a paused guest: %+v\n%s", rep, r)
+	}
+	waitFor(t, 30*time.Second, "the guest still paused on DR", paused)
+}

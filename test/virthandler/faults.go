@@ -24,6 +24,11 @@ const (
 	// BootFailAnnotation names a site: on that site's nodes the launcher's QEMU fails at
 	// start, and the VMI goes Failed (so an Always VM backs off, CrashLoopBackOff).
 	BootFailAnnotation = "sitefail.test/boot-fail"
+	// PausedAnnotation ("true") pauses the guest, as virtctl pause does through the real
+	// handler's API: the VMI's Paused condition, and its launcher pod's
+	// kubevirt.io/virtual-machine-unpaused readiness gate False, so the pod and the VMI
+	// are not Ready. A migrated guest stays paused on the target.
+	PausedAnnotation = "sitefail.test/paused"
 	// ShutdownAnnotation makes a shutdown slow: a Go duration, or "ignores-acpi" for a
 	// guest that ignores the shutdown request and is killed after its
 	// terminationGracePeriodSeconds (KubeVirt's default 30 when unset).

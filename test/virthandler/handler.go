@@ -137,9 +137,10 @@ const (
 )
 
 // notReadyAgain reports a running launcher whose Ready condition was turned False from
-// outside (the node controller does that to every pod of a node that missed heartbeats).
+// outside (the node controller does that to every pod of a node that missed heartbeats);
+// a paused guest's launcher is not Ready on purpose.
 func notReadyAgain(p *corev1.Pod) bool {
-	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || gateFalse(p) {
 		return false
 	}
 	for _, c := range p.Status.Conditions {
@@ -148,6 +149,59 @@ func notReadyAgain(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// unpausedGate is the readiness gate KubeVirt gives every launcher pod.
+const unpausedGate = corev1.PodConditionType(kubevirtv1.VirtualMachineUnpaused)
+
+func gateFalse(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == unpausedGate {
+			return c.Status == corev1.ConditionFalse
+		}
+	}
+	return false
+}
+
+// pause reports the guest paused, as the real handler does on virtctl pause: the VMI's
+// Paused condition, then its running launcher's unpaused gate and Ready False (the
+// kubelet's part), from which virt-controller takes the VMI's Ready.
+func (h *Handler) pause(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) error {
+	if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstancePaused); !ok || c.Status != corev1.ConditionTrue {
+		setCondition(vmi, kubevirtv1.VirtualMachineInstanceCondition{Type: kubevirtv1.VirtualMachineInstancePaused,
+			Status: corev1.ConditionTrue, Reason: "PausedByUser", Message: "VMI was paused by user", LastTransitionTime: metav1.Now()})
+		return h.update(ctx, vmi)
+	}
+	pods, err := h.kubelet.CoreV1().Pods(vmi.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: kubevirt.CreatedByLabel + "=" + string(vmi.UID),
+		FieldSelector: "spec.nodeName=" + vmi.Status.NodeName,
+	})
+	if err != nil {
+		return err
+	}
+	now := metav1.Now()
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil || gateFalse(p) {
+			continue
+		}
+		found := false
+		for j := range p.Status.Conditions {
+			switch c := &p.Status.Conditions[j]; c.Type {
+			case unpausedGate:
+				c.Status, c.Reason, c.LastTransitionTime, found = corev1.ConditionFalse, "Paused", now, true
+			case corev1.PodReady:
+				c.Status, c.Reason, c.LastTransitionTime = corev1.ConditionFalse, "ReadinessGatesNotReady", now
+			}
+		}
+		if !found {
+			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: unpausedGate, Status: corev1.ConditionFalse, Reason: "Paused", LastTransitionTime: now})
+		}
+		if _, err := h.kubelet.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 // reportReady sets a launcher pod Ready again, as its kubelet would once it reports.
@@ -272,6 +326,8 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 			return err
 		}
 		return h.endLaunchers(ctx, vmi, vmi.Status.NodeName, corev1.PodFailed)
+	case vmi.IsRunning() && vmi.DeletionTimestamp == nil && vmi.Annotations[PausedAnnotation] == "true":
+		return h.pause(ctx, vmi)
 	case vmi.IsScheduled() && vmi.DeletionTimestamp == nil:
 		if wait := h.since(h.scheduledAt, key, h.bootDelay(vmi)); wait > 0 {
 			h.queue.AddAfter(key, wait)
