@@ -14,7 +14,8 @@ type Instance struct {
 	Phase       string
 	Ready       bool
 	Terminating bool
-	// Paused: the guest is paused (its Ready condition stays False until unpaused).
+	// Paused: the guest is paused by a user (its Ready condition stays False until
+	// unpaused); an I/O error's pause does not count.
 	Paused bool
 	// SelectorSite is the site key of the instance's own nodeSelector (LiveUpdate copies
 	// the template's into it).

@@ -564,7 +564,7 @@ func (f *fakeCluster) snapshot() *snapshot.Snapshot {
 			NodeSelector: map[string]string{selector.DefaultSiteKey: vm.home}, HasSelector: true, CPUMilli: 100, MemoryBytes: 1 << 30}
 		if vm.inst != nil {
 			v.Instance = &snapshot.VMI{UID: types.UID(vm.inst.UID), Phase: vm.inst.Phase, NodeName: vm.inst.NodeName, Ready: vm.inst.Ready,
-				LiveMigratable: vm.migratable, Terminating: vm.inst.Terminating, Paused: vm.inst.Paused, NodeSelector: map[string]string{selector.DefaultSiteKey: vm.inst.SelectorSite}}
+				LiveMigratable: vm.migratable, Terminating: vm.inst.Terminating, Paused: vm.inst.Paused, PausedByUser: vm.inst.Paused, NodeSelector: map[string]string{selector.DefaultSiteKey: vm.inst.SelectorSite}}
 			if !vm.migratable {
 				v.Instance.NotMigratable = "DisksNotLiveMigratable"
 			}

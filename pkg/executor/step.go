@@ -40,7 +40,7 @@ func (e *Executor) journal(st *plan.Step, phase string) map[string]string {
 	// Written with every phase, so that a later move's journal never inherits it.
 	j[journal.StaysDown] = ""
 	if st.StaysDown {
-		j[journal.StaysDown] = "true"
+		j[journal.StaysDown] = e.cfg.MoveID
 	}
 	if phase == journal.PhasePatched {
 		j[journal.Started] = now

@@ -21,7 +21,9 @@ const (
 	Error    = "sitefail.io/move-error"
 	Attempts = "sitefail.io/move-attempts"
 	// StaysDown marks a release of a VM that nothing starts again (it was being stopped,
-	// or its run strategy never restarts it): a rerun must not start it.
+	// or its run strategy never restarts it): a rerun must not start it. Its value is
+	// the move's id, so that a marker a later move's writes did not clear (an older
+	// version's merge patch) never speaks for that move.
 	StaysDown = "sitefail.io/move-stays-down"
 )
 
@@ -52,7 +54,7 @@ type Entry struct {
 
 // Read extracts the journal from a VM's annotations.
 func Read(annotations map[string]string) Entry {
-	return Entry{MoveID: annotations[MoveID], From: annotations[From], To: annotations[To], Phase: annotations[Phase], VMI: annotations[VMI], Error: annotations[Error], Attempts: atoi(annotations[Attempts]), StaysDown: annotations[StaysDown] == "true"}
+	return Entry{MoveID: annotations[MoveID], From: annotations[From], To: annotations[To], Phase: annotations[Phase], VMI: annotations[VMI], Error: annotations[Error], Attempts: atoi(annotations[Attempts]), StaysDown: annotations[StaysDown] != "" && annotations[StaysDown] == annotations[MoveID]}
 }
 
 // atoi reads a count written by this package; anything else counts as none.

@@ -438,9 +438,8 @@ func (c *Cluster) Instance(ns, name string) *executor.Instance {
 	if cond, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstanceReady); ok {
 		inst.Ready = cond.Status == corev1.ConditionTrue
 	}
-	if cond, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstancePaused); ok {
-		inst.Paused = cond.Status == corev1.ConditionTrue
-	}
+	// Only a pause a user asked for is a state the move carries over.
+	_, inst.Paused = kubevirt.PausedState(vmi)
 	return inst
 }
 

@@ -115,6 +115,21 @@ func ToUnstructured(obj any) (*unstructured.Unstructured, error) {
 	return u, nil
 }
 
+// PausedByUserReason is the Paused condition's reason for virtctl pause (kubevirt
+// v1.8.0 pkg/virt-handler/vm.go; the API module names no constant for it).
+const PausedByUserReason = "PausedByUser"
+
+// PausedState reports a paused guest, and whether a user paused it (KubeVirt v1.8.0's
+// handler sets the Paused condition with reason PausedByUser for virtctl pause, and
+// other reasons for an I/O error or the migration monitor).
+func PausedState(vmi *kubevirtv1.VirtualMachineInstance) (paused, byUser bool) {
+	c, ok := VMICondition(vmi, kubevirtv1.VirtualMachineInstancePaused)
+	if !ok || c.Status != corev1.ConditionTrue {
+		return false, false
+	}
+	return true, c.Reason == PausedByUserReason
+}
+
 // RunningNode is the node the VMI's domain runs on. KubeVirt v1.8.0's target handler
 // moves status.nodeName (with endTimestamp) before it marks the migration Completed, so
 // nodeName is right there; a handler that reports Completed first (older releases, the

@@ -87,7 +87,8 @@ func cellSnapshot(c cell) (*snapshot.Snapshot, Request) {
 		case "Pending":
 			inst.Phase, inst.NodeName, inst.Ready = "Scheduling", "", false
 		case "Paused":
-			inst.Paused, inst.Ready = true, false
+			// Paused by the operator (virtctl pause): never Ready until unpaused.
+			inst.Paused, inst.PausedByUser, inst.Ready = true, true, false
 		case "Terminating":
 			inst.Terminating = true
 		case "Failed", "Succeeded":
@@ -168,7 +169,7 @@ func decideCell(t *testing.T, c cell) string {
 	vm := &s.VMs[0]
 	inst := vm.Instance
 	running := inst != nil && !inst.Terminating && inst.Phase != "Succeeded" && inst.Phase != "Failed"
-	readyOnTarget := running && vm.CurrentSite == req.To && inst.Ready
+	readyOnTarget := running && vm.CurrentSite == req.To && (inst.Ready || inst.PausedByUser)
 	blocked := p.Blocked(true)
 	j := journal.Read(vm.Annotations)
 	fail := func(why string) { t.Errorf("%+v: %s %s (%s): %s", c, st.Action, st.Reason, blockerCodes(p), why) }
@@ -341,7 +342,7 @@ func TestRerunOnFailureWithASucceededInstanceIsNotWaitedFor(t *testing.T) {
 // say only "releasing", which reads as "the move stopped it").
 func TestReleasedStoppingManualVMIsNotStartedByTheRerun(t *testing.T) {
 	s, req := cellSnapshot(cell{strategy: kubevirtv1.RunStrategyManual, instance: "none", place: "-", journal: "releasing", request: "failover"})
-	s.VMs[0].Annotations[journal.StaysDown] = "true"
+	s.VMs[0].Annotations[journal.StaysDown] = s.VMs[0].Annotations[journal.MoveID]
 	s.Derive()
 	p, err := Build(s, req)
 	if err != nil {
@@ -349,6 +350,15 @@ func TestReleasedStoppingManualVMIsNotStartedByTheRerun(t *testing.T) {
 	}
 	if st := p.Steps[0]; st.Action == ActionStart {
 		t.Fatalf("rerun plans %q (%s) for a Manual VM released while it was being stopped", st.Action, st.Reason)
+	}
+	// A marker of another move (left by a version that did not clear it) does not
+	// speak for this journal's move: the released Manual VM is started.
+	s.VMs[0].Annotations[journal.StaysDown] = "sf-older"
+	if p, err = Build(s, req); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Steps[0]; st.Action != ActionStart {
+		t.Fatalf("a stale stays-down marker: rerun plans %q (%s); want %q", st.Action, st.Reason, ActionStart)
 	}
 }
 
@@ -368,6 +378,27 @@ func TestTerminatingInstanceIsAStopOrARestartByItsStartRequest(t *testing.T) {
 			if st.Action != ActionFailover || st.StaysDown == restart || st.StartPending != restart || st.Starts() != restart {
 				t.Errorf("%s, start requested %v: %q staysDown %v startPending %v starts %v", rs, restart, st.Action, st.StaysDown, st.StartPending, st.Starts())
 			}
+		}
+	}
+}
+
+// Review of issue 20: a guest a user paused that is already on the target is where the
+// move leaves it; a rerun used to wait for a Ready that never comes. A pause for an I/O
+// error is not a state to carry over: waited for like any other.
+func TestPausedGuestOnTheTargetIsThere(t *testing.T) {
+	for _, byUser := range []bool{true, false} {
+		s, req := cellSnapshot(cell{strategy: kubevirtv1.RunStrategyAlways, instance: "Paused", place: "target", journal: "patched", request: "relocate"})
+		s.VMs[0].Instance.PausedByUser = byUser
+		p, err := Build(s, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ActionSkip
+		if !byUser {
+			want = ActionWait
+		}
+		if st := p.Steps[0]; st.Action != want {
+			t.Errorf("paused by user %v on the target, journal patched: %q (%s); want %q", byUser, st.Action, st.Reason, want)
 		}
 	}
 }

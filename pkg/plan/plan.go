@@ -165,9 +165,9 @@ type Step struct {
 	// (Always, RerunOnFailure, Manual); if KubeVirt fails the migration, the step
 	// restarts the VM onto the target instead of failing.
 	FallbackRestart bool `json:"fallbackRestart,omitempty"`
-	// Paused: a migration of a paused guest, which keeps it paused. KubeVirt's Ready
-	// stays False until someone unpauses it, so the step is done when the instance runs
-	// on the target, still paused, as the operator left it.
+	// Paused: a migration of (or a wait for) a guest a user paused, which a migration
+	// keeps paused. KubeVirt's Ready stays False until someone unpauses it, so the step
+	// is done when the instance runs on the target, still paused, as the operator left it.
 	Paused bool `json:"paused,omitempty"`
 	// OverheadBytes is KubeVirt's addition to the launcher's memory request.
 	OverheadBytes int64 `json:"memoryOverheadBytes,omitempty"`
@@ -464,7 +464,9 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 			st.JournalVMI = j.VMI
 		}
 	}
-	readyOnTarget := running && vm.CurrentSite == req.To && inst.Ready
+	// A guest a user paused is never Ready until unpaused: running there, paused, is
+	// where the move leaves it.
+	readyOnTarget := running && vm.CurrentSite == req.To && (inst.Ready || inst.PausedByUser)
 	// The template already selects the target and nothing runs elsewhere: the VM is
 	// there, on its way there, or stopped there.
 	homed := vm.HomeSite == req.To && (!running || vm.CurrentSite == req.To || vm.CurrentSite == "")
@@ -551,10 +553,12 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	default:
 		st.Action, st.Reason = ActionRestart, "not live-migratable: "+inst.NotMigratable
 	}
-	if st.Action == ActionMigrate && inst != nil && inst.Paused {
+	if (st.Action == ActionMigrate || st.Action == ActionWait) && inst != nil && inst.PausedByUser {
 		st.Paused = true
 	}
-	if st.Action == ActionMigrate && req.Mode == ModeAuto && restartable(vm.RunStrategy) {
+	// A restart would shut down a paused guest (it cannot answer: killed after its
+	// grace period) and start it unpaused: no fallback for one.
+	if st.Action == ActionMigrate && req.Mode == ModeAuto && restartable(vm.RunStrategy) && !st.Paused {
 		st.FallbackRestart = true
 		st.Reason += " (a restart if the migration fails)"
 	}

@@ -69,6 +69,9 @@ type VMI struct {
 	Terminating    bool              `json:"terminating,omitempty"`
 	// Paused: the guest is paused (condition Paused).
 	Paused bool `json:"paused,omitempty"`
+	// PausedByUser: paused by a request (virtctl pause), not by an I/O error or the
+	// migration monitor: a state the operator chose, which a move carries over.
+	PausedByUser bool `json:"pausedByUser,omitempty"`
 }
 
 // VM is one VirtualMachine with its instance and derived placement.

@@ -383,9 +383,7 @@ func InstanceFrom(vmi *kubevirtv1.VirtualMachineInstance) *VMI {
 	} else {
 		inst.NotMigratable = "LiveMigratable condition not reported"
 	}
-	if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstancePaused); ok {
-		inst.Paused = c.Status == corev1.ConditionTrue
-	}
+	inst.Paused, inst.PausedByUser = kubevirt.PausedState(vmi)
 	if ms := vmi.Status.MigrationState; ms != nil && !ms.Completed && !ms.Failed && ms.StartTimestamp != nil {
 		inst.Migrating = true
 	}

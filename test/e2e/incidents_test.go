@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -356,5 +357,17 @@ func TestIncidentPausedGuestMovesPaused(t *testing.T) {
 	if rep.Failed() || siteOf(t, ns, "pz") != "DR" {
 		t.Fatalf("move of a paused guest: %+v\n%s", rep, r)
 	}
-	waitFor(t, 30*time.Second, "the guest still paused on DR", paused)
+	deadline := time.Now().Add(30 * time.Second)
+	for !paused() {
+		if time.Now().After(deadline) {
+			v, _ := getVMI(ctx, ns, "pz")
+			pods, _ := env.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			var podConds []string
+			for _, p := range pods.Items {
+				podConds = append(podConds, fmt.Sprintf("%s on %s %s %+v", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Conditions))
+			}
+			t.Fatalf("the guest is not paused on DR: phase %s node %s annotations %v conditions %+v\npods: %v", v.Status.Phase, v.Status.NodeName, v.Annotations, v.Status.Conditions, podConds)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }

@@ -154,6 +154,15 @@ func notReadyAgain(p *corev1.Pod) bool {
 // unpausedGate is the readiness gate KubeVirt gives every launcher pod.
 const unpausedGate = corev1.PodConditionType(kubevirtv1.VirtualMachineUnpaused)
 
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 func gateFalse(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == unpausedGate {
@@ -164,8 +173,9 @@ func gateFalse(p *corev1.Pod) bool {
 }
 
 // pause reports the guest paused, as the real handler does on virtctl pause: the VMI's
-// Paused condition, then its running launcher's unpaused gate and Ready False (the
-// kubelet's part), from which virt-controller takes the VMI's Ready.
+// Paused condition; virt-controller then turns the launcher's unpaused readiness gate
+// False (done here too, whichever comes first), and the kubelet its Ready, from which
+// virt-controller takes the VMI's Ready.
 func (h *Handler) pause(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) error {
 	if c, ok := kubevirt.VMICondition(vmi, kubevirtv1.VirtualMachineInstancePaused); !ok || c.Status != corev1.ConditionTrue {
 		setCondition(vmi, kubevirtv1.VirtualMachineInstanceCondition{Type: kubevirtv1.VirtualMachineInstancePaused,
@@ -182,7 +192,9 @@ func (h *Handler) pause(ctx context.Context, vmi *kubevirtv1.VirtualMachineInsta
 	now := metav1.Now()
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil || gateFalse(p) {
+		// virt-controller may have turned the gate already (syncPausedConditionToPod);
+		// Ready is the kubelet's to turn, which kwok does not do.
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil || gateFalse(p) && !podReady(p) {
 			continue
 		}
 		found := false
