@@ -526,8 +526,8 @@ func TestPausedGuestMigratesAndStaysPaused(t *testing.T) {
 	f.add("ns", "vm", 1, "Primary", true, true)
 	f.vms["ns/vm"].inst.Paused, f.vms["ns/vm"].inst.Ready = true, false
 	p := planFor(t, f, 1)
-	if st := p.Steps[0]; st.Action != plan.ActionMigrate || !st.Paused {
-		t.Fatalf("planned %q (paused %v); want a migration of a paused guest", st.Action, st.Paused)
+	if st := p.Steps[0]; st.Action != plan.ActionMigrate || !st.Paused || st.FallbackRestart {
+		t.Fatalf("planned %q (paused %v, fallback %v); want a migration of a paused guest, with no restart to fall back to", st.Action, st.Paused, st.FallbackRestart)
 	}
 	cfg := config("sf-paused-000001", 1)
 	cfg.ReadyTimeout = time.Hour
