@@ -60,6 +60,7 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		vm("live", kubevirtv1.RunStrategyAlways),
 		vm("staged", kubevirtv1.RunStrategyAlways),
 		vm("rerun", kubevirtv1.RunStrategyRerunOnFailure),
+		vm("rrq", kubevirtv1.RunStrategyAlways),
 		func() stretched.VMSpec {
 			v := vm("nomig", kubevirtv1.RunStrategyAlways)
 			v.NotMigratable = string(kubevirtv1.VirtualMachineInstanceReasonDisksNotMigratable)
@@ -71,7 +72,7 @@ func TestKubeVirtBehaviour(t *testing.T) {
 	if code, err := subresource(ctx, ns, "manual", "start"); code != http.StatusAccepted {
 		t.Fatalf("start of a Manual VM: %d %v", code, err)
 	}
-	for _, name := range []string{"once", "always", "manual", "live", "staged", "rerun", "nomig"} {
+	for _, name := range []string{"once", "always", "manual", "live", "staged", "rerun", "nomig", "rrq"} {
 		waitFor(t, time.Minute, ns+"/"+name+" Ready", func() bool { return vmiReady(ctx, ns, name) })
 	}
 
@@ -130,6 +131,30 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		})
 		if got := vmi(t, ns, "staged").Spec.NodeSelector["sitefail.test/rack"]; got != "" {
 			t.Fatalf("under Stage the VMI's selector changed to %q", got)
+		}
+	})
+
+	t.Run("under LiveUpdate RestartRequired keeps a nodeSelector change out of the VMI", func(t *testing.T) {
+		// terminationGracePeriodSeconds is not live-updatable (v1.8.0 vm.go
+		// syncRestartRequired); with RestartRequired set, the VM controller no longer
+		// carries nodeSelector changes into the VMI, which is why the plan restarts such
+		// a VM instead of migrating it.
+		patch := `{"spec":{"template":{"spec":{"terminationGracePeriodSeconds":7}}}}`
+		if _, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Patch(ctx, "rrq", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "RestartRequired on the VM", func() bool {
+			u, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Get(ctx, "rrq", metav1.GetOptions{})
+			if err != nil {
+				return false
+			}
+			v, err := kubevirt.ToVM(u)
+			return err == nil && kubevirt.VMCondition(v, kubevirtv1.VirtualMachineRestartRequired)
+		})
+		patchSelector(t, ns, "rrq", "sitefail.test/rack", "r3")
+		time.Sleep(3 * time.Second) // LiveUpdate carries a selector within a second when it does
+		if got := vmi(t, ns, "rrq").Spec.NodeSelector["sitefail.test/rack"]; got == "r3" {
+			t.Fatal("the nodeSelector change reached the VMI although RestartRequired is set")
 		}
 	})
 
