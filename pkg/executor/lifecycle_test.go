@@ -543,3 +543,28 @@ func runWithoutReady(t *testing.T, f *fakeCluster, p *plan.Plan, moveID string) 
 		t.Fatalf("err %v, ctx %v: %+v", err, ctx.Err(), rep)
 	}
 }
+
+// Review of issue 20: a migration that failed because its source site went down is not
+// "restarted" there (the restart would hang on a dead node until --ready-timeout): the
+// step fails, naming the failover.
+func TestFailedMigrationOffADeadSiteIsNotRestarted(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	f.migFails["ns/vm"] = "target pod is down"
+	p := planFor(t, f, 1)
+	f.mu.Lock()
+	f.down["Primary"] = true
+	f.mu.Unlock()
+	rep, err := New(f, config("sf-mig-000003", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil || !rep.Failed() {
+		t.Fatalf("err %v: %+v", err, rep)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm := f.vms["ns/vm"]; vm.restarts != 0 {
+		t.Fatalf("restarted %d times on a dead site", vm.restarts)
+	}
+	if msg := journal.Read(f.vms["ns/vm"].annotations).Error; !strings.Contains(msg, "confirm-site-down") {
+		t.Fatalf("journal error %q; want the way out named", msg)
+	}
+}

@@ -438,6 +438,12 @@ func (e *Executor) migrationFailed(ctx, stop context.Context, st *plan.Step, nam
 	if !st.FallbackRestart || inst == nil || inst.UID != st.VMIUID || inst.Terminating || inst.Final() {
 		return errors.New(why)
 	}
+	// A migration fails too when its source site goes down; a restart of an instance
+	// there would hang on a dead node (and is no release). The release guard answers
+	// whether the site is down, from the API server.
+	if inst.Site != "" && e.cluster.CheckRelease(ctx, inst.Site, inst.NodeName) == nil {
+		return fmt.Errorf("%s, and its site %s has no Ready node: fail the site over (--confirm-site-down=%s) instead of restarting it there", why, inst.Site, inst.Site)
+	}
 	e.cluster.Record(st.Namespace, st.Name, "SitefailMigrationFailed", why+"; restarting it onto "+st.To)
 	e.phase(st, journal.PhaseRestarting, why+": restarting instead (--mode auto)")
 	if err := e.mark(ctx, st, journal.PhaseRestarting); err != nil {
