@@ -80,6 +80,16 @@ func readInstancetypes(ctx context.Context, src Source, s *Snapshot) {
 func instancetypeKey(kind, ns, name string) string { return kind + "/" + ns + "/" + name }
 
 func applyInstancetype(vm *VM, spec instancetypev1beta1.VirtualMachineInstancetypeSpec, siteKey string) {
+	// The instance type's vCPUs and memory are the VM's (v1.8.0 refuses a template that
+	// sets them too): its requests and KubeVirt's overhead follow them.
+	if g := int64(spec.CPU.Guest); g > 0 {
+		vm.OverheadBytes += 8 << 20 * (g - max(vm.CPUMilli/100, 1))
+		vm.CPUMilli = g * 100
+	}
+	if m := spec.Memory.Guest.Value(); m > 0 {
+		vm.OverheadBytes += pageTables(m) - pageTables(vm.MemoryBytes)
+		vm.MemoryBytes = m
+	}
 	if site, ok := spec.NodeSelector[siteKey]; ok {
 		vm.InstancetypeSite = site
 	}

@@ -420,8 +420,7 @@ func MemoryOverhead(spec *kubevirtv1.VirtualMachineInstanceSpec) int64 {
 	const mi = 1 << 20
 	d := &spec.Domain
 	_, mem := Requests(d)
-	// Page tables: the request in kilobytes (rounded up) / 512, as KubeVirt counts it.
-	over := (mem + 999) / 1000 * 1000 / 512
+	over := pageTables(mem)
 	over += (25 + 100 + 25 + 40 + 30) * mi
 	vcpus := int64(1)
 	if c := d.CPU; c != nil {
@@ -446,6 +445,9 @@ func MemoryOverhead(spec *kubevirtv1.VirtualMachineInstanceSpec) int64 {
 	}
 	return over
 }
+
+// pageTables is the request in kilobytes (rounded up) / 512, as KubeVirt counts it.
+func pageTables(mem int64) int64 { return (mem + 999) / 1000 * 1000 / 512 }
 
 // vfio reports a VMI with a host device, a GPU or an SR-IOV interface (KubeVirt's
 // IsVFIOVMI): all its RAM is locked for DMA.

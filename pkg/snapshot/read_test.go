@@ -270,3 +270,20 @@ func TestMemoryOverheadFollowsKubeVirt(t *testing.T) {
 		}
 	}
 }
+
+// An instance-typed VM's template carries no CPU or memory: capacity counted it as
+// 100m and 0 bytes. Its instance type's vCPUs and memory are its requests, and KubeVirt's
+// overhead follows them (review of issue 20).
+func TestInstancetypeSizesTheVM(t *testing.T) {
+	var empty kubevirtv1.VirtualMachineInstanceSpec
+	cpu, mem := Requests(&empty.Domain)
+	vm := &VM{CPUMilli: cpu, MemoryBytes: mem, OverheadBytes: MemoryOverhead(&empty)}
+	var spec instancetypev1beta1.VirtualMachineInstancetypeSpec
+	spec.CPU.Guest = 4
+	spec.Memory.Guest = resource.MustParse("8Gi")
+	applyInstancetype(vm, spec, "topology.kubernetes.io/site")
+	want := &kubevirtv1.VirtualMachineInstanceSpec{Domain: kubevirtv1.DomainSpec{CPU: &kubevirtv1.CPU{Cores: 4}, Memory: &kubevirtv1.Memory{Guest: &spec.Memory.Guest}}}
+	if vm.CPUMilli != 400 || vm.MemoryBytes != 8<<30 || vm.OverheadBytes != MemoryOverhead(want) {
+		t.Fatalf("cpu %d, memory %d, overhead %d; want 400, %d, %d", vm.CPUMilli, vm.MemoryBytes, vm.OverheadBytes, int64(8<<30), MemoryOverhead(want))
+	}
+}
