@@ -500,31 +500,25 @@ func (c *Cluster) failureReason(m *kubevirtv1.VirtualMachineInstanceMigration) s
 
 // ActiveMigration implements executor.Cluster from the watch cache.
 func (c *Cluster) ActiveMigration(ns, vmi, to string) (executor.MigrationState, bool) {
-	objs, err := c.migrations.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
-	if err != nil {
-		return executor.MigrationState{}, false
-	}
-	for _, o := range objs {
-		m, ok := o.(*kubevirtv1.VirtualMachineInstanceMigration)
-		if !ok || m.Spec.VMIName != vmi || m.Labels[journal.MoveID] == "" || m.Labels[journal.To] != to {
-			continue
-		}
-		if st := c.migrationState(m); !st.Done {
-			return st, true
-		}
-	}
-	return executor.MigrationState{}, false
+	return c.unfinished(ns, vmi, func(m *kubevirtv1.VirtualMachineInstanceMigration) bool {
+		return m.Labels[journal.MoveID] != "" && m.Labels[journal.To] == to
+	})
 }
 
 // UnfinishedMigration implements executor.Cluster from the watch cache.
 func (c *Cluster) UnfinishedMigration(ns, vmi string) (executor.MigrationState, bool) {
+	return c.unfinished(ns, vmi, func(*kubevirtv1.VirtualMachineInstanceMigration) bool { return true })
+}
+
+// unfinished finds an unfinished migration of the VMI that keep accepts.
+func (c *Cluster) unfinished(ns, vmi string, keep func(*kubevirtv1.VirtualMachineInstanceMigration) bool) (executor.MigrationState, bool) {
 	objs, err := c.migrations.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
 	if err != nil {
 		return executor.MigrationState{}, false
 	}
 	for _, o := range objs {
 		m, ok := o.(*kubevirtv1.VirtualMachineInstanceMigration)
-		if !ok || m.Spec.VMIName != vmi {
+		if !ok || m.Spec.VMIName != vmi || !keep(m) {
 			continue
 		}
 		if st := c.migrationState(m); !st.Done {

@@ -152,8 +152,9 @@ type Step struct {
 	// waited for.
 	Recreated bool `json:"recreated,omitempty"`
 	// StaysDown: a failover of a VM that nothing starts again once released (Halted,
-	// Once, or a Manual VM whose instance was stopping). The step ends when the released
-	// instance is over; it starts nothing, so it is not throttled as a start.
+	// Once, or a Manual or RerunOnFailure VM whose instance was stopping with no start
+	// request pending: see staysDown). The step ends when the released instance is over;
+	// it starts nothing, so it is not throttled as a start.
 	StaysDown bool `json:"staysDown,omitempty"`
 	// StartPending: KubeVirt holds a start request for the VM (a restart in progress):
 	// it starts the VM by itself once the released instance is gone, so a failover of a
@@ -866,13 +867,13 @@ func estimate(steps []Step, batches []Batch, req Request) []TierEstimate {
 			t.Migrations++
 		}
 	}
+	waves := map[int]int{}
+	for _, b := range batches {
+		waves[b.Tier]++
+	}
 	for i := range out {
 		t := &out[i]
-		for _, b := range batches {
-			if b.Tier == t.Tier {
-				t.Waves++
-			}
-		}
+		t.Waves = waves[t.Tier]
 		t.RTOSeconds = float64(t.Waves) * per.Seconds()
 	}
 	return out
@@ -886,8 +887,6 @@ func usesInstancetype(vms []*snapshot.VM) bool {
 	}
 	return false
 }
-
-func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // batches groups each tier's starts, in plan order, into waves of at most maxInFlight,
 // of which at most migrationSlots live migrations: KubeVirt v1.8.0 runs no more than
