@@ -33,6 +33,9 @@ type cell struct {
 	journal, request  string
 	sourceAlive       bool
 	running, readyOnT bool
+	// startRequested: KubeVirt holds a start request (a restart in progress). Not a
+	// column of the table: every cell is decided again with it and checked.
+	startRequested bool
 }
 
 // cellSnapshot builds the one-VM cluster of a cell. Sites: Primary (p1) and DR (d1), an
@@ -98,6 +101,7 @@ func cellSnapshot(c cell) (*snapshot.Snapshot, Request) {
 		}
 		vm.Instance = inst
 	}
+	vm.StartRequested = c.startRequested
 	s.VMs = []snapshot.VM{vm}
 	s.Derive()
 	return s, Request{To: to, All: true, Mode: ModeAuto, MaxInFlight: 1}
@@ -127,6 +131,8 @@ func TestDecisionTableIsComplete(t *testing.T) {
 						for _, jp := range cellJournals {
 							c := cell{strategy: rs, instance: inst, place: place, journal: jp, request: req, sourceAlive: alive}
 							row = append(row, decideCell(t, c))
+							c.startRequested = true
+							decideCell(t, c)
 							cells++
 						}
 						fmt.Fprintf(&table, "| %s |\n", strings.Join(row, " | "))
@@ -230,6 +236,14 @@ func decideCell(t *testing.T, c cell) string {
 	}
 	if st.Action == ActionFailover && !blocked && (st.From == "" || s.SiteAlive(st.From)) {
 		fail("a failover from a live or unnamed site that no blocker stops")
+	}
+	// A pending start request means KubeVirt starts the VM again once its instance is
+	// gone: a release of it is no stop, and the move starts no second copy.
+	if c.startRequested && st.StaysDown && c.strategy != kubevirtv1.RunStrategyHalted && c.strategy != kubevirtv1.RunStrategyOnce {
+		fail("a VM with a start request pending is released as staying down")
+	}
+	if st.Action == ActionFailover && c.startRequested != st.StartPending {
+		fail("a failover that does not record whether KubeVirt holds a start request")
 	}
 	if st.Action == ActionStart && (running || c.strategy != kubevirtv1.RunStrategyManual) {
 		fail("a start of a VM that runs, or that KubeVirt starts by itself")
