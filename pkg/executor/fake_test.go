@@ -23,18 +23,20 @@ import (
 var errCrashed = fmt.Errorf("process crashed")
 
 type fakeVM struct {
-	ns, name    string
-	uid         string
-	tier        int
-	home        string
-	strategy    kubevirtv1.VirtualMachineRunStrategy
-	migratable  bool
-	inst        *Instance
-	annotations map[string]string
-	restarts    int
-	migrations  int
-	crashLoops  int
-	readyAt     time.Time
+	ns, name string
+	uid      string
+	tier     int
+	home     string
+	strategy kubevirtv1.VirtualMachineRunStrategy
+	// startRequested: a restart's start request, pending until the instance is gone.
+	startRequested bool
+	migratable     bool
+	inst           *Instance
+	annotations    map[string]string
+	restarts       int
+	migrations     int
+	crashLoops     int
+	readyAt        time.Time
 }
 
 // fakeCluster is an in-memory KubeVirt: instances start after a delay, LiveUpdate
@@ -359,7 +361,8 @@ func (f *fakeCluster) shutDown(vm *fakeVM) {
 			return
 		}
 		vm.inst = nil
-		if vm.strategy == kubevirtv1.RunStrategyAlways {
+		if vm.strategy == kubevirtv1.RunStrategyAlways || vm.startRequested {
+			vm.startRequested = false
 			f.startOn(vm, vm.home)
 		}
 		f.notifyLocked()
@@ -415,9 +418,15 @@ func (f *fakeCluster) ForceDeleteLaunchers(_ context.Context, ns, uid, site stri
 func (f *fakeCluster) releaseLocked(k string, vm *fakeVM) {
 	f.releases[k]++
 	switch {
-	case vm.inst.Terminating && vm.strategy != kubevirtv1.RunStrategyAlways:
+	case vm.inst.Terminating && vm.strategy != kubevirtv1.RunStrategyAlways && !vm.startRequested:
 		// Its deletion completes once the launcher is gone; nothing recreates it.
 		vm.inst = nil
+		return
+	case vm.inst.Terminating && vm.startRequested:
+		// A restart in progress: KubeVirt starts it from the template once it is gone.
+		vm.startRequested = false
+		vm.restarts++
+		f.startOn(vm, vm.home)
 		return
 	case vm.strategy == kubevirtv1.RunStrategyManual || vm.strategy == kubevirtv1.RunStrategyOnce || vm.strategy == kubevirtv1.RunStrategyHalted:
 		// KubeVirt does not start these again by itself.
@@ -560,7 +569,7 @@ func (f *fakeCluster) snapshot() *snapshot.Snapshot {
 	}
 	for _, k := range slices.Sorted(maps.Keys(f.vms)) {
 		vm := f.vms[k]
-		v := snapshot.VM{Namespace: vm.ns, Name: vm.name, UID: types.UID(vm.uid), Tier: vm.tier, HomeSite: vm.home, RunStrategy: vm.strategy, Annotations: vm.annotations,
+		v := snapshot.VM{Namespace: vm.ns, Name: vm.name, UID: types.UID(vm.uid), Tier: vm.tier, HomeSite: vm.home, RunStrategy: vm.strategy, Annotations: vm.annotations, StartRequested: vm.startRequested,
 			NodeSelector: map[string]string{selector.DefaultSiteKey: vm.home}, HasSelector: true, CPUMilli: 100, MemoryBytes: 1 << 30}
 		if vm.inst != nil {
 			v.Instance = &snapshot.VMI{UID: types.UID(vm.inst.UID), Phase: vm.inst.Phase, NodeName: vm.inst.NodeName, Ready: vm.inst.Ready,

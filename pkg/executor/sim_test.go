@@ -59,6 +59,8 @@ type simVM struct {
 	// ShuttingDown: its instance is Terminating at the start (a restart or a stop in
 	// progress); it ends only on a live site (issue 20).
 	ShuttingDown bool
+	// Restarting: the shutdown is a restart (a start request pending), not a stop.
+	Restarting bool
 }
 
 // simFault is one event of the schedule.
@@ -93,7 +95,7 @@ func (sc simScenario) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: failover=%v fence=%s max-in-flight=%d\n", sc.Seed, sc.Failover, sc.Fence, sc.MaxInFlight)
 	for _, v := range sc.VMs {
-		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v migration-fails=%v shutting-down=%v journal=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails, v.MigrationFails, v.ShuttingDown, v.Journal)
+		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v migration-fails=%v shutting-down=%v restarting=%v journal=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails, v.MigrationFails, v.ShuttingDown, v.Restarting, v.Journal)
 	}
 	for _, f := range sc.Faults {
 		fmt.Fprintf(&b, "  fault %s\n", f)
@@ -141,6 +143,10 @@ func drawScenario(seed uint64) simScenario {
 		v := &sc.VMs[i]
 		v.MigrationFails = r.IntN(6) == 0
 		v.ShuttingDown = v.Running && r.IntN(6) == 0
+	}
+	for i := range sc.VMs {
+		v := &sc.VMs[i]
+		v.Restarting = v.ShuttingDown && v.Strategy != kubevirtv1.RunStrategyHalted && v.Strategy != kubevirtv1.RunStrategyOnce && r.IntN(2) == 0
 	}
 	return sc
 }
@@ -191,6 +197,7 @@ func runScenario(sc simScenario, res *simResult) {
 			f.migFails["ns/"+v.Name] = "sim: the source aborted the migration"
 		}
 		if v.ShuttingDown {
+			vm.startRequested = v.Restarting
 			f.shutDown(vm)
 		}
 		for k, val := range v.Journal {
@@ -199,8 +206,9 @@ func runScenario(sc simScenario, res *simResult) {
 		if j := journal.Read(v.Journal); j.Phase != "" && j.Known() && j.To != "" {
 			vm.home = j.To
 		}
-		// A shutting-down Always VM is restarting; any other was being stopped.
-		if v.Running && (!v.ShuttingDown || v.Strategy == kubevirtv1.RunStrategyAlways) {
+		// A shutting-down Always VM is restarting, as is one with a start request; any
+		// other was being stopped.
+		if v.Running && (!v.ShuttingDown || v.Restarting || v.Strategy == kubevirtv1.RunStrategyAlways) {
 			meantToRun["ns/"+v.Name] = true
 		}
 	}

@@ -211,9 +211,15 @@ func decideCell(t *testing.T, c cell) string {
 		// KubeVirt starts an Always VM, and a RerunOnFailure VM after a failure, by
 		// itself: whatever the journal says, it is not done until it is Ready there
 		// (found by the simulator, seed 4382: a restarting instance, journal "done").
-		if c.strategy == kubevirtv1.RunStrategyAlways || c.strategy == kubevirtv1.RunStrategyRerunOnFailure && failed {
+		if c.strategy == kubevirtv1.RunStrategyAlways || c.strategy == kubevirtv1.RunStrategyRerunOnFailure && failed || c.startRequested {
 			fail("skipped a VM that KubeVirt starts by itself before it is Ready on the target")
 		}
+	}
+	// A VM that KubeVirt starts by itself (Always, or a start request pending: a
+	// restart in progress) from a patched template is a start on the target: throttled
+	// and waited for, never a bare patch (found by the simulator with restarts drawn).
+	if st.Action == ActionPatch && !st.Recreated && !running && (c.strategy == kubevirtv1.RunStrategyAlways || c.startRequested) {
+		fail("a patch-only step of a VM that KubeVirt starts by itself is not waited for")
 	}
 	// No release or restart of an instance that may still run where nothing proves it
 	// stopped, unless a blocker or the failover confirmation stands in the way.

@@ -510,14 +510,19 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		// The restart did not take: the instance it acted on is still there, and it
 		// selects the old site. Waiting for it would wait for ever.
 		st.Action, st.Reason = ActionRestart, fmt.Sprintf("journal: move %s restarted it, but the instance it restarted is still there (%s): restart it again", j.MoveID, inst.Phase)
-	case homed && !readyOnTarget && j.Unfinished(req.To) && (running || comesBack(s, vm.RunStrategy, inst, j)):
+	case homed && !readyOnTarget && j.Unfinished(req.To) && (running || comesBack(s, vm, j)):
 		st.Action, st.Reason = ActionWait, fmt.Sprintf("journal: move %s left it %s: wait until it is Ready on %s", j.MoveID, j.Phase, req.To)
 	case homed && running && !readyOnTarget:
 		st.Action, st.Reason = ActionWait, "starting from a template that already selects "+req.To+": wait until it is Ready there"
-	case homed && !readyOnTarget && restartsNow(vm.RunStrategy, inst):
+	case homed && !readyOnTarget && restartsNow(vm):
 		// Whatever an old journal says, KubeVirt starts it again by itself, from a
 		// template that selects the target: not done until it is Ready there.
 		st.Action, st.Reason = ActionWait, fmt.Sprintf("runStrategy %s: KubeVirt starts it again from a template that already selects %s: wait until it is Ready there", vm.RunStrategy, req.To)
+	case homed && vm.RunStrategy == kubevirtv1.RunStrategyManual && inst != nil && inst.Phase == string(kubevirtv1.Failed) &&
+		vm.CurrentSite == req.To && j.Unfinished(req.To):
+		// Started on the target from the move's patch (a restart in progress), it failed
+		// there; KubeVirt does not start a Manual VM again (found by the simulator).
+		st.Action, st.Reason = ActionStart, fmt.Sprintf("journal: move %s patched it and its instance failed on %s (runStrategy Manual: KubeVirt will not start it again): start it", j.MoveID, req.To)
 	case homed && j.Unfinished(req.To):
 		// An interrupted move's step took effect: only its journal entry is left.
 		st.Action, st.Reason = ActionSkip, fmt.Sprintf("already on %s (finishes the journal of move %s)", req.To, j.MoveID)
@@ -528,7 +533,7 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		if inst != nil {
 			st.Reason = "instance is finishing: the new site applies at its next start"
 		}
-		if restartsNow(vm.RunStrategy, inst) {
+		if restartsNow(vm) {
 			// KubeVirt starts it again by itself, now from the patched template.
 			st.Recreated = true
 			st.Reason = fmt.Sprintf("runStrategy %s and its instance is over or going: KubeVirt recreates it from the patched template; wait until it is Ready on %s", vm.RunStrategy, req.To)
@@ -641,20 +646,24 @@ func stoppedByTheMove(s *snapshot.Snapshot, j journal.Entry) bool {
 // comesBack reports whether a VM with an open step and no running instance will run
 // again without the move: KubeVirt restarts it (restartsNow), or, for RerunOnFailure,
 // the move's own release or restart ended it, which KubeVirt follows with a start.
-func comesBack(s *snapshot.Snapshot, rs kubevirtv1.VirtualMachineRunStrategy, inst *snapshot.VMI, j journal.Entry) bool {
-	return restartsNow(rs, inst) || rs == kubevirtv1.RunStrategyRerunOnFailure && stoppedByTheMove(s, j)
+func comesBack(s *snapshot.Snapshot, vm *snapshot.VM, j journal.Entry) bool {
+	return restartsNow(vm) || vm.RunStrategy == kubevirtv1.RunStrategyRerunOnFailure && stoppedByTheMove(s, j)
 }
 
-// restartsNow reports whether KubeVirt starts a new instance of the VM by itself, given
-// its instance (nil when none): Always does, RerunOnFailure only after a Failed one
-// (kubevirt v1.8.0 pkg/virt-controller/watch/vm/vm.go: a Succeeded instance is not
-// restarted, and without an instance only a start request starts it).
-func restartsNow(rs kubevirtv1.VirtualMachineRunStrategy, inst *snapshot.VMI) bool {
-	switch rs {
+// restartsNow reports whether KubeVirt starts a new instance of the VM by itself:
+// Always does, RerunOnFailure only after a Failed instance, and any VM with a start
+// request pending (a restart in progress) once its instance is gone (kubevirt v1.8.0
+// pkg/virt-controller/watch/vm/vm.go: a Succeeded instance is not restarted, and
+// without an instance only a start request starts it).
+func restartsNow(vm *snapshot.VM) bool {
+	if vm.StartRequested {
+		return true
+	}
+	switch vm.RunStrategy {
 	case kubevirtv1.RunStrategyAlways:
 		return true
 	case kubevirtv1.RunStrategyRerunOnFailure:
-		return inst != nil && inst.Phase == string(kubevirtv1.Failed)
+		return vm.Instance != nil && vm.Instance.Phase == string(kubevirtv1.Failed)
 	}
 	return false
 }
