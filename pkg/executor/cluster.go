@@ -34,6 +34,10 @@ type MigrationState struct {
 	Success bool
 	// Reason is KubeVirt's failure reason for a failed migration, when it gave one.
 	Reason string
+	// TargetPlaced: KubeVirt scheduled the target pod and it became ready (the
+	// migration reached Scheduled). A migration failed without it failed at the target
+	// site, where a restart would meet the same scheduler.
+	TargetPlaced bool
 }
 
 // Cluster is what the executor drives, composed of the narrow ports its steps use. The

@@ -85,6 +85,9 @@ type fakeCluster struct {
 	bootFails map[string]bool
 	// migFails makes migrations of these VMs fail, with KubeVirt's reason.
 	migFails map[string]string
+	// migUnplaced makes migrations of these VMs fail before their target pod is ever
+	// scheduled: KubeVirt deletes a target pod left unschedulable past its timeout.
+	migUnplaced map[string]bool
 	// onMigrate, called with mu held, refuses a migration as virt-api's webhook would.
 	onMigrate func(ns, vmi string) error
 }
@@ -111,7 +114,7 @@ func (f *fakeCluster) releasesUnproven(inst *Instance) string {
 func newFake(delay time.Duration) *fakeCluster {
 	return &fakeCluster{vms: map[string]*fakeVM{}, migs: map[string]*MigrationState{}, migVMI: map[string]string{}, migTo: map[string]string{}, changed: make(chan struct{}), delay: delay,
 		nodes: map[string][]string{"Primary": {"p1", "p2"}, "DR": {"d1", "d2", "d3"}}, starting: map[string]bool{},
-		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{}, migFails: map[string]string{},
+		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{}, migFails: map[string]string{}, migUnplaced: map[string]bool{},
 		down: map[string]bool{}, deleted: map[string]bool{}, releases: map[string]int{}, starts: map[string]int{}}
 }
 
@@ -327,7 +330,15 @@ func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name, to string) error
 		f.migVMI[ns+"/"+name] = ns + "/" + vmi
 		target := vm.inst.SelectorSite
 		reason := f.migFails[ns+"/"+vmi]
+		unplaced := f.migUnplaced[ns+"/"+vmi]
 		f.begin(vm, func() bool {
+			if unplaced {
+				// The target pod never left Pending: KubeVirt deleted it and failed the
+				// migration, with no reason on the VMIM.
+				m.Phase, m.Done = "Failed", true
+				return false
+			}
+			m.TargetPlaced = true
 			if reason != "" {
 				// The source reports the failure; the guest keeps running there.
 				m.Phase, m.Done, m.Reason = "Failed", true, reason

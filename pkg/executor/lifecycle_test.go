@@ -469,6 +469,32 @@ func TestFailedMigrationFallsBackToARestartUnderModeAuto(t *testing.T) {
 	}
 }
 
+// A migration whose target pod the scheduler never placed: KubeVirt deletes the pod
+// after its unschedulable timeout and fails the migration. A restart would stop the
+// guest and meet the same scheduler on the target, so the step must not fall back to
+// one: the VM stays running on the source and the step fails saying why.
+func TestMigrationWithAnUnplacedTargetDoesNotFallBackToARestart(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	f.migUnplaced["ns/vm"] = true
+	p := planFor(t, f, 1)
+	if st := p.Steps[0]; st.Action != plan.ActionMigrate || !st.FallbackRestart {
+		t.Fatalf("planned %q (fallback %v); want a migration that may fall back to a restart", st.Action, st.FallbackRestart)
+	}
+	rep, err := New(f, config("sf-mig-000003", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil || !rep.Failed() {
+		t.Fatalf("err %v: %+v; want the step failed", err, rep)
+	}
+	if msg := journalOf(f, "ns/vm").Error; !strings.Contains(msg, "never scheduled") {
+		t.Fatalf("journal error %q; want it to say the target pod was never scheduled", msg)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm := f.vms["ns/vm"]; vm.restarts != 0 || vm.inst == nil || vm.inst.Final() || vm.inst.Site != "Primary" {
+		t.Fatalf("restarts %d, instance %+v; want none, the guest still running on Primary", vm.restarts, vm.inst)
+	}
+}
+
 // Without the fallback (--mode migrate), the step fails with KubeVirt's own reason.
 func TestFailedMigrationNamesKubeVirtsReason(t *testing.T) {
 	f := newFake(delay)

@@ -61,6 +61,9 @@ type simVM struct {
 	ShuttingDown bool
 	// Restarting: the shutdown is a restart (a start request pending), not a stop.
 	Restarting bool
+	// TargetUnplaced: its migrations fail before their target pod is scheduled (the
+	// target site cannot take it).
+	TargetUnplaced bool
 }
 
 // simFault is one event of the schedule.
@@ -95,7 +98,7 @@ func (sc simScenario) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: failover=%v fence=%s max-in-flight=%d\n", sc.Seed, sc.Failover, sc.Fence, sc.MaxInFlight)
 	for _, v := range sc.VMs {
-		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v migration-fails=%v shutting-down=%v restarting=%v journal=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails, v.MigrationFails, v.ShuttingDown, v.Restarting, v.Journal)
+		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v migration-fails=%v shutting-down=%v restarting=%v target-unplaced=%v journal=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails, v.MigrationFails, v.ShuttingDown, v.Restarting, v.TargetUnplaced, v.Journal)
 	}
 	for _, f := range sc.Faults {
 		fmt.Fprintf(&b, "  fault %s\n", f)
@@ -148,6 +151,10 @@ func drawScenario(seed uint64) simScenario {
 		v := &sc.VMs[i]
 		v.Restarting = v.ShuttingDown && v.Strategy != kubevirtv1.RunStrategyHalted && v.Strategy != kubevirtv1.RunStrategyOnce && r.IntN(2) == 0
 	}
+	for i := range sc.VMs {
+		v := &sc.VMs[i]
+		v.TargetUnplaced = v.MigrationFails && r.IntN(2) == 0
+	}
 	return sc
 }
 
@@ -195,6 +202,9 @@ func runScenario(sc simScenario, res *simResult) {
 		}
 		if v.MigrationFails {
 			f.migFails["ns/"+v.Name] = "sim: the source aborted the migration"
+		}
+		if v.TargetUnplaced {
+			f.migUnplaced["ns/"+v.Name] = true
 		}
 		if v.ShuttingDown {
 			vm.startRequested = v.Restarting

@@ -438,6 +438,13 @@ func (e *Executor) migrationFailed(ctx, stop context.Context, st *plan.Step, nam
 	if !st.FallbackRestart || inst == nil || inst.UID != st.VMIUID || inst.Terminating || inst.Final() {
 		return errors.New(why)
 	}
+	if !m.TargetPlaced {
+		// The target site could not take it (KubeVirt deletes a target pod left
+		// unschedulable past its timeout): a restart would stop the guest and meet the
+		// same scheduler there.
+		return fmt.Errorf("%s: its target pod was never scheduled on %s, so it was not restarted there either and still runs on %s; free capacity on %s or fix what keeps its pod off it (kubectl get events -n %s), then rerun",
+			why, st.To, dashed(inst.Site), st.To, st.Namespace)
+	}
 	// A migration fails too when its source site goes down; a restart of an instance
 	// there would hang on a dead node (and is no release). The release guard answers
 	// whether the site is down, from the API server.

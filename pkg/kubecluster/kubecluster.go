@@ -474,7 +474,22 @@ func (c *Cluster) migrationState(m *kubevirtv1.VirtualMachineInstanceMigration) 
 	if done && !success {
 		st.Reason = c.failureReason(m)
 	}
+	st.TargetPlaced = targetPlaced(m)
 	return st
+}
+
+// targetPlaced says whether the migration reached Scheduled, which virt-controller sets
+// once the target pod is scheduled and ready: its phase history records each phase it
+// passed through.
+func targetPlaced(m *kubevirtv1.VirtualMachineInstanceMigration) bool {
+	for _, ts := range m.Status.PhaseTransitionTimestamps {
+		switch ts.Phase {
+		case kubevirtv1.MigrationScheduled, kubevirtv1.MigrationPreparingTarget, kubevirtv1.MigrationTargetReady,
+			kubevirtv1.MigrationRunning, kubevirtv1.MigrationSucceeded:
+			return true
+		}
+	}
+	return false
 }
 
 // failureReason is what KubeVirt said of a failed migration: the source's reason, which

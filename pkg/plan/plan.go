@@ -163,8 +163,9 @@ type Step struct {
 	CPUMilli     int64 `json:"requestCPUMillis"`
 	MemoryBytes  int64 `json:"requestMemoryBytes"`
 	// FallbackRestart: a migration under --mode auto of a VM that KubeVirt lets restart
-	// (Always, RerunOnFailure, Manual); if KubeVirt fails the migration, the step
-	// restarts the VM onto the target instead of failing.
+	// (Always, RerunOnFailure, Manual); if KubeVirt fails the migration after placing
+	// its target pod, the step restarts the VM onto the target instead of failing. A
+	// target pod never scheduled says the target cannot take it: no restart then.
 	FallbackRestart bool `json:"fallbackRestart,omitempty"`
 	// Paused: a migration of (or a wait for) a guest a user paused, which a migration
 	// keeps paused. KubeVirt's Ready stays False until someone unpauses it, so the step

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -369,5 +370,59 @@ func TestIncidentPausedGuestMovesPaused(t *testing.T) {
 			t.Fatalf("the guest is not paused on DR: phase %s node %s annotations %v conditions %+v\npods: %v", v.Status.Phase, v.Status.NodeName, v.Annotations, v.Status.Conditions, podConds)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// Behaviour 9, the target's side: the scheduler cannot place the migration's target pod
+// on DR (other workloads fill its nodes, which the plan's capacity, counted from VMs,
+// does not see). virt-controller deletes the pod after its unschedulable timeout and
+// fails the migration. Under --mode auto the step must not fall back to a restart, which
+// would stop the guest and leave it Pending on the same full site.
+func TestIncidentMigrationTargetUnschedulable(t *testing.T) {
+	const ns = "unsched"
+	incidentVMs(t, ns, stretched.VMSpec{Name: "us1", Tier: 1})
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		hog := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("hog-%d", i), Namespace: ns},
+			Spec: corev1.PodSpec{NodeName: fmt.Sprintf("dr-node-%d", i), Containers: []corev1.Container{{Name: "hog", Image: "hog",
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("16")}}}},
+				Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}}},
+		}
+		if _, err := env.Kube.CoreV1().Pods(ns).Create(ctx, hog, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			zero := int64(0)
+			_ = env.Kube.CoreV1().Pods(ns).Delete(ctx, hog.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		})
+	}
+	// v1.8.0 waits 5 minutes for an unschedulable target pod; its per-migration
+	// annotation shortens that, set as the migration appears.
+	watchCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for watchCtx.Err() == nil {
+			l, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).List(watchCtx, metav1.ListOptions{})
+			if err == nil {
+				for _, m := range l.Items {
+					if _, ok := m.GetAnnotations()[kubevirtv1.MigrationUnschedulablePodTimeoutSecondsAnnotation]; !ok {
+						patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"5"}}}`, kubevirtv1.MigrationUnschedulablePodTimeoutSecondsAnnotation)
+						_, _ = env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Patch(watchCtx, m.GetName(), types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+					}
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	before := env.Counts(ns, "us1")
+	r := sitefail(t, "move", "-n", ns, "us1", "--to", "DR", "--mode", "auto", "--ready-timeout", "2m", "--progress", "lines")
+	if r.code == 0 {
+		t.Fatalf("a migration whose target pod was never scheduled must fail the move: %s", r)
+	}
+	contains(t, r.stdout+r.stderr, "never scheduled")
+	after := env.Counts(ns, "us1")
+	if siteOf(t, ns, "us1") != "Primary" || !vmiReady(ctx, ns, "us1") || after.Starts != before.Starts || after.FailedMigrations != before.FailedMigrations+1 {
+		t.Fatalf("counts before %+v, after %+v: want one failed migration, no restart, the guest still Ready on Primary", before, after)
 	}
 }
