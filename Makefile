@@ -6,6 +6,14 @@ BIN       := bin/kubectl-sitefail
 DIST_VERSION ?= $(shell git describe --tags --exact-match 2>/dev/null || echo v0.1.0)
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 
+# One set of build flags for every build a target makes: lint, the unit tests, the e2e
+# binaries, test/dist's release build and the test cluster's tools then share each
+# compiled package in the build cache. Where one of them alone used -trimpath or cgo, it
+# recompiled the whole client stack (a cold make test spent minutes of its e2e phase
+# on test/dist's build).
+export CGO_ENABLED := 0
+export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
+
 .PHONY: all build test unit fuzz e2e lint bench demo tools dist clean sim
 
 all: build

@@ -15,12 +15,15 @@ kubevirt_version=v1.8.0
 # and go.sum: a changed pin or replace rebuilds, where a version alone would silently
 # reuse the old binaries. The objects generator is this project's code inside the
 # KubeVirt tools module, so its key covers its source too.
+# The multi-call mains (cmd/kube, cmd/kubevirt) are this project's code, and the build
+# flags are part of what a binary is: both go into the keys.
 # modhash DIR [GLOB...]: the globs are expanded inside the module's directory.
-modhash() { (cd "$root/test/tools/$1" && shift && cat go.mod go.sum $@ | sha256sum | cut -c1-12); }
-kube_key=$kube_version-$(modhash cluster)
+ldflags='-s -w'
+modhash() { (cd "$root/test/tools/$1" && shift && { cat go.mod go.sum $@; echo "$ldflags"; } | sha256sum | cut -c1-12); }
+kube_key=$kube_version-$(modhash cluster 'cmd/kube/*.go')
 kwok_key=$kwok_version-$(modhash kwok)
 krew_key=$krew_version-$(modhash krew)
-kubevirt_key=$kubevirt_version-$(modhash kubevirt)
+kubevirt_key=$kubevirt_version-$(modhash kubevirt 'cmd/kubevirt/*.go')
 kubevirt_objects=$(modhash kubevirt 'cmd/kubevirt-objects/*.go')
 
 build() { # dir outdir pkg...
@@ -28,12 +31,22 @@ build() { # dir outdir pkg...
 	mkdir -p "$out"
 	for pkg in "$@"; do
 		local name=${pkg##*/}
-		[ "$name" = "." ] && name=etcd
 		if [ ! -x "$out/$name" ]; then
 			echo "building $name into $out" >&2
-			(cd "$root/test/tools/$dir" && CGO_ENABLED=0 go build -trimpath -o "$out/$name.tmp" "$pkg") >&2
+			# Stripped: a test binary's symbols are never read, and the linker skips
+			# writing DWARF (stack traces still carry function names and lines).
+			(cd "$root/test/tools/$dir" && CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$out/$name.tmp" "$pkg") >&2
 			mv "$out/$name.tmp" "$out/$name"
 		fi
+	done
+}
+
+# names outdir binary name...: links each name to a multi-call binary, which runs the
+# command it is called as.
+names() {
+	local out=$1 bin=$2; shift 2
+	for name in "$@"; do
+		ln -sfn "$bin" "$out/$name"
 	done
 }
 
@@ -48,15 +61,17 @@ fi
 pids=()
 spawn() { "$@" & pids+=($!); }
 build_kubevirt() {
-	build kubevirt "$cache/kubevirt-$kubevirt_key" kubevirt.io/kubevirt/cmd/virt-api kubevirt.io/kubevirt/cmd/virt-controller
+	build kubevirt "$cache/kubevirt-$kubevirt_key" ./cmd/kubevirt
+	names "$cache/kubevirt-$kubevirt_key" kubevirt virt-api virt-controller
 	build kubevirt "$cache/kubevirt-objects-$kubevirt_objects" ./cmd/kubevirt-objects
 }
 case $what in
 cluster|all)
-	spawn build cluster "$cache/kube-$kube_key" ./etcd \
-		k8s.io/kubernetes/cmd/kube-apiserver \
-		k8s.io/kubernetes/cmd/kube-scheduler \
-		k8s.io/kubernetes/cmd/kube-controller-manager
+	build_cluster() {
+		build cluster "$cache/kube-$kube_key" ./cmd/kube
+		names "$cache/kube-$kube_key" kube etcd kube-apiserver kube-scheduler kube-controller-manager
+	}
+	spawn build_cluster
 	;;&
 kwok|all)
 	spawn build kwok "$cache/kwok-$kwok_key" sigs.k8s.io/kwok/cmd/kwok

@@ -66,7 +66,8 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 		copyFile("test/tools/" + m + "/go.mod")
 		copyFile("test/tools/" + m + "/go.sum")
 	}
-	gens, _ := filepath.Glob(filepath.Join(root, "test/tools/kubevirt/cmd/kubevirt-objects/*.go"))
+	// The project's own mains in the tools modules are part of the keys.
+	gens, _ := filepath.Glob(filepath.Join(root, "test/tools/*/cmd/*/*.go"))
 	for _, g := range gens {
 		rel, _ := filepath.Rel(root, g)
 		copyFile(rel)
@@ -99,5 +100,17 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	}
 	if before[3] == after[3] || before[4] == after[4] {
 		t.Errorf("an edited kubevirt go.mod keeps its cache keys: %v -> %v", before[3:], after[3:])
+	}
+	// The multi-call control plane is this project's code: an edit rebuilds it.
+	main := filepath.Join(tmp, "test/tools/cluster/cmd/kube/main.go")
+	b, err := os.ReadFile(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(main, append(b, "\n// edited\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if edited := keys(); edited[0] == after[0] {
+		t.Errorf("an edited cmd/kube keeps the key %s", edited[0])
 	}
 }
