@@ -381,6 +381,28 @@ func (f *fakeCluster) shutDown(vm *fakeVM) {
 	time.AfterFunc(3*f.delay, check)
 }
 
+// powerBackLocked is a site coming back after a power loss: every instance that was on
+// it died with its launcher. virt-handler marks them Failed when it starts; one being
+// deleted is gone. KubeVirt then does what each run strategy says. Callers hold mu.
+func (f *fakeCluster) powerBackLocked(site string) {
+	for _, vm := range f.vms {
+		inst := vm.inst
+		if inst == nil || inst.Final() || inst.Site != site {
+			continue
+		}
+		if inst.Terminating {
+			vm.inst = nil
+			if vm.strategy == kubevirtv1.RunStrategyAlways || vm.startRequested {
+				vm.startRequested = false
+				f.startOn(vm, vm.home)
+			}
+			continue
+		}
+		inst.Phase, inst.Ready = "Failed", false
+		f.recreateLater(vm, inst)
+	}
+}
+
 // drain starts a migration that is not the move's (a drain's evacuation), within the
 // VM's site; it ends after the fake's delay.
 func (f *fakeCluster) drain(ns, vmi string) {

@@ -86,8 +86,11 @@ func (f simFault) String() string {
 }
 
 type simScenario struct {
-	Seed        uint64
-	Failover    bool
+	Seed     uint64
+	Failover bool
+	// PowerLoss: a site that comes back (site-back) returns as after a power loss, its
+	// launchers dead and its instances Failed, not as a healed partition.
+	PowerLoss   bool
 	Fence       string
 	MaxInFlight int
 	VMs         []simVM
@@ -96,7 +99,7 @@ type simScenario struct {
 
 func (sc simScenario) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: failover=%v fence=%s max-in-flight=%d\n", sc.Seed, sc.Failover, sc.Fence, sc.MaxInFlight)
+	fmt.Fprintf(&b, "seed %d: failover=%v fence=%s max-in-flight=%d power-loss=%v\n", sc.Seed, sc.Failover, sc.Fence, sc.MaxInFlight, sc.PowerLoss)
 	for _, v := range sc.VMs {
 		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v migration-fails=%v shutting-down=%v restarting=%v target-unplaced=%v journal=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails, v.MigrationFails, v.ShuttingDown, v.Restarting, v.TargetUnplaced, v.Journal)
 	}
@@ -155,6 +158,7 @@ func drawScenario(seed uint64) simScenario {
 		v := &sc.VMs[i]
 		v.TargetUnplaced = v.MigrationFails && r.IntN(2) == 0
 	}
+	sc.PowerLoss = r.IntN(2) == 0
 	return sc
 }
 
@@ -230,9 +234,13 @@ func runScenario(sc simScenario, res *simResult) {
 		case "site-back":
 			time.AfterFunc(fl.At, func() {
 				f.mu.Lock()
+				if sc.PowerLoss {
+					f.powerBackLocked(simPrimary)
+				}
 				f.down[simPrimary] = false
+				f.notifyLocked()
 				f.mu.Unlock()
-				res.log("%s: site Primary is back", fl.At)
+				res.log("%s: site Primary is back (power loss: %v)", fl.At, sc.PowerLoss)
 			})
 		case "start-4xx":
 			f.failures["start"] = repeat(fl.N, func() error { return apierrors.NewBadRequest("refused by an admission webhook") })

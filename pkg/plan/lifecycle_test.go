@@ -251,6 +251,14 @@ func decideCell(t *testing.T, c cell) string {
 	if st.Action == ActionFailover && c.startRequested != st.StartPending {
 		fail("a failover that does not record whether KubeVirt holds a start request")
 	}
+	// A Manual VM's instance that Failed (its guest crashed, or died with its site's
+	// power) was not stopped by anyone, and KubeVirt starts it again only on request: a
+	// move that takes it off the site it failed on starts it there, or it is left down
+	// with exit 0 (found by the simulator with power-loss returns, seeds 237, 310, 312).
+	if c.strategy == kubevirtv1.RunStrategyManual && inst != nil && inst.Phase == "Failed" && !inst.Terminating && !c.startRequested &&
+		vm.CurrentSite != req.To && !blocked && st.Action != ActionStart {
+		fail("a Manual VM whose instance failed is moved without a start: left down")
+	}
 	if st.Action == ActionStart && (running || c.strategy != kubevirtv1.RunStrategyManual) {
 		fail("a start of a VM that runs, or that KubeVirt starts by itself")
 	}

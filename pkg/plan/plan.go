@@ -481,6 +481,13 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	// and that no longer runs: only a start brings it back, wherever it goes now. KubeVirt
 	// starts no Manual VM by itself, so "skip" here would leave it down.
 	releasedManual := !running && vm.RunStrategy == kubevirtv1.RunStrategyManual && j.MoveID != "" && stoppedByTheMove(s, j)
+	// A Manual VM whose instance Failed off the target: its guest crashed, or died with
+	// its site's power (v1.8.0's handler fails the instances it finds dead when the site
+	// returns). Nobody stopped it, and KubeVirt starts a Manual VM only on request: moved
+	// by a bare patch it would stay down while the move exits 0. KubeVirt fails an
+	// instance only once no launcher of it is alive, so the start releases nothing.
+	failedManual := vm.RunStrategy == kubevirtv1.RunStrategyManual && inst != nil && inst.Phase == string(kubevirtv1.Failed) &&
+		!inst.Terminating && !vm.StartRequested && vm.CurrentSite != req.To
 
 	switch {
 	case nodeGone:
@@ -507,6 +514,8 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		if j.Error != "" {
 			st.Reason += " (last try failed: " + j.Error + ")"
 		}
+	case failedManual:
+		st.Action, st.Reason = ActionStart, fmt.Sprintf("its instance Failed on node %s (its guest crashed, or died with its site's power: nobody stopped it) and runStrategy Manual: KubeVirt will not start it again: start it on %s", dashed(inst.NodeName), req.To)
 	case homed && running && vm.CurrentSite != req.To && j.Phase == journal.PhaseRestarting && j.Unfinished(req.To) && string(inst.UID) == j.VMI:
 		// The restart did not take: the instance it acted on is still there, and it
 		// selects the old site. Waiting for it would wait for ever.
@@ -533,6 +542,9 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		st.Action, st.Reason = ActionPatch, "not running: the new site applies at its next start"
 		if inst != nil {
 			st.Reason = "instance is finishing: the new site applies at its next start"
+			if inst.Phase == string(kubevirtv1.Failed) || inst.Phase == string(kubevirtv1.Succeeded) {
+				st.Reason = fmt.Sprintf("its instance is over (%s): the new site applies at its next start", inst.Phase)
+			}
 		}
 		if restartsNow(vm) {
 			// KubeVirt starts it again by itself, now from the patched template.
