@@ -426,3 +426,33 @@ func TestIncidentMigrationTargetUnschedulable(t *testing.T) {
 		t.Fatalf("counts before %+v, after %+v: want one failed migration, no restart, the guest still Ready on Primary", before, after)
 	}
 }
+
+// A site comes back as after a power loss, before it was failed over: its handler finds
+// the domains gone and fails their VMIs. A Manual VM that ran there is then down, and
+// nobody stopped it: a move of it to DR must start it there. Planned patch-only, it
+// stayed down while the move exited 0 (the simulator found it, seeds 237, 310, 312).
+func TestIncidentSiteBackAfterPowerLoss(t *testing.T) {
+	withEdge(t, []stretched.VMSpec{edgeVM("pl-manual", 1, func(v *stretched.VMSpec) { v.RunStrategy = kubevirtv1.RunStrategyManual })})
+	ctx := context.Background()
+	if err := env.StopSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	waitEdge(t, false)
+	if err := env.StartSiteAfterPowerLoss(edge); err != nil {
+		t.Fatal(err)
+	}
+	waitEdge(t, true)
+	waitFor(t, time.Minute, "the instance to be Failed (its domain died with the power)", func() bool {
+		v, err := getVMI(ctx, safetyNS, "pl-manual")
+		return err == nil && v.Status.Phase == kubevirtv1.Failed
+	})
+	p := planFor(t, safetyNS, "--to", "DR", "pl-manual")
+	if st := p.Steps[0]; st.Action != plan.ActionStart {
+		t.Fatalf("a Manual VM whose instance died with its site's power is planned %q (%s); want a start on DR", st.Action, st.Reason)
+	}
+	var rep executor.Report
+	mustJSON(t, sitefail(t, "move", "-n", safetyNS, "pl-manual", "--to", "DR", "--ready-timeout", "3m", "-o", "json"), &rep)
+	if rep.Failed() || !vmiReady(ctx, safetyNS, "pl-manual") || siteOf(t, safetyNS, "pl-manual") != "DR" {
+		t.Fatalf("after the power-loss return the move must start the Manual VM on DR: %+v", rep)
+	}
+}

@@ -391,6 +391,16 @@ func (s *Stack) startVirtController(ctx context.Context, certFile, keyFile strin
 
 // StartHandler starts the site's fake virt-handler (again), with the site's faults.
 func (s *Stack) StartHandler(site string) error {
+	return s.startHandler(site, false)
+}
+
+// StartHandlerAfterPowerLoss starts the site's handler as it comes up after the site
+// lost power: the domains of the VMIs it finds there are gone, and it fails them.
+func (s *Stack) StartHandlerAfterPowerLoss(site string) error {
+	return s.startHandler(site, true)
+}
+
+func (s *Stack) startHandler(site string, domainsLost bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.handlers[site] != nil {
@@ -407,6 +417,7 @@ func (s *Stack) StartHandler(site string) error {
 		BootDelay:         s.cfg.BootDelay,
 		MigrationDelay:    s.cfg.MigrationDelay,
 		DevicePluginDelay: delay,
+		DomainsLost:       domainsLost,
 	})
 	h.SetFaults(s.faults[site])
 	if err := h.Run(ctx, 4); err != nil {

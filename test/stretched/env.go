@@ -97,6 +97,16 @@ func (e *Env) StartSite(site string) error {
 	return e.KubeVirt.StartHandler(site)
 }
 
+// StartSiteAfterPowerLoss brings a site back as after a power loss, not a healed
+// partition: its handler finds every domain gone and fails their VMIs, whose launcher
+// pods end Failed.
+func (e *Env) StartSiteAfterPowerLoss(site string) error {
+	if err := e.Cluster.StartSite(site); err != nil {
+		return err
+	}
+	return e.KubeVirt.StartHandlerAfterPowerLoss(site)
+}
+
 // followKwoks stops a site's handler when its kwok dies by other hands (the demo tells
 // the operator to kill it), so that a dark site has no handler either.
 func (e *Env) followKwoks(ctx context.Context, sites []string) {

@@ -68,11 +68,17 @@ type Config struct {
 	// DevicePluginDelay is how long a (re)started handler keeps its nodes labelled
 	// kubevirt.io/schedulable=false, as v1.8.0 does until its device plugins are up.
 	DevicePluginDelay time.Duration
+	// DomainsLost: the site comes back after a power loss, so every domain of a VMI
+	// created before this handler started died with its launcher.
+	DomainsLost bool
 }
 
 // Handler is one site's fake virt-handler.
 type Handler struct {
 	cfg  Config
+	// born is when this handler was made: with DomainsLost, the VMIs older than it had
+	// their domains on the powered-off nodes.
+	born time.Time
 	kube kubernetes.Interface
 	// kubelet reports launcher pods ending, as the node's kubelet would (kwok runs the
 	// pods but knows nothing of the QEMU inside them).
@@ -101,7 +107,7 @@ func New(kube, kubelet kubernetes.Interface, dyn dynamic.Interface, cfg Config) 
 	if cfg.Address == "" {
 		cfg.Address = "127.0.0.1"
 	}
-	h := &Handler{cfg: cfg, kube: kube, kubelet: kubelet, dyn: dyn, scheduledAt: map[string]time.Time{}, ended: map[string]bool{}, deletedAt: map[string]time.Time{}, beatDone: make(chan struct{}),
+	h := &Handler{cfg: cfg, born: time.Now().Truncate(time.Second), kube: kube, kubelet: kubelet, dyn: dyn, scheduledAt: map[string]time.Time{}, ended: map[string]bool{}, deletedAt: map[string]time.Time{}, beatDone: make(chan struct{}),
 		queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](20*time.Millisecond, 2*time.Second))}
 	kf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = cfg.NodeSelector
@@ -316,6 +322,16 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	switch {
+	case h.cfg.DomainsLost && !vmi.IsFinal() && (vmi.IsRunning() || vmi.IsScheduled()) && vmi.CreationTimestamp.Time.Before(h.born):
+		// Back from a power loss: v1.8.0's handler finds no domain for the VMI and its
+		// launcher unresponsive, and reports it Failed (pkg/virt-handler/vm.go,
+		// calculateVmPhaseForStatusReason); the launcher's pod ended with the power.
+		vmi.Status.Reason = "PowerLoss"
+		setPhase(vmi, kubevirtv1.Failed)
+		if err := h.update(ctx, vmi); err != nil {
+			return err
+		}
+		return h.endLaunchers(ctx, vmi, vmi.Status.NodeName, corev1.PodFailed)
 	case vmi.DeletionTimestamp != nil && !vmi.IsFinal():
 		// The domain shuts down, at once or as slowly as the guest takes.
 		if wait := h.since(h.deletedAt, key, h.shutdownDelay(vmi)); wait > 0 {
