@@ -594,3 +594,35 @@ func TestFailedMigrationOffADeadSiteIsNotRestarted(t *testing.T) {
 		t.Fatalf("journal error %q; want the way out named", msg)
 	}
 }
+
+// A Manual VM whose instance Failed on a live site (a power-loss return) is started on
+// the target. A first start that fails must not leave a journal that makes every rerun
+// guard its start against the live source (it halted: "site is alive"): nothing was
+// released (found by review).
+func TestStartOfAFailedManualVMIsRerunAfterAFailedStart(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "vm", 1, "Primary", true, true)
+	f.vms["ns/vm"].strategy = kubevirtv1.RunStrategyManual
+	f.vms["ns/vm"].inst.Phase, f.vms["ns/vm"].inst.Ready = "Failed", false
+	p := planFor(t, f, 1)
+	if st := p.Steps[0]; st.Action != plan.ActionStart || st.ReleasedFrom != "" {
+		t.Fatalf("planned %q (released from %q); want an unguarded start", st.Action, st.ReleasedFrom)
+	}
+	f.failures["start"] = repeat(50, func() error { return apierrors.NewBadRequest("refused by an admission webhook") })
+	rep, err := New(f, config("sf-fm-000001", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil || !rep.Failed() {
+		t.Fatalf("err %v: %+v; want the start to fail", err, rep)
+	}
+	f.mu.Lock()
+	f.failures["start"] = nil
+	f.mu.Unlock()
+	p = planFor(t, f, 1)
+	if st := p.Steps[0]; st.Action != plan.ActionStart || st.ReleasedFrom != "" {
+		t.Fatalf("rerun planned %q (released from %q); want an unguarded start again", st.Action, st.ReleasedFrom)
+	}
+	rep, err = New(f, config("sf-fm-000002", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil || rep.Failed() {
+		t.Fatalf("rerun: err %v: %+v", err, rep)
+	}
+	assertRunsOn(t, f, "ns/vm", "DR")
+}

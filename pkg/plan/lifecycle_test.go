@@ -256,8 +256,16 @@ func decideCell(t *testing.T, c cell) string {
 	// move that takes it off the site it failed on starts it there, or it is left down
 	// with exit 0 (found by the simulator with power-loss returns, seeds 237, 310, 312).
 	if c.strategy == kubevirtv1.RunStrategyManual && inst != nil && inst.Phase == "Failed" && !inst.Terminating && !c.startRequested &&
-		vm.CurrentSite != req.To && !blocked && st.Action != ActionStart {
+		vm.CurrentSite != req.To && !blocked && st.Action != ActionStart && !(st.Action == ActionFailover && st.Starts()) {
 		fail("a Manual VM whose instance failed is moved without a start: left down")
+	}
+	// virt-controller fails an instance whose launcher pod left the API (a deleted Node,
+	// a force delete) while its guest may still run: a start of one off a node that is
+	// not Ready is a release, and needs the failover proof (found by review).
+	if st.Action == ActionStart && st.ReleasedFrom == "" && !blocked && inst != nil && inst.Phase == "Failed" && vm.CurrentSite != req.To {
+		if n, ok := s.Node(inst.NodeName); !ok || n.State != snapshot.NodeReady {
+			fail("a failed instance on a node that is not Ready or not in the cluster is started elsewhere without the failover proof")
+		}
 	}
 	if st.Action == ActionStart && (running || c.strategy != kubevirtv1.RunStrategyManual) {
 		fail("a start of a VM that runs, or that KubeVirt starts by itself")

@@ -162,6 +162,10 @@ type Step struct {
 	StartPending bool  `json:"startPending,omitempty"`
 	CPUMilli     int64 `json:"requestCPUMillis"`
 	MemoryBytes  int64 `json:"requestMemoryBytes"`
+	// FailedInstance: a start of a Manual VM whose instance Failed on a Ready node off
+	// the target. Nothing was released, so its journal names no site that a rerun's
+	// start must find down (it would halt on the live source for ever).
+	FailedInstance bool `json:"failedInstance,omitempty"`
 	// FallbackRestart: a migration under --mode auto of a VM that KubeVirt lets restart
 	// (Always, RerunOnFailure, Manual); if KubeVirt fails the migration after placing
 	// its target pod, the step restarts the VM onto the target instead of failing. A
@@ -475,19 +479,23 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	// An instance that is not over holds the VM on its node, shutting down or not: on a
 	// dead site or a deleted node, a Terminating one may hang there or still run.
 	held := inst != nil && inst.NodeName != "" && inst.Phase != string(kubevirtv1.Succeeded) && inst.Phase != string(kubevirtv1.Failed)
+	// A Manual VM whose instance Failed off the target: its guest crashed, or died with
+	// its site's power (v1.8.0's handler fails the instances it finds dead when the site
+	// returns). Nobody stopped it, and KubeVirt starts a Manual VM only on request: moved
+	// by a bare patch it would stay down while the move exits 0. But virt-controller
+	// also fails an instance whose launcher pod merely left the API (a deleted Node's
+	// pods, a force delete) while its guest may still run: only a Ready node, whose
+	// kubelet ends whatever of it is left, proves it over; on a dead site it is a
+	// failover, on a deleted node the H2 rules, on a NotReady node of a live site a
+	// blocker (NodeNotReady).
+	failedManual := vm.RunStrategy == kubevirtv1.RunStrategyManual && inst != nil && inst.Phase == string(kubevirtv1.Failed) &&
+		!inst.Terminating && !vm.StartRequested && vm.CurrentSite != req.To
 	// An instance whose node is not in the cluster may still run there.
-	nodeGone := held && !s.HasNode(inst.NodeName)
+	nodeGone := (held || failedManual && inst.NodeName != "") && !s.HasNode(inst.NodeName)
 	// A Manual VM that a step began on while it ran (a release, a restart, a migration)
 	// and that no longer runs: only a start brings it back, wherever it goes now. KubeVirt
 	// starts no Manual VM by itself, so "skip" here would leave it down.
 	releasedManual := !running && vm.RunStrategy == kubevirtv1.RunStrategyManual && j.MoveID != "" && stoppedByTheMove(s, j)
-	// A Manual VM whose instance Failed off the target: its guest crashed, or died with
-	// its site's power (v1.8.0's handler fails the instances it finds dead when the site
-	// returns). Nobody stopped it, and KubeVirt starts a Manual VM only on request: moved
-	// by a bare patch it would stay down while the move exits 0. KubeVirt fails an
-	// instance only once no launcher of it is alive, so the start releases nothing.
-	failedManual := vm.RunStrategy == kubevirtv1.RunStrategyManual && inst != nil && inst.Phase == string(kubevirtv1.Failed) &&
-		!inst.Terminating && !vm.StartRequested && vm.CurrentSite != req.To
 
 	switch {
 	case nodeGone:
@@ -507,6 +515,12 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		if j.Released() || j.Phase == journal.PhasePatched {
 			st.ReleasedFrom = j.From
 		}
+		// A Failed instance that no Ready node proves over (on a deleted Node, or a
+		// dead site) may be a launcher pod that only left the API: the start is a
+		// release of it, guarded like one (found by review).
+		if inst != nil && inst.Phase == string(kubevirtv1.Failed) && !nodeReady(s, inst.NodeName) && st.ReleasedFrom == "" {
+			st.ReleasedFrom = j.From
+		}
 		if vm.HomeSite == req.To {
 			st.From = j.From
 		}
@@ -514,7 +528,10 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		if j.Error != "" {
 			st.Reason += " (last try failed: " + j.Error + ")"
 		}
+	case failedManual && vm.State == snapshot.StateStranded:
+		st.Action, st.Reason = ActionFailover, fmt.Sprintf("its instance Failed on node %s while site %s is down: KubeVirt fails an instance once its launcher pod is gone from the API, not once its guest stopped; release it as a failover, then start it on %s (runStrategy Manual: KubeVirt will not)", inst.NodeName, dashed(st.From), req.To)
 	case failedManual:
+		st.FailedInstance = true
 		st.Action, st.Reason = ActionStart, fmt.Sprintf("its instance Failed on node %s (its guest crashed, or died with its site's power: nobody stopped it) and runStrategy Manual: KubeVirt will not start it again: start it on %s", dashed(inst.NodeName), req.To)
 	case homed && running && vm.CurrentSite != req.To && j.Phase == journal.PhaseRestarting && j.Unfinished(req.To) && string(inst.UID) == j.VMI:
 		// The restart did not take: the instance it acted on is still there, and it
@@ -643,6 +660,13 @@ func goneFrom(s *snapshot.Snapshot, vm *snapshot.VM, j journal.Entry, to string)
 // effect, or a "patched" or "migrating" on a site that is dead now (an old version wrote
 // "patched" before a release). A migration on a live site ends nothing: a Manual VM that
 // stopped after one was stopped by someone, and stays stopped.
+// nodeReady reports whether the node is in the cluster and Ready: its kubelet ends
+// whatever of a failed instance is left there.
+func nodeReady(s *snapshot.Snapshot, name string) bool {
+	n, ok := s.Node(name)
+	return ok && n.State == snapshot.NodeReady
+}
+
 func stoppedByTheMove(s *snapshot.Snapshot, j journal.Entry) bool {
 	switch {
 	case !j.Open(), j.StaysDown:
@@ -760,7 +784,7 @@ func vmBlockers(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, ta
 	}
 	if vm.Owner != "" {
 		out = append(out, Issue{Code: "OwnedByController", VM: vm.Key(),
-			Message: fmt.Sprintf("owned by %s, which rewrites the VM's spec and would undo the move: change the site in the owner's VM template instead, or detach the VM from it", vm.Owner)})
+			Message: fmt.Sprintf("owned by %s, which rewrites the VM (its spec, and the move's journal with its annotations) from its own template at its next change, undoing the move, and makes new VMs from that template: change the site in the owner's VM template instead, or detach the VM from it", vm.Owner)})
 	}
 	if st.NodeGone {
 		switch {

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -282,6 +283,59 @@ func TestKubeVirtBehaviour(t *testing.T) {
 				t.Errorf("%s was recreated (%s)", name, v.UID)
 			}
 		}
+	})
+
+	// The plan blocks a VM a controller owns (OwnedByController). v1.8.0's pool
+	// controller does not revert a direct patch of its VM by itself: it compares its
+	// revision of the pool's template with the pool's template, not with the VM. It
+	// rewrites the VM, spec and annotations (the move's journal too), at the pool's next
+	// template change (pool.go isOutdatedVM, opportunisticUpdate).
+	t.Run("a VirtualMachinePool keeps a patch of its VM until its own template changes", func(t *testing.T) {
+		pools := schema.GroupVersionResource{Group: "pool.kubevirt.io", Version: "v1beta1", Resource: "virtualmachinepools"}
+		pool := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "pool.kubevirt.io/v1beta1", "kind": "VirtualMachinePool",
+			"metadata": map[string]any{"name": "pool", "namespace": ns},
+			"spec": map[string]any{
+				"replicas": int64(1),
+				"selector": map[string]any{"matchLabels": map[string]any{"pool": "pool"}},
+				"virtualMachineTemplate": map[string]any{
+					"metadata": map[string]any{"labels": map[string]any{"pool": "pool"}},
+					"spec": map[string]any{
+						"runStrategy": "Halted",
+						"template": map[string]any{
+							"metadata": map[string]any{"labels": map[string]any{"pool": "pool"}},
+							"spec": map[string]any{
+								"nodeSelector": map[string]any{"topology.kubernetes.io/site": "Primary"},
+								"domain":       map[string]any{"devices": map[string]any{}, "resources": map[string]any{"requests": map[string]any{"memory": "64Mi"}}},
+							},
+						},
+					},
+				},
+			},
+		}}
+		if _, err := env.Dynamic.Resource(pools).Namespace(ns).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "the pool's VM pool-0", func() bool {
+			_, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Get(ctx, "pool-0", metav1.GetOptions{})
+			return err == nil
+		})
+		patch := `{"metadata":{"annotations":{"sitefail.io/move-id":"sf-pin"}},"spec":{"template":{"spec":{"nodeSelector":{"topology.kubernetes.io/site":"DR"}}}}}`
+		if _, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Patch(ctx, "pool-0", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // a revert would have shown by now
+		if site := templateSiteIn(t, ns, "pool-0"); site != "DR" {
+			t.Fatalf("the pool reverted a direct patch of its VM at once (site %q)", site)
+		}
+		touch := `{"spec":{"virtualMachineTemplate":{"spec":{"template":{"metadata":{"labels":{"touched":"yes"}}}}}}}`
+		if _, err := env.Dynamic.Resource(pools).Namespace(ns).Patch(ctx, "pool", types.MergePatchType, []byte(touch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "the pool to rewrite its VM from its own template", func() bool {
+			u, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Get(ctx, "pool-0", metav1.GetOptions{})
+			return err == nil && templateSiteIn(t, ns, "pool-0") == "Primary" && u.GetAnnotations()["sitefail.io/move-id"] == ""
+		})
 	})
 }
 

@@ -75,7 +75,7 @@ type Config struct {
 
 // Handler is one site's fake virt-handler.
 type Handler struct {
-	cfg  Config
+	cfg Config
 	// born is when this handler was made: with DomainsLost, the VMIs older than it had
 	// their domains on the powered-off nodes.
 	born time.Time
