@@ -31,7 +31,7 @@ func (e *Executor) journal(st *plan.Step, phase string) map[string]string {
 		journal.MoveID: e.cfg.MoveID, journal.To: st.To, journal.Phase: phase,
 		journal.Updated: now, journal.VMI: st.VMIUID,
 	}
-	if st.From != "" && st.From != st.To && !st.FailedInstance {
+	if st.From != "" && st.From != st.To {
 		j[journal.From] = st.From
 	}
 	if e.cfg.Actor != "" {

@@ -162,10 +162,6 @@ type Step struct {
 	StartPending bool  `json:"startPending,omitempty"`
 	CPUMilli     int64 `json:"requestCPUMillis"`
 	MemoryBytes  int64 `json:"requestMemoryBytes"`
-	// FailedInstance: a start of a Manual VM whose instance Failed on a Ready node off
-	// the target. Nothing was released, so its journal names no site that a rerun's
-	// start must find down (it would halt on the live source for ever).
-	FailedInstance bool `json:"failedInstance,omitempty"`
 	// FallbackRestart: a migration under --mode auto of a VM that KubeVirt lets restart
 	// (Always, RerunOnFailure, Manual); if KubeVirt fails the migration after placing
 	// its target pod, the step restarts the VM onto the target instead of failing. A
@@ -506,6 +502,15 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		// Its shutdown needs the dead site's node: nothing ends it, and nothing shows
 		// that the guest stopped. Only a release lets KubeVirt go on.
 		st.Action, st.Reason = ActionFailover, fmt.Sprintf("its instance was shutting down on node %s when site %s went down: nothing shows it stopped; release it so KubeVirt goes on from the template on %s", inst.NodeName, dashed(st.From), req.To)
+	case failedManual && vm.State == snapshot.StateStranded && !(j.Released() && j.VMI == string(inst.UID)):
+		// Unless this move's own release let it go (then its confirmation stands, and
+		// the start below is guarded), nothing proves the guest stopped.
+		st.Action, st.Reason = ActionFailover, fmt.Sprintf("its instance Failed on node %s while site %s is down: KubeVirt fails an instance once its launcher pod is gone from the API, not once its guest stopped; release it as a failover, then start it on %s (runStrategy Manual: KubeVirt will not)", inst.NodeName, dashed(st.From), req.To)
+	case failedManual && nodeReady(s, inst.NodeName):
+		// Its kubelet ends whatever of it is left: nothing to guard, whatever an earlier
+		// step's journal says (a start of it that failed would otherwise be held by the
+		// live source on every rerun, found by review).
+		st.Action, st.Reason = ActionStart, fmt.Sprintf("its instance Failed on node %s (its guest crashed, or died with its site's power: nobody stopped it) and runStrategy Manual: KubeVirt will not start it again: start it on %s", inst.NodeName, req.To)
 	case releasedManual:
 		// A start anywhere but the site it was released from is a release too: it must
 		// wait until that site is still down.
@@ -518,8 +523,12 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		// A Failed instance that no Ready node proves over (on a deleted Node, or a
 		// dead site) may be a launcher pod that only left the API: the start is a
 		// release of it, guarded like one (found by review).
-		if inst != nil && inst.Phase == string(kubevirtv1.Failed) && !nodeReady(s, inst.NodeName) && st.ReleasedFrom == "" {
-			st.ReleasedFrom = j.From
+		if inst != nil && inst.Phase == string(kubevirtv1.Failed) && !nodeReady(s, inst.NodeName) {
+			if vm.CurrentSite != "" {
+				st.ReleasedFrom = vm.CurrentSite
+			} else if st.ReleasedFrom == "" {
+				st.ReleasedFrom = j.From
+			}
 		}
 		if vm.HomeSite == req.To {
 			st.From = j.From
@@ -528,10 +537,8 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		if j.Error != "" {
 			st.Reason += " (last try failed: " + j.Error + ")"
 		}
-	case failedManual && vm.State == snapshot.StateStranded:
-		st.Action, st.Reason = ActionFailover, fmt.Sprintf("its instance Failed on node %s while site %s is down: KubeVirt fails an instance once its launcher pod is gone from the API, not once its guest stopped; release it as a failover, then start it on %s (runStrategy Manual: KubeVirt will not)", inst.NodeName, dashed(st.From), req.To)
 	case failedManual:
-		st.FailedInstance = true
+		// On a NotReady node of a live site: the blocker NodeNotReady stops it.
 		st.Action, st.Reason = ActionStart, fmt.Sprintf("its instance Failed on node %s (its guest crashed, or died with its site's power: nobody stopped it) and runStrategy Manual: KubeVirt will not start it again: start it on %s", dashed(inst.NodeName), req.To)
 	case homed && running && vm.CurrentSite != req.To && j.Phase == journal.PhaseRestarting && j.Unfinished(req.To) && string(inst.UID) == j.VMI:
 		// The restart did not take: the instance it acted on is still there, and it
