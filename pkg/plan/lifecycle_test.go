@@ -36,6 +36,9 @@ type cell struct {
 	// startRequested: KubeVirt holds a start request (a restart in progress). Not a
 	// column of the table: every cell is decided again with it and checked.
 	startRequested bool
+	// ownInstance: the journal names the instance there is now (the step acted on it:
+	// its own release, say), not an earlier one. Checked like startRequested.
+	ownInstance bool
 }
 
 // cellSnapshot builds the one-VM cluster of a cell. Sites: Primary (p1) and DR (d1), an
@@ -69,7 +72,11 @@ func cellSnapshot(c cell) (*snapshot.Snapshot, Request) {
 		if c.request == "failback" {
 			jf, jt = "Primary", "DR"
 		}
-		vm.Annotations = map[string]string{journal.MoveID: "sf-1", journal.From: jf, journal.To: jt, journal.Phase: c.journal, journal.VMI: "old"}
+		vmi := "old"
+		if c.ownInstance {
+			vmi = "now"
+		}
+		vm.Annotations = map[string]string{journal.MoveID: "sf-1", journal.From: jf, journal.To: jt, journal.Phase: c.journal, journal.VMI: vmi}
 		if jt == to || c.request == "failback" {
 			vm.HomeSite, vm.NodeSelector[keys.Site] = jt, jt
 		}
@@ -132,6 +139,8 @@ func TestDecisionTableIsComplete(t *testing.T) {
 							c := cell{strategy: rs, instance: inst, place: place, journal: jp, request: req, sourceAlive: alive}
 							row = append(row, decideCell(t, c))
 							c.startRequested = true
+							decideCell(t, c)
+							c.startRequested, c.ownInstance = false, true
 							decideCell(t, c)
 							cells++
 						}
@@ -436,5 +445,22 @@ func TestPausedGuestOnTheTargetIsThere(t *testing.T) {
 		if st := p.Steps[0]; st.Action != want {
 			t.Errorf("paused by user %v on the target, journal patched: %q (%s); want %q", byUser, st.Action, st.Reason, want)
 		}
+	}
+}
+
+// A Manual VM this move released while it was being stopped (journal stays-down) and
+// whose instance shows Failed is not started: it was meant to stay down. Without the
+// stays-down check the failed-instance rule started it, unguarded (found reading the
+// change again).
+func TestFailedInstanceOfAStaysDownReleaseIsNotStarted(t *testing.T) {
+	s, req := cellSnapshot(cell{strategy: kubevirtv1.RunStrategyManual, instance: "Failed", place: "source", journal: "releasing", request: "failover", ownInstance: true})
+	s.VMs[0].Annotations[journal.StaysDown] = s.VMs[0].Annotations[journal.MoveID]
+	s.Derive()
+	p, err := Build(s, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Steps[0]; st.Action == ActionStart || st.Starts() {
+		t.Fatalf("planned %q (%s, released from %q) for a VM released to stay down", st.Action, st.Reason, st.ReleasedFrom)
 	}
 }

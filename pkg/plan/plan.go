@@ -484,8 +484,13 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	// kubelet ends whatever of it is left, proves it over; on a dead site it is a
 	// failover, on a deleted node the H2 rules, on a NotReady node of a live site a
 	// blocker (NodeNotReady).
+	// A release of it that the journal marks stays-down was of a VM being stopped: it
+	// stays down.
 	failedManual := vm.RunStrategy == kubevirtv1.RunStrategyManual && inst != nil && inst.Phase == string(kubevirtv1.Failed) &&
-		!inst.Terminating && !vm.StartRequested && vm.CurrentSite != req.To
+		!inst.Terminating && !vm.StartRequested && vm.CurrentSite != req.To && !(j.Open() && j.StaysDown)
+	failedManualReason := func() string {
+		return fmt.Sprintf("its instance Failed on node %s (its guest crashed, or died with its site's power: nobody stopped it) and runStrategy Manual: KubeVirt will not start it again: start it on %s", dashed(inst.NodeName), req.To)
+	}
 	// An instance whose node is not in the cluster may still run there.
 	nodeGone := (held || failedManual && inst.NodeName != "") && !s.HasNode(inst.NodeName)
 	// A Manual VM that a step began on while it ran (a release, a restart, a migration)
@@ -510,7 +515,7 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		// Its kubelet ends whatever of it is left: nothing to guard, whatever an earlier
 		// step's journal says (a start of it that failed would otherwise be held by the
 		// live source on every rerun, found by review).
-		st.Action, st.Reason = ActionStart, fmt.Sprintf("its instance Failed on node %s (its guest crashed, or died with its site's power: nobody stopped it) and runStrategy Manual: KubeVirt will not start it again: start it on %s", inst.NodeName, req.To)
+		st.Action, st.Reason = ActionStart, failedManualReason()
 	case releasedManual:
 		// A start anywhere but the site it was released from is a release too: it must
 		// wait until that site is still down.
@@ -538,8 +543,10 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 			st.Reason += " (last try failed: " + j.Error + ")"
 		}
 	case failedManual:
-		// On a NotReady node of a live site: the blocker NodeNotReady stops it.
-		st.Action, st.Reason = ActionStart, fmt.Sprintf("its instance Failed on node %s (its guest crashed, or died with its site's power: nobody stopped it) and runStrategy Manual: KubeVirt will not start it again: start it on %s", dashed(inst.NodeName), req.To)
+		// On a node that is not Ready: on a live site the blocker NodeNotReady stops it;
+		// anywhere the start is guarded like a release, from that node's site.
+		st.Action, st.Reason = ActionStart, failedManualReason()
+		st.ReleasedFrom = vm.CurrentSite
 	case homed && running && vm.CurrentSite != req.To && j.Phase == journal.PhaseRestarting && j.Unfinished(req.To) && string(inst.UID) == j.VMI:
 		// The restart did not take: the instance it acted on is still there, and it
 		// selects the old site. Waiting for it would wait for ever.
@@ -662,11 +669,6 @@ func goneFrom(s *snapshot.Snapshot, vm *snapshot.VM, j journal.Entry, to string)
 	return ""
 }
 
-// stoppedByTheMove reports whether the open step of j may be what ended a Manual VM's
-// instance: a release (and its start), a restart, an old version's "failed" of unknown
-// effect, or a "patched" or "migrating" on a site that is dead now (an old version wrote
-// "patched" before a release). A migration on a live site ends nothing: a Manual VM that
-// stopped after one was stopped by someone, and stays stopped.
 // nodeReady reports whether the node is in the cluster and Ready: its kubelet ends
 // whatever of a failed instance is left there.
 func nodeReady(s *snapshot.Snapshot, name string) bool {
@@ -674,6 +676,11 @@ func nodeReady(s *snapshot.Snapshot, name string) bool {
 	return ok && n.State == snapshot.NodeReady
 }
 
+// stoppedByTheMove reports whether the open step of j may be what ended a Manual VM's
+// instance: a release (and its start), a restart, an old version's "failed" of unknown
+// effect, or a "patched" or "migrating" on a site that is dead now (an old version wrote
+// "patched" before a release). A migration on a live site ends nothing: a Manual VM that
+// stopped after one was stopped by someone, and stays stopped.
 func stoppedByTheMove(s *snapshot.Snapshot, j journal.Entry) bool {
 	switch {
 	case !j.Open(), j.StaysDown:
