@@ -371,14 +371,21 @@ func (f *fakeCluster) shutDown(vm *fakeVM) {
 			time.AfterFunc(f.delay, check)
 			return
 		}
-		vm.inst = nil
-		if vm.strategy == kubevirtv1.RunStrategyAlways || vm.startRequested {
-			vm.startRequested = false
-			f.startOn(vm, vm.home)
-		}
+		f.shutDownLocked(vm)
 		f.notifyLocked()
 	}
 	time.AfterFunc(3*f.delay, check)
+}
+
+// shutDownLocked ends the VM's shutting-down instance: an Always VM, or one with a start
+// request pending (a restart), comes back from its template; any other stays stopped.
+// Callers hold mu.
+func (f *fakeCluster) shutDownLocked(vm *fakeVM) {
+	vm.inst = nil
+	if vm.strategy == kubevirtv1.RunStrategyAlways || vm.startRequested {
+		vm.startRequested = false
+		f.startOn(vm, vm.home)
+	}
 }
 
 // powerBackLocked is a site coming back after a power loss: every instance that was on
@@ -391,11 +398,7 @@ func (f *fakeCluster) powerBackLocked(site string) {
 			continue
 		}
 		if inst.Terminating {
-			vm.inst = nil
-			if vm.strategy == kubevirtv1.RunStrategyAlways || vm.startRequested {
-				vm.startRequested = false
-				f.startOn(vm, vm.home)
-			}
+			f.shutDownLocked(vm)
 			continue
 		}
 		inst.Phase, inst.Ready = "Failed", false
