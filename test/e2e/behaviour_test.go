@@ -173,6 +173,16 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		if err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Delete(ctx, "pin-first", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		// A deleted migration counts against parallelMigrationsPerCluster until it is
+		// final and its target pod is gone; the queueing pin below needs the slot free.
+		waitFor(t, 2*time.Minute, "the cancelled migration and its target pod gone", func() bool {
+			_, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Get(ctx, "pin-first", metav1.GetOptions{})
+			if !apierrors.IsNotFound(err) {
+				return false
+			}
+			pods, err := env.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kubevirtv1.MigrationJobLabel})
+			return err == nil && len(pods.Items) == 0
+		})
 	})
 
 	t.Run("RerunOnFailure restarts on request: 202 and a new VMI", func(t *testing.T) {
@@ -222,7 +232,9 @@ func TestKubeVirtBehaviour(t *testing.T) {
 			}
 			return m.Status.Phase
 		}
-		waitFor(t, 30*time.Second, "the first migration to take the slot", func() bool {
+		// virt-controller requeues a migration held by the limit every 5 s; a loaded
+		// 2-core machine running three clusters needs more than a few rounds.
+		waitFor(t, 2*time.Minute, "the first migration to take the slot", func() bool {
 			p := phase("pin-slot")
 			return p != "" && p != kubevirtv1.MigrationPending
 		})
