@@ -42,7 +42,8 @@ func TestMissingBinaryIsNamed(t *testing.T) {
 }
 
 // Editing a tools module's go.mod (a replace line, a pin) changes the cache directory of
-// its binaries, so a stale build is never reused under the same version.
+// every binary it can resolve, so a stale build is never reused under the same version:
+// the workspace's three tools together, krew alone.
 func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	root, err := repoRoot()
 	if err != nil {
@@ -62,6 +63,8 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 		}
 	}
 	copyFile("hack/build-tools.sh")
+	copyFile("test/tools/go.work")
+	copyFile("test/tools/go.work.sum")
 	for _, m := range []string{"cluster", "kwok", "krew", "kubevirt"} {
 		copyFile("test/tools/" + m + "/go.mod")
 		copyFile("test/tools/" + m + "/go.sum")
@@ -93,13 +96,14 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	if len(before) != 5 || len(after) != 5 {
 		t.Fatalf("keys: %v / %v", before, after)
 	}
-	for i, name := range []string{"kube", "kwok", "krew"} {
-		if before[i] != after[i] {
-			t.Errorf("%s key changed with the kubevirt module: %s -> %s", name, before[i], after[i])
+	// kube, kwok, kubevirt and the objects generator share the workspace's build list.
+	for _, i := range []int{0, 1, 3, 4} {
+		if before[i] == after[i] {
+			t.Errorf("an edited kubevirt go.mod keeps the workspace key %s", before[i])
 		}
 	}
-	if before[3] == after[3] || before[4] == after[4] {
-		t.Errorf("an edited kubevirt go.mod keeps its cache keys: %v -> %v", before[3:], after[3:])
+	if before[2] != after[2] {
+		t.Errorf("krew's key changed with the kubevirt module: %s -> %s", before[2], after[2])
 	}
 	// The multi-call control plane is this project's code: an edit rebuilds it.
 	main := filepath.Join(tmp, "test/tools/cluster/cmd/kube/main.go")
@@ -110,7 +114,28 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	if err := os.WriteFile(main, append(b, "\n// edited\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if edited := keys(); edited[0] == after[0] {
+	edited := keys()
+	if edited[0] == after[0] {
 		t.Errorf("an edited cmd/kube keeps the key %s", edited[0])
+	}
+	// krew is not in the workspace: its own go.mod is its whole key.
+	appendTo := func(rel, line string) {
+		f, err := os.OpenFile(filepath.Join(tmp, rel), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendTo("test/tools/krew/go.mod", "\nreplace example.com/edited => example.com/edited v1.0.1\n")
+	if k := keys(); k[2] == edited[2] || k[0] != edited[0] {
+		t.Errorf("an edited krew go.mod: keys %v -> %v, want only krew's changed", edited, k)
+	}
+	// go.work itself resolves the three.
+	appendTo("test/tools/go.work", "\nreplace example.com/edited => example.com/edited v1.0.1\n")
+	if k := keys(); k[0] == edited[0] || k[1] == edited[1] || k[3] == edited[3] {
+		t.Errorf("an edited go.work keeps a workspace key: %v -> %v", edited, k)
 	}
 }
