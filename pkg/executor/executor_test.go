@@ -344,6 +344,26 @@ func TestNotReadyInTimeFailsWithItsJournal(t *testing.T) {
 	}
 }
 
+// A target whose virt-handler is dead takes the instance (the pod is placed and runs)
+// but never starts the guest: the VMI stays Scheduled. The failure says where the
+// instance is stuck and what to look at, not only that the timeout passed.
+func TestNotReadyInTimeSaysWhereTheInstanceIsStuck(t *testing.T) {
+	f := newFake(time.Second)
+	f.add("ns", "t1-vm0", 1, "Primary", true, false) // restarted: stays Scheduled past the timeout
+	cfg := config("sf-a-000035", 1)
+	cfg.ReadyTimeout = 50 * time.Millisecond
+	rep := run(t, f, cfg)
+	if len(rep.Failures) != 1 {
+		t.Fatalf("want one failure: %+v", rep)
+	}
+	msg := rep.Failures[0].Error
+	for _, want := range []string{"--ready-timeout", "Scheduled on d", "virt-handler on d"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("failure %q lacks %q", msg, want)
+		}
+	}
+}
+
 // The request budget of issue 13: a stopped VM costs one write (the template and its
 // journal, done), a live migration or a restart three (the template with its journal,
 // the migration or restart, the journal's done).

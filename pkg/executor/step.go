@@ -560,12 +560,47 @@ func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 // for a paused guest that migrated, until it runs there, still paused.
 func (e *Executor) waitReadyOnTarget(stop context.Context, st *plan.Step, oldUID string) error {
 	e.phase(st, "waiting-ready", "waiting for Ready on "+st.To)
-	return e.waitFor(stop, st, func(i *Instance) (bool, error) {
+	err := e.waitUntilWithin(stop, e.cfg.ReadyTimeout, func() (bool, error) {
+		i := e.cluster.Instance(st.Namespace, st.Name)
 		if i == nil || oldUID != "" && i.UID == oldUID || i.Site != st.To || i.Terminating {
 			return false, nil
 		}
 		return i.Ready || st.Paused && i.Paused && i.Phase == "Running", nil
 	})
+	if errors.Is(err, errTimeout) {
+		return fmt.Errorf("not Ready on the target within --ready-timeout=%s: %s", e.cfg.ReadyTimeout,
+			whereStuck(e.cluster.Instance(st.Namespace, st.Name), st, oldUID))
+	}
+	return err
+}
+
+// whereStuck says where a VM that did not turn Ready in time stands, and what to look
+// at: an operator mid-incident needs the next command, not only the timeout.
+func whereStuck(i *Instance, st *plan.Step, oldUID string) string {
+	describe := fmt.Sprintf("kubectl describe vmi -n %s %s", st.Namespace, st.Name)
+	switch {
+	case i == nil:
+		return fmt.Sprintf("it has no instance: KubeVirt has not started it (kubectl describe vm -n %s %s)", st.Namespace, st.Name)
+	case oldUID != "" && i.UID == oldUID:
+		return fmt.Sprintf("its old instance on %s has not gone away (%s)", dashed(i.NodeName), describe)
+	case i.Terminating:
+		return fmt.Sprintf("its instance on %s is still shutting down (%s)", dashed(i.NodeName), describe)
+	case i.NodeName == "":
+		return fmt.Sprintf("its instance is %s and on no node: its pod was not placed (kubectl get events -n %s)", i.Phase, st.Namespace)
+	case i.Site != st.To:
+		return fmt.Sprintf("its instance is on %s (site %s), not on %s (%s)", i.NodeName, dashed(i.Site), st.To, describe)
+	case i.Final():
+		return fmt.Sprintf("its instance on %s ended %s (%s)", i.NodeName, i.Phase, describe)
+	case i.Phase == "Scheduled":
+		// virt-controller placed the launcher; only the node's virt-handler starts the
+		// guest, and a dead one leaves it Scheduled with its node still schedulable
+		// until the heartbeat times out.
+		return fmt.Sprintf("its instance is Scheduled on %s but the guest was never started: virt-handler on %s does not answer (kubectl get pods -A -l kubevirt.io=virt-handler -o wide)", i.NodeName, i.NodeName)
+	case i.Phase == "Running":
+		return fmt.Sprintf("its instance runs on %s but is not Ready: a readiness probe or a paused guest (%s)", i.NodeName, describe)
+	default:
+		return fmt.Sprintf("its instance is %s on %s (%s)", i.Phase, i.NodeName, describe)
+	}
 }
 
 func (e *Executor) waitFor(stop context.Context, st *plan.Step, ok func(*Instance) (bool, error)) error {

@@ -9,11 +9,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
@@ -63,6 +66,16 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		vm("rerun", kubevirtv1.RunStrategyRerunOnFailure),
 		vm("rrq", kubevirtv1.RunStrategyAlways),
 		func() stretched.VMSpec {
+			v := vm("evac", kubevirtv1.RunStrategyAlways)
+			v.EvictionStrategy = ptr.To(kubevirtv1.EvictionStrategyLiveMigrate)
+			return v
+		}(),
+		func() stretched.VMSpec {
+			v := vm("evictnone", kubevirtv1.RunStrategyAlways)
+			v.EvictionStrategy = ptr.To(kubevirtv1.EvictionStrategyNone)
+			return v
+		}(),
+		func() stretched.VMSpec {
 			v := vm("nomig", kubevirtv1.RunStrategyAlways)
 			v.NotMigratable = string(kubevirtv1.VirtualMachineInstanceReasonDisksNotMigratable)
 			return v
@@ -73,7 +86,7 @@ func TestKubeVirtBehaviour(t *testing.T) {
 	if code, err := subresource(ctx, ns, "manual", "start"); code != http.StatusAccepted {
 		t.Fatalf("start of a Manual VM: %d %v", code, err)
 	}
-	for _, name := range []string{"once", "always", "manual", "live", "staged", "rerun", "nomig", "rrq"} {
+	for _, name := range []string{"once", "always", "manual", "live", "staged", "rerun", "nomig", "rrq", "evac", "evictnone"} {
 		waitFor(t, time.Minute, ns+"/"+name+" Ready", func() bool { return vmiReady(ctx, ns, name) })
 	}
 
@@ -200,6 +213,68 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		_, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, migration(ns, "nomig", "pin-nomig"), metav1.CreateOptions{})
 		if err == nil || !strings.Contains(err.Error(), "Cannot migrate VMI") || !strings.Contains(err.Error(), "DisksNotLiveMigratable") {
 			t.Fatalf("migration of a non-migratable VMI: %v, want refused naming the reason", err)
+		}
+	})
+
+	// A drain evicts launcher pods. v1.8.0's virt-api intercepts the eviction
+	// (pod-eviction-admitter.go): under evictionStrategy LiveMigrate it marks the VMI for
+	// evacuation and refuses the eviction, and the evacuation controller creates the
+	// migration; under None it lets the eviction through to the pod's disruption
+	// budgets, which kube-controller-manager's disruption controller keeps.
+	t.Run("an eviction is an evacuation migration under LiveMigrate, and is left to the PDBs under None", func(t *testing.T) {
+		t.Cleanup(func() {
+			for _, name := range []string{"evac", "evictnone"} {
+				_ = env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
+			}
+			_ = env.Kube.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, "evictnone", metav1.DeleteOptions{})
+			// The evacuation's migration ends with its VMI; the queueing pin needs the slot.
+			waitFor(t, 2*time.Minute, "evac's instance and its migrations gone", func() bool {
+				_, err := getVMI(ctx, ns, "evac")
+				return apierrors.IsNotFound(err) && countMigrations(t, ns, "evac") == 0
+			})
+		})
+		err := evict(ctx, ns, launcherOf(t, ns, "evac"))
+		if !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), `Eviction triggered evacuation of VMI "pins/evac"`) {
+			t.Fatalf("eviction of a LiveMigrate VM's launcher: %v; want it refused as an evacuation", err)
+		}
+		isEvacuation := func(m *kubevirtv1.VirtualMachineInstanceMigration) bool {
+			_, ok := m.Annotations[kubevirtv1.EvacuationMigrationAnnotation]
+			return ok
+		}
+		waitFor(t, time.Minute, "the evacuation controller's migration of evac", func() bool {
+			return vmi(t, ns, "evac").Status.EvacuationNodeName == "lab-node-1" && countMigrationsWhere(t, ns, "evac", isEvacuation) == 1
+		})
+		if err := evict(ctx, ns, launcherOf(t, ns, "evac")); !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), "Evacuation in progress") {
+			t.Fatalf("a second eviction: %v; want it refused as in progress", err)
+		}
+
+		pdb := &policyv1.PodDisruptionBudget{
+			ObjectMeta: metav1.ObjectMeta{Name: "evictnone", Namespace: ns},
+			Spec: policyv1.PodDisruptionBudgetSpec{
+				MinAvailable: ptr.To(intstr.FromInt32(1)),
+				Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"kubevirt.io/domain": "evictnone"}},
+			},
+		}
+		if _, err := env.Kube.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		counted := func(allowed int32) func() bool {
+			return func() bool {
+				p, err := env.Kube.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "evictnone", metav1.GetOptions{})
+				return err == nil && p.Status.ObservedGeneration == p.Generation && p.Status.ExpectedPods == 1 && p.Status.DisruptionsAllowed == allowed
+			}
+		}
+		waitFor(t, time.Minute, "the disruption controller to count evictnone's launcher", counted(0))
+		if err := evict(ctx, ns, launcherOf(t, ns, "evictnone")); !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), "disruption budget") {
+			t.Fatalf("eviction of a None VM's launcher under a budget that allows none: %v; want it refused by the budget", err)
+		}
+		relax := `{"spec":{"minAvailable":0}}`
+		if _, err := env.Kube.PolicyV1().PodDisruptionBudgets(ns).Patch(ctx, "evictnone", types.MergePatchType, []byte(relax), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "the budget to allow one disruption", counted(1))
+		if err := evict(ctx, ns, launcherOf(t, ns, "evictnone")); err != nil {
+			t.Fatalf("eviction of a None VM's launcher under a budget that allows one: %v", err)
 		}
 	})
 
@@ -349,6 +424,28 @@ func TestKubeVirtBehaviour(t *testing.T) {
 			return err == nil && templateSiteIn(t, ns, "pool-0") == "Primary" && u.GetAnnotations()["sitefail.io/move-id"] == ""
 		})
 	})
+}
+
+// launcherOf names the VMI's running launcher pod (not a migration target's).
+func launcherOf(t *testing.T, ns, name string) string {
+	t.Helper()
+	v := vmi(t, ns, name)
+	pods, err := env.Kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: kubevirtv1.CreatedByLabel + "=" + string(v.UID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == v.Status.NodeName && p.DeletionTimestamp == nil {
+			return p.Name
+		}
+	}
+	t.Fatalf("no launcher pod of %s/%s on %s", ns, name, v.Status.NodeName)
+	return ""
+}
+
+// evict asks for the pod's eviction, as kubectl drain does.
+func evict(ctx context.Context, ns, pod string) error {
+	return env.Kube.PolicyV1().Evictions(ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: pod, Namespace: ns}})
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
@@ -155,6 +157,42 @@ func hasBlocker(p plan.Plan, code string) bool {
 
 // incidentVMs creates VMs homed on Primary in their own namespace, waits until they run,
 // and deletes the namespace at the end.
+// DR's virt-handlers crashed a moment ago (no graceful stop: their nodes still carry
+// kubevirt.io/schedulable=true until virt-controller finds the heartbeat five minutes
+// old). KubeVirt places the restarted VM there, and its instance stays Scheduled: no
+// handler starts the guest. The move fails after --ready-timeout saying where the VM is
+// stuck and what to look at; once the handlers are back the guest starts, and the rerun
+// finishes without starting it a second time.
+func TestIncidentTargetHandlersCrashed(t *testing.T) {
+	const ns = "crashed"
+	incidentVMs(t, ns, stretched.VMSpec{Name: "c1", Tier: 1})
+	ctx := context.Background()
+	env.KubeVirt.StopHandler("DR")
+	t.Cleanup(func() { _ = env.KubeVirt.StartHandler("DR") })
+	var rep executor.Report
+	r := sitefail(t, "move", "-n", ns, "c1", "--to", "DR", "--mode", "restart", "--ready-timeout", "20s", "-o", "json")
+	if r.code == 0 {
+		t.Fatalf("a move onto crashed handlers must fail: %s", r)
+	}
+	mustJSON(t, r, &rep)
+	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0].Error, "Scheduled on") || !strings.Contains(rep.Failures[0].Error, "virt-handler") {
+		t.Fatalf("the failure must say the instance is stuck Scheduled and name virt-handler: %+v", rep.Failures)
+	}
+	if v := vmi(t, ns, "c1"); v.Status.Phase != kubevirtv1.Scheduled || siteOf(t, ns, "c1") != "DR" {
+		t.Fatalf("c1 is %s on %s; want it Scheduled on DR with no handler to start it", v.Status.Phase, siteOf(t, ns, "c1"))
+	}
+	if err := env.KubeVirt.StartHandler("DR"); err != nil {
+		t.Fatal(err)
+	}
+	mustJSON(t, sitefail(t, "move", "-n", ns, "c1", "--to", "DR", "--mode", "restart", "--ready-timeout", "2m", "-o", "json"), &rep)
+	if rep.Failed() || !vmiReady(ctx, ns, "c1") || siteOf(t, ns, "c1") != "DR" {
+		t.Fatalf("rerun once the handlers are back: %+v", rep)
+	}
+	if c := env.Counts(ns, "c1"); c.Starts != 2 {
+		t.Fatalf("counts %+v; want two starts in all (Primary's first, then DR's one)", c)
+	}
+}
+
 func incidentVMs(t *testing.T, ns string, vms ...stretched.VMSpec) {
 	t.Helper()
 	ctx := context.Background()
@@ -244,19 +282,14 @@ func TestIncidentMigrationFails(t *testing.T) {
 // migrates, instead of blocking or failing the VM.
 func TestIncidentDrainMigrationIsWaitedOut(t *testing.T) {
 	const ns = "drain"
-	incidentVMs(t, ns, stretched.VMSpec{Name: "dr1", Tier: 1, TemplateAnnotations: map[string]string{virthandler.MigrationDelayAnnotation: "15s"}})
+	incidentVMs(t, ns, stretched.VMSpec{Name: "dr1", Tier: 1, EvictionStrategy: ptr.To(kubevirtv1.EvictionStrategyLiveMigrate),
+		TemplateAnnotations: map[string]string{virthandler.MigrationDelayAnnotation: "15s"}})
 	ctx := context.Background()
-	evac := &kubevirtv1.VirtualMachineInstanceMigration{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstanceMigration"},
-		ObjectMeta: metav1.ObjectMeta{Name: "kubevirt-evacuation-dr1", Namespace: ns},
-		Spec:       kubevirtv1.VirtualMachineInstanceMigrationSpec{VMIName: "dr1"},
-	}
-	u, err := kubevirt.ToUnstructured(evac)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Dynamic.Resource(kubevirt.Migrations).Namespace(ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	// A drain of dr1's node: virt-api turns the eviction into an evacuation, and
+	// virt-controller's evacuation controller creates the migration (to another
+	// Primary node: the VM's selector pins the site).
+	if err := evict(ctx, ns, launcherOf(t, ns, "dr1")); !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), "Eviction triggered evacuation") {
+		t.Fatalf("drain's eviction of dr1's launcher: %v; want an evacuation", err)
 	}
 	waitFor(t, time.Minute, "the evacuation to be handed to the VMI", func() bool {
 		v, err := getVMI(ctx, ns, "dr1")

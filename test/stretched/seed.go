@@ -35,6 +35,8 @@ type VMSpec struct {
 	// TemplateAnnotations go on the VM's template, so on each of its VMIs: the fake
 	// virt-handler's fault switches (virthandler.MigrationFailAnnotation and others).
 	TemplateAnnotations map[string]string
+	// EvictionStrategy sets the template's evictionStrategy (nil: the cluster's, None).
+	EvictionStrategy *kubevirtv1.EvictionStrategy
 }
 
 // VM renders the spec as a kubevirt.io/v1 VirtualMachine.
@@ -75,7 +77,8 @@ func (v VMSpec) VM() *kubevirtv1.VirtualMachine {
 			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"kubevirt.io/domain": v.Name}, Annotations: tplAnn},
 				Spec: kubevirtv1.VirtualMachineInstanceSpec{
-					NodeSelector: sel,
+					NodeSelector:     sel,
+					EvictionStrategy: v.EvictionStrategy,
 					Domain: kubevirtv1.DomainSpec{
 						CPU:    &kubevirtv1.CPU{Cores: cores},
 						Memory: &kubevirtv1.Memory{Guest: &q},
