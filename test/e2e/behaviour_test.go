@@ -66,6 +66,16 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		vm("rerun", kubevirtv1.RunStrategyRerunOnFailure),
 		vm("rrq", kubevirtv1.RunStrategyAlways),
 		func() stretched.VMSpec {
+			v := vm("defaultnet", kubevirtv1.RunStrategyAlways)
+			v.DefaultNetwork = true
+			return v
+		}(),
+		func() stretched.VMSpec {
+			v := vm("rwx", kubevirtv1.RunStrategyAlways)
+			v.Disk = corev1.ReadWriteMany
+			return v
+		}(),
+		func() stretched.VMSpec {
 			v := vm("evac", kubevirtv1.RunStrategyAlways)
 			v.EvictionStrategy = ptr.To(kubevirtv1.EvictionStrategyLiveMigrate)
 			return v
@@ -77,7 +87,7 @@ func TestKubeVirtBehaviour(t *testing.T) {
 		}(),
 		func() stretched.VMSpec {
 			v := vm("nomig", kubevirtv1.RunStrategyAlways)
-			v.NotMigratable = string(kubevirtv1.VirtualMachineInstanceReasonDisksNotMigratable)
+			v.Disk = corev1.ReadWriteOnce
 			return v
 		}(),
 	}); err != nil {
@@ -86,7 +96,7 @@ func TestKubeVirtBehaviour(t *testing.T) {
 	if code, err := subresource(ctx, ns, "manual", "start"); code != http.StatusAccepted {
 		t.Fatalf("start of a Manual VM: %d %v", code, err)
 	}
-	for _, name := range []string{"once", "always", "manual", "live", "staged", "rerun", "nomig", "rrq", "evac", "evictnone"} {
+	for _, name := range []string{"once", "always", "manual", "live", "staged", "rerun", "nomig", "rrq", "evac", "evictnone", "defaultnet", "rwx"} {
 		waitFor(t, time.Minute, ns+"/"+name+" Ready", func() bool { return vmiReady(ctx, ns, name) })
 	}
 
@@ -207,6 +217,35 @@ func TestKubeVirtBehaviour(t *testing.T) {
 			v, err := getVMI(ctx, ns, "rerun")
 			return err == nil && v.UID != before && vmiReady(ctx, ns, "rerun")
 		})
+	})
+
+	// The handler's LiveMigratable follows v1.8.0's rules (test/virthandler
+	// migratable.go); what it reads is KubeVirt's own: virt-api's default interface and
+	// the PVC information virt-controller writes into the volume status.
+	t.Run("LiveMigratable: the default pod bridge and a ReadWriteOnce PVC are not, a ReadWriteMany PVC is", func(t *testing.T) {
+		migratable := func(name string) (corev1.ConditionStatus, string) {
+			c, _ := kubevirt.VMICondition(vmi(t, ns, name), kubevirtv1.VirtualMachineInstanceIsMigratable)
+			return c.Status, c.Reason
+		}
+		v := vmi(t, ns, "defaultnet")
+		if len(v.Spec.Domain.Devices.Interfaces) != 1 || v.Spec.Domain.Devices.Interfaces[0].Bridge == nil {
+			t.Fatalf("a VM that names no interface: VMI interfaces %+v; want virt-api's default, a bridge", v.Spec.Domain.Devices.Interfaces)
+		}
+		if s, r := migratable("defaultnet"); s != corev1.ConditionFalse || r != kubevirtv1.VirtualMachineInstanceReasonInterfaceNotMigratable {
+			t.Errorf("default bridge: LiveMigratable %s %s", s, r)
+		}
+		waitFor(t, time.Minute, "virt-controller's PVC information in rwx's volume status, and LiveMigratable", func() bool {
+			for _, vs := range vmi(t, ns, "rwx").Status.VolumeStatus {
+				if vs.PersistentVolumeClaimInfo != nil && len(vs.PersistentVolumeClaimInfo.AccessModes) == 1 && vs.PersistentVolumeClaimInfo.AccessModes[0] == corev1.ReadWriteMany {
+					s, _ := migratable("rwx")
+					return s == corev1.ConditionTrue
+				}
+			}
+			return false
+		})
+		if s, r := migratable("nomig"); s != corev1.ConditionFalse || r != kubevirtv1.VirtualMachineInstanceReasonDisksNotMigratable {
+			t.Errorf("ReadWriteOnce PVC: LiveMigratable %s %s", s, r)
+		}
 	})
 
 	t.Run("a migration of a VMI that is not live-migratable is refused at the create", func(t *testing.T) {

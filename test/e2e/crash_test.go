@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -59,7 +60,7 @@ func TestCrashAtEveryPointFinishesOnce(t *testing.T) {
 			vms = append(vms, v)
 		}
 	}
-	notMigratable := func(v *stretched.VMSpec) { v.NotMigratable = "DisksNotLiveMigratable" }
+	notMigratable := func(v *stretched.VMSpec) { v.Disk = corev1.ReadWriteOnce }
 	add(30, 1, "Primary", kindMigrate, nil)
 	add(20, 1, "Primary", kindRestart, notMigratable)
 	add(40, 2, edge, kindFailover, nil)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
@@ -38,7 +39,7 @@ func startFaultProxy(t *testing.T, name string, cfg faultproxy.Config) (*faultpr
 // watches. The move completes with the same guarantees: every VM on DR, each through
 // exactly one migration, restart or release; retries are reported once per kind.
 func TestMoveThroughAFaultyAPIServer(t *testing.T) {
-	notMigratable := func(v *stretched.VMSpec) { v.NotMigratable = "DisksNotLiveMigratable" }
+	notMigratable := func(v *stretched.VMSpec) { v.Disk = corev1.ReadWriteOnce }
 	var vms []stretched.VMSpec
 	for i := 0; i < 6; i++ {
 		vms = append(vms, stretched.VMSpec{Namespace: "faults", Name: "mig-" + string(rune('a'+i)), Tier: 1, Site: "Primary", Memory: "256Mi"})

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/test/stretched"
@@ -22,7 +23,7 @@ func fixture() []stretched.VMSpec {
 	for i := 1; i <= 3; i++ {
 		add(stretched.VMSpec{Namespace: "prod", Name: fmt.Sprintf("db-%d", i), Tier: 1})
 	}
-	add(stretched.VMSpec{Namespace: "prod", Name: "ldap", Tier: 1, NotMigratable: "DisksNotLiveMigratable"})
+	add(stretched.VMSpec{Namespace: "prod", Name: "ldap", Tier: 1, Disk: corev1.ReadWriteOnce})
 	add(stretched.VMSpec{Namespace: "prod", Name: "cold", Tier: 1, RunStrategy: kubevirtv1.RunStrategyHalted, ExtraSelector: map[string]string{"disk": "ssd"}})
 	for i := 1; i <= 6; i++ {
 		add(stretched.VMSpec{Namespace: "shop", Name: fmt.Sprintf("web-%d", i), Tier: 2})

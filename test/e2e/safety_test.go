@@ -234,7 +234,7 @@ func TestSafetyRerunWhileRestartsBoot(t *testing.T) {
 	// A boot slow enough that both restarts are still booting when the rerun plans:
 	// the wait path is what this test is about (it used to pass without reaching it).
 	slowBoot := func(v *stretched.VMSpec) {
-		v.NotMigratable = "DisksNotLiveMigratable"
+		v.Disk = corev1.ReadWriteOnce
 		v.TemplateAnnotations = map[string]string{virthandler.BootDelayAnnotation: "20s"}
 	}
 	withEdge(t, []stretched.VMSpec{edgeVM("r1", 1, slowBoot), edgeVM("r2", 1, slowBoot)})

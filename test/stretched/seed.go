@@ -11,11 +11,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
-	"github.com/sitefail/kubectl-sitefail/test/virthandler"
 )
 
 // VMSpec describes one VM to create.
@@ -26,12 +26,19 @@ type VMSpec struct {
 	RunStrategy     kubevirtv1.VirtualMachineRunStrategy
 	// Running uses the deprecated spec.running instead of runStrategy when set.
 	Running *bool
-	// NotMigratable makes the fake virt-handler report LiveMigratable=False with this reason.
-	NotMigratable string
-	Cores         uint32
-	Memory        string
-	ExtraSelector map[string]string
-	Labels        map[string]string
+	// Disk, when set, gives the VM one disk on a PVC of that access mode (CreateVMs makes
+	// the PV and the PVC). KubeVirt reports a VM whose PVC is not ReadWriteMany not
+	// live-migratable (DisksNotLiveMigratable).
+	Disk corev1.PersistentVolumeAccessMode
+	// DefaultNetwork names no interface: virt-api attaches the pod network with the
+	// cluster's default binding, bridge, which v1.8.0 does not live-migrate
+	// (InterfaceNotLiveMigratable). Otherwise the VM names masquerade, as operators who
+	// live-migrate do.
+	DefaultNetwork bool
+	Cores          uint32
+	Memory         string
+	ExtraSelector  map[string]string
+	Labels         map[string]string
 	// TemplateAnnotations go on the VM's template, so on each of its VMIs: the fake
 	// virt-handler's fault switches (virthandler.MigrationFailAnnotation and others).
 	TemplateAnnotations map[string]string
@@ -64,9 +71,6 @@ func (v VMSpec) VM() *kubevirtv1.VirtualMachine {
 	}
 	q := resource.MustParse(mem)
 	tplAnn := map[string]string{}
-	if v.NotMigratable != "" {
-		tplAnn[virthandler.NotMigratableAnnotation] = v.NotMigratable
-	}
 	for k, val := range v.TemplateAnnotations {
 		tplAnn[k] = val
 	}
@@ -90,6 +94,19 @@ func (v VMSpec) VM() *kubevirtv1.VirtualMachine {
 	if len(sel) == 0 {
 		vm.Spec.Template.Spec.NodeSelector = nil
 	}
+	tpl := &vm.Spec.Template.Spec
+	if !v.DefaultNetwork {
+		tpl.Networks = []kubevirtv1.Network{*kubevirtv1.DefaultPodNetwork()}
+		tpl.Domain.Devices.Interfaces = []kubevirtv1.Interface{*kubevirtv1.DefaultMasqueradeNetworkInterface()}
+	}
+	if v.Disk != "" {
+		tpl.Domain.Devices.Disks = []kubevirtv1.Disk{{Name: "disk", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}}}
+		tpl.Volumes = []kubevirtv1.Volume{{Name: "disk", VolumeSource: kubevirtv1.VolumeSource{
+			PersistentVolumeClaim: &kubevirtv1.PersistentVolumeClaimVolumeSource{
+				PersistentVolumeClaimVolumeSource: corev1.PersistentVolumeClaimVolumeSource{ClaimName: v.ClaimName()},
+			},
+		}}}
+	}
 	if v.Running != nil {
 		vm.Spec.Running = v.Running
 	} else {
@@ -102,6 +119,45 @@ func (v VMSpec) VM() *kubevirtv1.VirtualMachine {
 	return vm
 }
 
+// ClaimName names the PVC of the VM's disk.
+func (v VMSpec) ClaimName() string { return v.Name + "-disk" }
+
+// createDisk makes the VM's PVC and a PV bound to it (no provisioner runs here:
+// kube-controller-manager's binder binds the pre-bound pair). The PV's name is
+// unique, so a test that recreates a namespace never meets a Released one.
+func (e *Env) createDisk(ctx context.Context, v VMSpec) error {
+	size := resource.MustParse("1Gi")
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: v.ClaimName(), Namespace: v.Namespace},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{v.Disk},
+			StorageClassName: ptr.To(""),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
+		},
+	}
+	created, err := e.Kube.CoreV1().PersistentVolumeClaims(v.Namespace).Create(ctx, pvc, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create PVC %s/%s: %w", v.Namespace, pvc.Name, err)
+	}
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "sitefail-" + string(created.UID)},
+		Spec: corev1.PersistentVolumeSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{v.Disk},
+			Capacity:         corev1.ResourceList{corev1.ResourceStorage: size},
+			StorageClassName: "",
+			ClaimRef:         &corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: v.Namespace, Name: created.Name, UID: created.UID},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/sitefail/" + string(created.UID)},
+			},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+		},
+	}
+	if _, err := e.Kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create PV for %s/%s: %w", v.Namespace, pvc.Name, err)
+	}
+	return nil
+}
+
 // CreateVMs creates the namespaces and VMs.
 func (e *Env) CreateVMs(ctx context.Context, specs []VMSpec) error {
 	seen := map[string]bool{}
@@ -110,6 +166,11 @@ func (e *Env) CreateVMs(ctx context.Context, specs []VMSpec) error {
 			seen[s.Namespace] = true
 			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.Namespace}}
 			if _, err := e.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+		}
+		if s.Disk != "" {
+			if err := e.createDisk(ctx, s); err != nil {
 				return err
 			}
 		}
@@ -173,7 +234,7 @@ func DemoVMs(primary, dr string) []VMSpec {
 	for i := 1; i <= 4; i++ {
 		add("prod", fmt.Sprintf("db-%d", i), 1, primary, nil)
 	}
-	add("prod", "ldap-1", 1, primary, func(s *VMSpec) { s.NotMigratable = "DisksNotLiveMigratable" })
+	add("prod", "ldap-1", 1, primary, func(s *VMSpec) { s.Disk = corev1.ReadWriteOnce })
 	add("finance", "ledger-1", 1, primary, func(s *VMSpec) { s.RunStrategy = kubevirtv1.RunStrategyRerunOnFailure })
 	for i := 1; i <= 8; i++ {
 		add("prod", fmt.Sprintf("app-%d", i), 2, primary, nil)

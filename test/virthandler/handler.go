@@ -46,11 +46,6 @@ import (
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 )
 
-// NotMigratableAnnotation on a VM template (so on its VMIs) makes the handler report
-// LiveMigratable=False with the annotation's value as the reason. The real handler
-// derives it from the VMI's disks and interfaces; the test cluster has no storage.
-const NotMigratableAnnotation = "sitefail.test/not-migratable"
-
 // Config tunes a handler.
 type Config struct {
 	// NodeSelector selects the nodes this handler runs (a label selector).
@@ -356,6 +351,10 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 		return h.endLaunchers(ctx, vmi, vmi.Status.NodeName, corev1.PodFailed)
 	case vmi.IsRunning() && vmi.DeletionTimestamp == nil && vmi.Annotations[PausedAnnotation] == "true":
 		return h.pause(ctx, vmi)
+	case vmi.IsRunning() && vmi.DeletionTimestamp == nil && setMigratable(vmi):
+		// The real handler recomputes the condition at every sync: virt-controller may
+		// write a PVC's information into the volume status after the boot.
+		return h.update(ctx, vmi)
 	case vmi.IsScheduled() && vmi.DeletionTimestamp == nil:
 		if wait := h.since(h.scheduledAt, key, h.bootDelay(vmi)); wait > 0 {
 			h.queue.AddAfter(key, wait)
@@ -385,16 +384,7 @@ func (h *Handler) boot(vmi *kubevirtv1.VirtualMachineInstance) {
 	// No SELinux on the node: a migration's target pod is labelled from this field.
 	vmi.Status.SelinuxContext = "none"
 	vmi.Status.Machine = &kubevirtv1.Machine{Type: "q35"}
-	now := metav1.Now()
-	migratable := kubevirtv1.VirtualMachineInstanceCondition{
-		Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: corev1.ConditionTrue, LastTransitionTime: now,
-	}
-	if reason := vmi.Annotations[NotMigratableAnnotation]; reason != "" {
-		migratable.Status = corev1.ConditionFalse
-		migratable.Reason = reason
-		migratable.Message = "cannot migrate VMI: " + reason
-	}
-	setCondition(vmi, migratable)
+	setMigratable(vmi)
 	if len(vmi.Status.Interfaces) == 0 {
 		vmi.Status.Interfaces = []kubevirtv1.VirtualMachineInstanceNetworkInterface{{
 			Name: "default", IP: "10.244.0.10", IPs: []string{"10.244.0.10"}, InterfaceName: "eth0",
@@ -571,6 +561,20 @@ func setPhase(vmi *kubevirtv1.VirtualMachineInstance, phase kubevirtv1.VirtualMa
 	vmi.Status.PhaseTransitionTimestamps = append(vmi.Status.PhaseTransitionTimestamps, kubevirtv1.VirtualMachineInstancePhaseTransitionTimestamp{
 		Phase: phase, PhaseTransitionTimestamp: metav1.Now(),
 	})
+}
+
+// setMigratable sets the LiveMigratable condition from the VMI's spec and volume
+// status, and reports whether it changed.
+func setMigratable(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	c := liveMigratable(vmi)
+	for _, old := range vmi.Status.Conditions {
+		if old.Type == c.Type && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
+			return false
+		}
+	}
+	c.LastTransitionTime = metav1.Now()
+	setCondition(vmi, c)
+	return true
 }
 
 func setCondition(vmi *kubevirtv1.VirtualMachineInstance, c kubevirtv1.VirtualMachineInstanceCondition) {
