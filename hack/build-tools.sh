@@ -13,17 +13,17 @@ krew_version=v0.4.4
 kubevirt_version=v1.8.0
 # Each cache directory is keyed by the version and a hash of what resolves its build: a
 # changed pin or replace rebuilds, where a version alone would silently reuse the old
-# binaries. The control plane, kwok and KubeVirt resolve as one workspace
-# (test/tools/go.work), so an edit of any of their go.mod files, or of go.work, can
-# change each of them: all three keys cover the whole workspace. Krew is built on its
-# own. The multi-call mains (cmd/kube, cmd/kubevirt) and the objects generator are this
-# project's code, and the build flags are part of what a binary is: both go into the keys.
+# binaries. The control plane and KubeVirt resolve as one workspace (test/tools/go.work),
+# so an edit of either go.mod, or of go.work, can change both: their keys cover the
+# whole workspace. kwok and krew are built each in its own module. The multi-call mains
+# (cmd/kube, cmd/kubevirt) and the objects generator are this project's code, and the
+# build flags are part of what a binary is: both go into the keys.
 # hash FILE...: the names (globs too) are read inside test/tools.
 ldflags='-s -w'
 hash() { (cd "$root/test/tools" && { cat $@; echo "$ldflags"; } | sha256sum | cut -c1-12); }
-workspace='go.work go.work.sum cluster/go.mod cluster/go.sum kubevirt/go.mod kubevirt/go.sum kwok/go.mod kwok/go.sum'
+workspace='go.work go.work.sum cluster/go.mod cluster/go.sum kubevirt/go.mod kubevirt/go.sum'
 kube_key=$kube_version-$(hash $workspace 'cluster/cmd/kube/*.go')
-kwok_key=$kwok_version-$(hash $workspace)
+kwok_key=$kwok_version-$(hash kwok/go.mod kwok/go.sum)
 krew_key=$krew_version-$(hash krew/go.mod krew/go.sum)
 kubevirt_key=$kubevirt_version-$(hash $workspace 'kubevirt/cmd/kubevirt/*.go')
 kubevirt_objects=$(hash $workspace 'kubevirt/cmd/kubevirt-objects/*.go')
@@ -37,8 +37,8 @@ build() { # dir outdir pkg...
 			echo "building $name into $out" >&2
 			# Stripped: a test binary's symbols are never read, and the linker skips
 			# writing DWARF (stack traces still carry function names and lines).
-			local work="$root/test/tools/go.work"
-			[ "$dir" = krew ] && work=off
+			local work=off
+			case $dir in cluster | kubevirt) work="$root/test/tools/go.work" ;; esac
 			(cd "$root/test/tools/$dir" && GOWORK=$work CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$out/$name.tmp" "$pkg") >&2
 			mv "$out/$name.tmp" "$out/$name"
 		fi
