@@ -1,0 +1,298 @@
+// Package fencing judges the evidence that a node of a dead site runs nothing: the
+// objects of the fencing tools that an operator's cluster may run (medik8s's Fence
+// Agents, Storage Based and Self Node Remediation, csi-addons' NetworkFence) and the
+// out-of-service taint. A NotReady node proves nothing by itself: a partitioned site
+// keeps running QEMU on the same disks. It is a pure function of objects already read,
+// so the plan and every release judge the same evidence the same way.
+package fencing
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Strength is what one proof is worth.
+type Strength int
+
+const (
+	// None: no proof.
+	None Strength = iota
+	// Assertion: someone says the node is down (the out-of-service taint); nothing was
+	// checked.
+	Assertion
+	// Weak: the node fences itself (Self Node Remediation). An isolated site with two
+	// or more workers may never reboot, since its nodes still see each other
+	// (medik8s/self-node-remediation PR 354).
+	Weak
+	// Strong: something outside the node cut it off and said it succeeded: its power
+	// (Fence Agents Remediation, action off), its storage (a NetworkFence), or its
+	// shared-storage watchdog (Storage Based Remediation).
+	Strong
+)
+
+func (s Strength) String() string {
+	switch s {
+	case Assertion:
+		return "assertion"
+	case Weak:
+		return "weak"
+	case Strong:
+		return "strong"
+	}
+	return "none"
+}
+
+// The kinds of evidence, strongest first, and the resources they are read from.
+var (
+	FenceAgentsRemediations  = schema.GroupVersionResource{Group: "fence-agents-remediation.medik8s.io", Version: "v1alpha1", Resource: "fenceagentsremediations"}
+	NetworkFences            = schema.GroupVersionResource{Group: "csiaddons.openshift.io", Version: "v1alpha1", Resource: "networkfences"}
+	StorageBasedRemediations = schema.GroupVersionResource{Group: "storage-based-remediation.medik8s.io", Version: "v1alpha1", Resource: "storagebasedremediations"}
+	SelfNodeRemediations     = schema.GroupVersionResource{Group: "self-node-remediation.medik8s.io", Version: "v1alpha1", Resource: "selfnoderemediations"}
+)
+
+// OutOfServiceTaint is Kubernetes' non-graceful node shutdown taint.
+const OutOfServiceTaint = "node.kubernetes.io/out-of-service"
+
+// nodeNameAnnotation names the node of a remediation whose own name differs (medik8s).
+const nodeNameAnnotation = "remediation.medik8s.io/node-name"
+
+// Node is what the judgement needs of a node.
+type Node struct {
+	Name        string
+	InternalIPs []string
+	Ready       bool
+	// NotReadySince is when the node's Ready condition last left True (zero if Ready).
+	NotReadySince time.Time
+	// OutOfService: the node carries the out-of-service taint.
+	OutOfService bool
+}
+
+// Objects are the evidence objects as listed; a kind whose CRD is absent is empty.
+type Objects struct {
+	FenceAgentsRemediations  []unstructured.Unstructured
+	NetworkFences            []unstructured.Unstructured
+	StorageBasedRemediations []unstructured.Unstructured
+	SelfNodeRemediations     []unstructured.Unstructured
+}
+
+// Proof is one piece of evidence about one node. Kind, Name, UID and ResourceVersion
+// name the object, so that a report can say exactly what the release rested on.
+type Proof struct {
+	Kind            string   `json:"kind"`
+	Name            string   `json:"name"`
+	UID             string   `json:"uid,omitempty"`
+	ResourceVersion string   `json:"resourceVersion,omitempty"`
+	Strength        Strength `json:"-"`
+	StrengthName    string   `json:"strength"`
+	// Detail says why it counts, or why it does not count (Strength None).
+	Detail string `json:"detail"`
+}
+
+// Evidence is everything found about one node.
+type Evidence struct {
+	Node   string  `json:"node"`
+	Proofs []Proof `json:"proofs,omitempty"`
+}
+
+// Best is the strongest proof's strength.
+func (e Evidence) Best() Strength {
+	best := None
+	for _, p := range e.Proofs {
+		if p.Strength > best {
+			best = p.Strength
+		}
+	}
+	return best
+}
+
+// Judge collects the evidence for each node, in the nodes' order. Every object that
+// names a node is listed, including those that do not count, with the reason: an
+// operator who sees a FAR must also see why it was not enough.
+func Judge(nodes []Node, objs Objects) []Evidence {
+	out := make([]Evidence, 0, len(nodes))
+	for _, n := range nodes {
+		e := Evidence{Node: n.Name}
+		for i := range objs.FenceAgentsRemediations {
+			if u := &objs.FenceAgentsRemediations[i]; remediates(u, n.Name) {
+				e.Proofs = append(e.Proofs, far(u, n))
+			}
+		}
+		for i := range objs.NetworkFences {
+			if p, ok := networkFence(&objs.NetworkFences[i], n); ok {
+				e.Proofs = append(e.Proofs, p)
+			}
+		}
+		for i := range objs.StorageBasedRemediations {
+			if u := &objs.StorageBasedRemediations[i]; remediates(u, n.Name) {
+				e.Proofs = append(e.Proofs, sbr(u))
+			}
+		}
+		for i := range objs.SelfNodeRemediations {
+			if u := &objs.SelfNodeRemediations[i]; remediates(u, n.Name) {
+				e.Proofs = append(e.Proofs, snr(u))
+			}
+		}
+		if n.OutOfService {
+			e.Proofs = append(e.Proofs, proof(Assertion, "Taint", OutOfServiceTaint, nil,
+				"someone marked the node out of service; nothing checked that it is off"))
+		}
+		sort.SliceStable(e.Proofs, func(i, j int) bool { return e.Proofs[i].Strength > e.Proofs[j].Strength })
+		out = append(out, e)
+	}
+	return out
+}
+
+// Unproven names the nodes without strong evidence, with their best proof's strength:
+// a failover may rest on evidence alone only when this is empty.
+func Unproven(ev []Evidence) []string {
+	var out []string
+	for _, e := range ev {
+		if b := e.Best(); b < Strong {
+			out = append(out, fmt.Sprintf("%s (%s)", e.Node, b))
+		}
+	}
+	return out
+}
+
+func remediates(u *unstructured.Unstructured, node string) bool {
+	if u.GetDeletionTimestamp() != nil {
+		// A remediation being deleted is over: the node may be back.
+		return false
+	}
+	if n := u.GetAnnotations()[nodeNameAnnotation]; n != "" {
+		return n == node
+	}
+	return u.GetName() == node
+}
+
+func proof(s Strength, kind, name string, u *unstructured.Unstructured, detail string) Proof {
+	p := Proof{Kind: kind, Name: name, Strength: s, StrengthName: s.String(), Detail: detail}
+	if u != nil {
+		p.UID, p.ResourceVersion = string(u.GetUID()), u.GetResourceVersion()
+	}
+	return p
+}
+
+// far: Fence Agents Remediation proves a node off when its agent ran the off action
+// and reported success. A reboot proves it only while the node has stayed NotReady
+// since the fence: once it came back, it may run anything again.
+func far(u *unstructured.Unstructured, n Node) Proof {
+	kind := "FenceAgentsRemediation"
+	action, _, _ := unstructured.NestedString(u.Object, "spec", "sharedparameters", "--action")
+	acted, actedAt := condition(u, "FenceAgentActionSucceeded")
+	done, _ := condition(u, "Succeeded")
+	switch {
+	case acted != "True" || done != "True":
+		return proof(None, kind, u.GetName(), u, fmt.Sprintf("not finished: FenceAgentActionSucceeded=%s, Succeeded=%s", orUnknown(acted), orUnknown(done)))
+	case action == "off":
+		return proof(Strong, kind, u.GetName(), u, "fence agent powered the node off")
+	case action == "reboot" || action == "":
+		// fence-agents-remediation's default action is reboot.
+		if n.Ready || n.NotReadySince.IsZero() || actedAt.IsZero() || n.NotReadySince.After(actedAt) {
+			return proof(None, kind, u.GetName(), u, "fence agent rebooted the node, and it has been Ready since: it may run VMs again")
+		}
+		return proof(Strong, kind, u.GetName(), u, "fence agent rebooted the node, and it has stayed NotReady since")
+	}
+	return proof(None, kind, u.GetName(), u, fmt.Sprintf("fence agent action %q proves nothing about the node being off", action))
+}
+
+// networkFence: a csi-addons NetworkFence cuts the listed CIDRs off the storage. It is
+// the one proof that still holds when a whole site's power and BMCs are dark. It
+// counts for a node only if it covers every InternalIP of it.
+func networkFence(u *unstructured.Unstructured, n Node) (Proof, bool) {
+	kind := "NetworkFence"
+	cidrs, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "cidrs")
+	if len(n.InternalIPs) == 0 {
+		return Proof{}, false
+	}
+	covered := 0
+	for _, ip := range n.InternalIPs {
+		if coveredBy(ip, cidrs) {
+			covered++
+		}
+	}
+	if covered == 0 {
+		return Proof{}, false
+	}
+	state, _, _ := unstructured.NestedString(u.Object, "spec", "fenceState")
+	result, _, _ := unstructured.NestedString(u.Object, "status", "result")
+	switch {
+	case u.GetDeletionTimestamp() != nil:
+		return proof(None, kind, u.GetName(), u, "being deleted"), true
+	case covered < len(n.InternalIPs):
+		return proof(None, kind, u.GetName(), u, fmt.Sprintf("covers %d of the node's %d InternalIPs", covered, len(n.InternalIPs))), true
+	case state != "Fenced":
+		return proof(None, kind, u.GetName(), u, fmt.Sprintf("fenceState is %s", orUnknown(state))), true
+	case result != "Succeeded":
+		return proof(None, kind, u.GetName(), u, fmt.Sprintf("result is %s", orUnknown(result))), true
+	}
+	return proof(Strong, kind, u.GetName(), u, "the node's addresses are fenced off the storage"), true
+}
+
+func sbr(u *unstructured.Unstructured) Proof {
+	kind := "StorageBasedRemediation"
+	if s, _ := condition(u, "FencingSucceeded"); s != "True" {
+		return proof(None, kind, u.GetName(), u, fmt.Sprintf("FencingSucceeded=%s", orUnknown(s)))
+	}
+	return proof(Strong, kind, u.GetName(), u, "the node's watchdog fenced it through the shared storage")
+}
+
+func snr(u *unstructured.Unstructured) Proof {
+	kind := "SelfNodeRemediation"
+	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+	if s, _ := condition(u, "Succeeded"); s != "True" || phase != "Fencing-Completed" {
+		return proof(None, kind, u.GetName(), u, fmt.Sprintf("Succeeded=%s, phase %s", orUnknown(s), orUnknown(phase)))
+	}
+	return proof(Weak, kind, u.GetName(), u, "the node fenced itself; a partitioned site's nodes may never do so, so this is not enough alone")
+}
+
+// condition returns a status condition's status and last transition time.
+func condition(u *unstructured.Unstructured, typ string) (string, time.Time) {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if !ok || m["type"] != typ {
+			continue
+		}
+		s, _ := m["status"].(string)
+		var at time.Time
+		if ts, ok := m["lastTransitionTime"].(string); ok {
+			at, _ = time.Parse(time.RFC3339, ts)
+		}
+		return s, at
+	}
+	return "", time.Time{}
+}
+
+func coveredBy(ip string, cidrs []string) bool {
+	addr, err := netip.ParseAddr(strings.TrimSpace(ip))
+	if err != nil {
+		return false
+	}
+	for _, c := range cidrs {
+		c = strings.TrimSpace(c)
+		if !strings.Contains(c, "/") {
+			if a, err := netip.ParseAddr(c); err == nil && a == addr {
+				return true
+			}
+			continue
+		}
+		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}

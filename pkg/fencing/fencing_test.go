@@ -1,0 +1,166 @@
+package fencing
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+var fencedAt = time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+
+func obj(name string, spec, status map[string]any) unstructured.Unstructured {
+	u := unstructured.Unstructured{Object: map[string]any{"spec": spec, "status": status}}
+	u.SetName(name)
+	u.SetUID(types.UID("uid-" + name))
+	u.SetResourceVersion("42")
+	return u
+}
+
+func conds(kv ...string) []any {
+	var out []any
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, map[string]any{"type": kv[i], "status": kv[i+1], "lastTransitionTime": fencedAt.Format(time.RFC3339)})
+	}
+	return out
+}
+
+func farObj(name, action string, kv ...string) unstructured.Unstructured {
+	return obj(name, map[string]any{"sharedparameters": map[string]any{"--action": action}}, map[string]any{"conditions": conds(kv...)})
+}
+
+func fence(name, state, result string, cidrs ...string) unstructured.Unstructured {
+	c := make([]any, len(cidrs))
+	for i := range cidrs {
+		c[i] = cidrs[i]
+	}
+	return obj(name, map[string]any{"fenceState": state, "cidrs": c}, map[string]any{"result": result})
+}
+
+func down(name string, ips ...string) Node {
+	return Node{Name: name, InternalIPs: ips, NotReadySince: fencedAt.Add(-time.Minute)}
+}
+
+// Each rule of issue 21's evidence table, one object at a time, for node p1
+// (10.0.1.1, NotReady since a minute before the fence).
+func TestEachProofIsJudgedByItsRule(t *testing.T) {
+	deleted := farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")
+	deleted.SetDeletionTimestamp(&metav1.Time{Time: fencedAt})
+	annotated := farObj("far-p1-x", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")
+	annotated.SetAnnotations(map[string]string{"remediation.medik8s.io/node-name": "p1"})
+	cases := []struct {
+		name   string
+		node   Node
+		objs   Objects
+		want   Strength
+		listed bool
+		detail string
+	}{
+		{name: "no evidence", node: down("p1", "10.0.1.1"), want: None},
+		{name: "FAR off, succeeded", node: down("p1", "10.0.1.1"), listed: true, want: Strong,
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "FAR matched by the node-name annotation", node: down("p1", "10.0.1.1"), listed: true, want: Strong,
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{annotated}}},
+		{name: "FAR of another node", node: down("p1", "10.0.1.1"), want: None,
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p2", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "FAR action not yet succeeded", node: down("p1", "10.0.1.1"), listed: true, want: None, detail: "FenceAgentActionSucceeded=False",
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "False", "Succeeded", "False")}}},
+		{name: "FAR without Succeeded", node: down("p1", "10.0.1.1"), listed: true, want: None, detail: "Succeeded=unknown",
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "True")}}},
+		{name: "FAR being deleted", node: down("p1", "10.0.1.1"), want: None,
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{deleted}}},
+		{name: "FAR reboot, node NotReady since before the fence", node: down("p1", "10.0.1.1"), listed: true, want: Strong,
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "reboot", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "FAR reboot, node Ready again", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, Ready: true}, listed: true, want: None, detail: "Ready since",
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "reboot", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "FAR reboot, node came back and failed again after the fence", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, NotReadySince: fencedAt.Add(time.Hour)}, listed: true, want: None,
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "reboot", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "FAR with an action that proves nothing", node: down("p1", "10.0.1.1"), listed: true, want: None, detail: `"status"`,
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "status", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "NetworkFence over the node's address", node: down("p1", "10.0.1.1"), listed: true, want: Strong,
+			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("sitefail-primary", "Fenced", "Succeeded", "10.0.1.1/32")}}},
+		{name: "NetworkFence over the node's subnet", node: down("p1", "10.0.1.1"), listed: true, want: Strong,
+			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("site", "Fenced", "Succeeded", "10.0.0.0/16")}}},
+		{name: "NetworkFence over one of two addresses", node: down("p1", "10.0.1.1", "192.168.7.1"), listed: true, want: None, detail: "covers 1 of the node's 2",
+			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("site", "Fenced", "Succeeded", "10.0.1.1/32")}}},
+		{name: "NetworkFence Unfenced", node: down("p1", "10.0.1.1"), listed: true, want: None, detail: "fenceState is Unfenced",
+			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("site", "Unfenced", "Succeeded", "10.0.1.1/32")}}},
+		{name: "NetworkFence failed", node: down("p1", "10.0.1.1"), listed: true, want: None, detail: "result is Failed",
+			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("site", "Fenced", "Failed", "10.0.1.1/32")}}},
+		{name: "NetworkFence of other addresses", node: down("p1", "10.0.1.1"), want: None,
+			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("site", "Fenced", "Succeeded", "10.0.2.0/24")}}},
+		{name: "a node without InternalIP is covered by no NetworkFence", node: down("p1"), want: None,
+			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("site", "Fenced", "Succeeded", "0.0.0.0/0")}}},
+		{name: "SBR fencing succeeded", node: down("p1", "10.0.1.1"), listed: true, want: Strong,
+			objs: Objects{StorageBasedRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"conditions": conds("FencingSucceeded", "True")})}}},
+		{name: "SBR not yet", node: down("p1", "10.0.1.1"), listed: true, want: None,
+			objs: Objects{StorageBasedRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"conditions": conds("FencingSucceeded", "False")})}}},
+		{name: "SNR completed is weak", node: down("p1", "10.0.1.1"), listed: true, want: Weak,
+			objs: Objects{SelfNodeRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"phase": "Fencing-Completed", "conditions": conds("Succeeded", "True")})}}},
+		{name: "SNR still fencing", node: down("p1", "10.0.1.1"), listed: true, want: None,
+			objs: Objects{SelfNodeRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"phase": "Pre-Reboot-Completed", "conditions": conds("Succeeded", "False")})}}},
+		{name: "the out-of-service taint is an assertion", node: Node{Name: "p1", OutOfService: true}, listed: true, want: Assertion},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ev := Judge([]Node{c.node}, c.objs)
+			if len(ev) != 1 || ev[0].Node != "p1" {
+				t.Fatalf("evidence %+v", ev)
+			}
+			if got := ev[0].Best(); got != c.want {
+				t.Errorf("best proof %s, want %s: %+v", got, c.want, ev[0].Proofs)
+			}
+			if listed := len(ev[0].Proofs) > 0; listed != c.listed {
+				t.Errorf("listed %v, want %v: %+v", listed, c.listed, ev[0].Proofs)
+			}
+			if c.detail != "" && (len(ev[0].Proofs) == 0 || !strings.Contains(ev[0].Proofs[0].Detail, c.detail)) {
+				t.Errorf("detail lacks %q: %+v", c.detail, ev[0].Proofs)
+			}
+			for _, p := range ev[0].Proofs {
+				if p.Kind != "Taint" && (p.UID == "" || p.ResourceVersion != "42") {
+					t.Errorf("proof %+v does not name its object's UID and resourceVersion", p)
+				}
+			}
+		})
+	}
+}
+
+// A failover may rest on evidence alone only when every node of the site has strong
+// evidence; a weak proof, an assertion or nothing names the node.
+func TestUnprovenNamesEveryNodeWithoutStrongEvidence(t *testing.T) {
+	nodes := []Node{down("p1", "10.0.1.1"), down("p2", "10.0.1.2"), down("p3", "10.0.1.3"), {Name: "p4", OutOfService: true}}
+	objs := Objects{
+		FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")},
+		SelfNodeRemediations:    []unstructured.Unstructured{obj("p2", nil, map[string]any{"phase": "Fencing-Completed", "conditions": conds("Succeeded", "True")})},
+	}
+	got := Unproven(Judge(nodes, objs))
+	want := []string{"p2 (weak)", "p3 (none)", "p4 (assertion)"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("unproven %v, want %v", got, want)
+	}
+	objs.NetworkFences = []unstructured.Unstructured{fence("sitefail-primary", "Fenced", "Succeeded", "10.0.1.0/24")}
+	nodes[3].InternalIPs = []string{"10.0.1.4"}
+	if got := Unproven(Judge(nodes, objs)); len(got) != 0 {
+		t.Fatalf("a site-wide NetworkFence proves every node: unproven %v", got)
+	}
+}
+
+// The strongest proof comes first, so that a report leads with what the release rests on.
+func TestProofsAreOrderedStrongestFirst(t *testing.T) {
+	n := down("p1", "10.0.1.1")
+	n.OutOfService = true
+	ev := Judge([]Node{n}, Objects{
+		SelfNodeRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"phase": "Fencing-Completed", "conditions": conds("Succeeded", "True")})},
+		NetworkFences:        []unstructured.Unstructured{fence("f", "Fenced", "Succeeded", "10.0.1.1")},
+	})
+	var kinds []string
+	for _, p := range ev[0].Proofs {
+		kinds = append(kinds, p.Kind)
+	}
+	if got := strings.Join(kinds, ","); got != "NetworkFence,SelfNodeRemediation,Taint" {
+		t.Fatalf("order %s", got)
+	}
+}
