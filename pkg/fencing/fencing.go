@@ -71,7 +71,19 @@ type Node struct {
 	NotReadySince time.Time
 	// OutOfService: the node carries the out-of-service taint.
 	OutOfService bool
+	// Created is the Node object's creation time: a remediation older than it was made
+	// for an earlier node of the same name.
+	Created time.Time
 }
+
+// downSince reports whether the node has stayed NotReady since at, when a fence
+// succeeded. A node that was Ready after its fence may have run anything since: an old
+// FAR left behind after someone powered the node back on proves nothing about today.
+func (n Node) downSince(at time.Time) bool {
+	return !n.Ready && !n.NotReadySince.IsZero() && !at.IsZero() && !n.NotReadySince.After(at)
+}
+
+const readySince = "the node has been Ready since it was fenced: it may run VMs again"
 
 // Objects are the evidence objects as listed; a kind whose CRD is absent is empty.
 type Objects struct {
@@ -120,7 +132,7 @@ func Judge(nodes []Node, objs Objects) []Evidence {
 		e := Evidence{Node: n.Name}
 		for i := range objs.FenceAgentsRemediations {
 			if u := &objs.FenceAgentsRemediations[i]; remediates(u, n.Name) {
-				e.Proofs = append(e.Proofs, far(u, n))
+				e.Proofs = append(e.Proofs, older(u, n, "FenceAgentsRemediation", far))
 			}
 		}
 		for i := range objs.NetworkFences {
@@ -130,12 +142,12 @@ func Judge(nodes []Node, objs Objects) []Evidence {
 		}
 		for i := range objs.StorageBasedRemediations {
 			if u := &objs.StorageBasedRemediations[i]; remediates(u, n.Name) {
-				e.Proofs = append(e.Proofs, sbr(u))
+				e.Proofs = append(e.Proofs, older(u, n, "StorageBasedRemediation", sbr))
 			}
 		}
 		for i := range objs.SelfNodeRemediations {
 			if u := &objs.SelfNodeRemediations[i]; remediates(u, n.Name) {
-				e.Proofs = append(e.Proofs, snr(u))
+				e.Proofs = append(e.Proofs, older(u, n, "SelfNodeRemediation", snr))
 			}
 		}
 		if n.OutOfService {
@@ -171,6 +183,15 @@ func remediates(u *unstructured.Unstructured, node string) bool {
 	return u.GetName() == node
 }
 
+// older judges a remediation unless it was made before the node object: then it
+// belongs to an earlier node of the same name.
+func older(u *unstructured.Unstructured, n Node, kind string, judge func(*unstructured.Unstructured, Node) Proof) Proof {
+	if !n.Created.IsZero() && u.GetCreationTimestamp().Time.Before(n.Created) {
+		return proof(None, kind, u.GetName(), u, "made before this node joined the cluster: it was for an earlier node of that name")
+	}
+	return judge(u, n)
+}
+
 func proof(s Strength, kind, name string, u *unstructured.Unstructured, detail string) Proof {
 	p := Proof{Kind: kind, Name: name, Strength: s, StrengthName: s.String(), Detail: detail}
 	if u != nil {
@@ -190,16 +211,15 @@ func far(u *unstructured.Unstructured, n Node) Proof {
 	switch {
 	case acted != "True" || done != "True":
 		return proof(None, kind, u.GetName(), u, fmt.Sprintf("not finished: FenceAgentActionSucceeded=%s, Succeeded=%s", orUnknown(acted), orUnknown(done)))
-	case action == "off":
-		return proof(Strong, kind, u.GetName(), u, "fence agent powered the node off")
-	case action == "reboot" || action == "":
+	case action != "off" && action != "reboot" && action != "":
 		// fence-agents-remediation's default action is reboot.
-		if n.Ready || n.NotReadySince.IsZero() || actedAt.IsZero() || n.NotReadySince.After(actedAt) {
-			return proof(None, kind, u.GetName(), u, "fence agent rebooted the node, and it has been Ready since: it may run VMs again")
-		}
-		return proof(Strong, kind, u.GetName(), u, "fence agent rebooted the node, and it has stayed NotReady since")
+		return proof(None, kind, u.GetName(), u, fmt.Sprintf("fence agent action %q proves nothing about the node being off", action))
+	case !n.downSince(actedAt):
+		return proof(None, kind, u.GetName(), u, readySince)
+	case action == "off":
+		return proof(Strong, kind, u.GetName(), u, "fence agent powered the node off, and it has stayed NotReady since")
 	}
-	return proof(None, kind, u.GetName(), u, fmt.Sprintf("fence agent action %q proves nothing about the node being off", action))
+	return proof(Strong, kind, u.GetName(), u, "fence agent rebooted the node, and it has stayed NotReady since")
 }
 
 // networkFence: a csi-addons NetworkFence cuts the listed CIDRs off the storage. It is
@@ -235,19 +255,27 @@ func networkFence(u *unstructured.Unstructured, n Node) (Proof, bool) {
 	return proof(Strong, kind, u.GetName(), u, "the node's addresses are fenced off the storage"), true
 }
 
-func sbr(u *unstructured.Unstructured) Proof {
+func sbr(u *unstructured.Unstructured, n Node) Proof {
 	kind := "StorageBasedRemediation"
-	if s, _ := condition(u, "FencingSucceeded"); s != "True" {
+	s, at := condition(u, "FencingSucceeded")
+	switch {
+	case s != "True":
 		return proof(None, kind, u.GetName(), u, fmt.Sprintf("FencingSucceeded=%s", orUnknown(s)))
+	case !n.downSince(at):
+		return proof(None, kind, u.GetName(), u, readySince)
 	}
 	return proof(Strong, kind, u.GetName(), u, "the node's watchdog fenced it through the shared storage")
 }
 
-func snr(u *unstructured.Unstructured) Proof {
+func snr(u *unstructured.Unstructured, n Node) Proof {
 	kind := "SelfNodeRemediation"
 	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
-	if s, _ := condition(u, "Succeeded"); s != "True" || phase != "Fencing-Completed" {
+	s, at := condition(u, "Succeeded")
+	switch {
+	case s != "True" || phase != "Fencing-Completed":
 		return proof(None, kind, u.GetName(), u, fmt.Sprintf("Succeeded=%s, phase %s", orUnknown(s), orUnknown(phase)))
+	case !n.downSince(at):
+		return proof(None, kind, u.GetName(), u, readySince)
 	}
 	return proof(Weak, kind, u.GetName(), u, "the node fenced itself; a partitioned site's nodes may never do so, so this is not enough alone")
 }

@@ -17,6 +17,7 @@ func obj(name string, spec, status map[string]any) unstructured.Unstructured {
 	u.SetName(name)
 	u.SetUID(types.UID("uid-" + name))
 	u.SetResourceVersion("42")
+	u.SetCreationTimestamp(metav1.Time{Time: fencedAt.Add(-time.Hour)})
 	return u
 }
 
@@ -80,6 +81,14 @@ func TestEachProofIsJudgedByItsRule(t *testing.T) {
 			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "reboot", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
 		{name: "FAR with an action that proves nothing", node: down("p1", "10.0.1.1"), listed: true, want: None, detail: `"status"`,
 			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "status", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "FAR off, node Ready again (powered back on by hand)", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, Ready: true}, listed: true, want: None, detail: "Ready since",
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "FAR off, node came back and failed again after the fence", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, NotReadySince: fencedAt.Add(time.Hour)}, listed: true, want: None, detail: "Ready since",
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "FAR made before the node object (an earlier node of that name)", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, NotReadySince: fencedAt.Add(-time.Minute), Created: fencedAt.Add(24 * time.Hour)}, listed: true, want: None, detail: "earlier node",
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "SBR, node Ready since", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, NotReadySince: fencedAt.Add(time.Hour)}, listed: true, want: None, detail: "Ready since",
+			objs: Objects{StorageBasedRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"conditions": conds("FencingSucceeded", "True")})}}},
 		{name: "NetworkFence over the node's address", node: down("p1", "10.0.1.1"), listed: true, want: Strong,
 			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("sitefail-primary", "Fenced", "Succeeded", "10.0.1.1/32")}}},
 		{name: "NetworkFence over the node's subnet", node: down("p1", "10.0.1.1"), listed: true, want: Strong,

@@ -295,7 +295,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 	grace := c.cfg.NodeMonitorGracePeriod.String()
 	if _, err := c.spawn("kube-controller-manager", filepath.Join(c.cfg.BinDir, "kube-controller-manager"),
 		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port", "0",
-		"--controllers", "node-lifecycle-controller,taint-eviction-controller,garbage-collector-controller,namespace-controller,pod-garbage-collector-controller,disruption-controller,persistentvolume-binder-controller",
+		"--controllers", "node-lifecycle-controller,taint-eviction-controller,garbage-collector-controller,namespace-controller,pod-garbage-collector-controller,disruption-controller,persistentvolume-binder-controller,persistentvolumeclaim-protection-controller,persistentvolume-protection-controller",
 		"--node-monitor-grace-period", grace, "--node-monitor-period", "2s"); err != nil {
 		return err
 	}

@@ -157,42 +157,6 @@ func hasBlocker(p plan.Plan, code string) bool {
 
 // incidentVMs creates VMs homed on Primary in their own namespace, waits until they run,
 // and deletes the namespace at the end.
-// DR's virt-handlers crashed a moment ago (no graceful stop: their nodes still carry
-// kubevirt.io/schedulable=true until virt-controller finds the heartbeat five minutes
-// old). KubeVirt places the restarted VM there, and its instance stays Scheduled: no
-// handler starts the guest. The move fails after --ready-timeout saying where the VM is
-// stuck and what to look at; once the handlers are back the guest starts, and the rerun
-// finishes without starting it a second time.
-func TestIncidentTargetHandlersCrashed(t *testing.T) {
-	const ns = "crashed"
-	incidentVMs(t, ns, stretched.VMSpec{Name: "c1", Tier: 1})
-	ctx := context.Background()
-	env.KubeVirt.StopHandler("DR")
-	t.Cleanup(func() { _ = env.KubeVirt.StartHandler("DR") })
-	var rep executor.Report
-	r := sitefail(t, "move", "-n", ns, "c1", "--to", "DR", "--mode", "restart", "--ready-timeout", "20s", "-o", "json")
-	if r.code == 0 {
-		t.Fatalf("a move onto crashed handlers must fail: %s", r)
-	}
-	mustJSON(t, r, &rep)
-	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0].Error, "Scheduled on") || !strings.Contains(rep.Failures[0].Error, "virt-handler") {
-		t.Fatalf("the failure must say the instance is stuck Scheduled and name virt-handler: %+v", rep.Failures)
-	}
-	if v := vmi(t, ns, "c1"); v.Status.Phase != kubevirtv1.Scheduled || siteOf(t, ns, "c1") != "DR" {
-		t.Fatalf("c1 is %s on %s; want it Scheduled on DR with no handler to start it", v.Status.Phase, siteOf(t, ns, "c1"))
-	}
-	if err := env.KubeVirt.StartHandler("DR"); err != nil {
-		t.Fatal(err)
-	}
-	mustJSON(t, sitefail(t, "move", "-n", ns, "c1", "--to", "DR", "--mode", "restart", "--ready-timeout", "2m", "-o", "json"), &rep)
-	if rep.Failed() || !vmiReady(ctx, ns, "c1") || siteOf(t, ns, "c1") != "DR" {
-		t.Fatalf("rerun once the handlers are back: %+v", rep)
-	}
-	if c := env.Counts(ns, "c1"); c.Starts != 2 {
-		t.Fatalf("counts %+v; want two starts in all (Primary's first, then DR's one)", c)
-	}
-}
-
 func incidentVMs(t *testing.T, ns string, vms ...stretched.VMSpec) {
 	t.Helper()
 	ctx := context.Background()
@@ -283,7 +247,7 @@ func TestIncidentMigrationFails(t *testing.T) {
 func TestIncidentDrainMigrationIsWaitedOut(t *testing.T) {
 	const ns = "drain"
 	incidentVMs(t, ns, stretched.VMSpec{Name: "dr1", Tier: 1, EvictionStrategy: ptr.To(kubevirtv1.EvictionStrategyLiveMigrate),
-		TemplateAnnotations: map[string]string{virthandler.MigrationDelayAnnotation: "15s"}})
+		TemplateAnnotations: map[string]string{virthandler.MigrationDelayAnnotation: "40s"}})
 	ctx := context.Background()
 	// A drain of dr1's node: virt-api turns the eviction into an evacuation, and
 	// virt-controller's evacuation controller creates the migration (to another
@@ -300,11 +264,13 @@ func TestIncidentDrainMigrationIsWaitedOut(t *testing.T) {
 		t.Fatalf("plan with a drain's migration running: %q, blockers %+v", p.Steps[0].Action, p.Blockers)
 	}
 	var rep executor.Report
-	r := sitefail(t, "move", "-n", ns, "dr1", "--to", "DR", "--mode", "migrate", "--ready-timeout", "3m", "-o", "json")
+	r := sitefail(t, "move", "-n", ns, "dr1", "--to", "DR", "--mode", "migrate", "--ready-timeout", "3m", "--progress", "lines", "-o", "json")
 	mustJSON(t, r, &rep)
 	if rep.Failed() || siteOf(t, ns, "dr1") != "DR" || !vmiReady(ctx, ns, "dr1") {
 		t.Fatalf("move while a drain's migration runs: %+v\n%s", rep, r)
 	}
+	// The point: the move found the evacuation still running and waited it out.
+	contains(t, r.stdout+r.stderr, "not this move's, to end")
 	if c := env.Counts(ns, "dr1"); c.Migrations != 2 || c.Starts != 1 {
 		t.Fatalf("counts %+v; want the drain's migration and the move's, and no restart", c)
 	}
@@ -487,5 +453,45 @@ func TestIncidentSiteBackAfterPowerLoss(t *testing.T) {
 	mustJSON(t, sitefail(t, "move", "-n", safetyNS, "pl-manual", "--to", "DR", "--ready-timeout", "3m", "-o", "json"), &rep)
 	if rep.Failed() || !vmiReady(ctx, safetyNS, "pl-manual") || siteOf(t, safetyNS, "pl-manual") != "DR" {
 		t.Fatalf("after the power-loss return the move must start the Manual VM on DR: %+v", rep)
+	}
+}
+
+// DR's virt-handlers crashed a moment ago (no graceful stop: their nodes still carry
+// kubevirt.io/schedulable=true until virt-controller finds the heartbeat five minutes
+// old). KubeVirt places the restarted VM there, and its instance stays Scheduled: no
+// handler starts the guest. The move fails after --ready-timeout saying where the VM is
+// stuck and what to look at; once the handlers are back the guest starts, and the rerun
+// finishes without starting it a second time.
+func TestIncidentTargetHandlersCrashed(t *testing.T) {
+	const ns = "crashed"
+	incidentVMs(t, ns, stretched.VMSpec{Name: "c1", Tier: 1})
+	ctx := context.Background()
+	env.KubeVirt.StopHandler("DR")
+	t.Cleanup(func() { _ = env.KubeVirt.StartHandler("DR") })
+	var rep executor.Report
+	r := sitefail(t, "move", "-n", ns, "c1", "--to", "DR", "--mode", "restart", "--ready-timeout", "60s", "-o", "json")
+	if r.code == 0 {
+		t.Fatalf("a move onto crashed handlers must fail: %s", r)
+	}
+	mustJSON(t, r, &rep)
+	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0].Error, "Scheduled on") || !strings.Contains(rep.Failures[0].Error, "virt-handler") {
+		t.Fatalf("the failure must say the instance is stuck Scheduled and name virt-handler: %+v", rep.Failures)
+	}
+	if v := vmi(t, ns, "c1"); v.Status.Phase != kubevirtv1.Scheduled || siteOf(t, ns, "c1") != "DR" {
+		t.Fatalf("c1 is %s on %s; want it Scheduled on DR with no handler to start it", v.Status.Phase, siteOf(t, ns, "c1"))
+	}
+	if err := env.KubeVirt.StartHandler("DR"); err != nil {
+		t.Fatal(err)
+	}
+	// A starting handler keeps its nodes unschedulable until its device plugins are up.
+	waitFor(t, time.Minute, "DR's nodes schedulable again", func() bool {
+		return !hasBlocker(planFor(t, ns, "--to", "DR", "c1"), "NoReadyTargetNode")
+	})
+	mustJSON(t, sitefail(t, "move", "-n", ns, "c1", "--to", "DR", "--mode", "restart", "--ready-timeout", "2m", "-o", "json"), &rep)
+	if rep.Failed() || !vmiReady(ctx, ns, "c1") || siteOf(t, ns, "c1") != "DR" {
+		t.Fatalf("rerun once the handlers are back: %+v", rep)
+	}
+	if c := env.Counts(ns, "c1"); c.Starts != 2 {
+		t.Fatalf("counts %+v; want two starts in all (Primary's first, then DR's one)", c)
 	}
 }
