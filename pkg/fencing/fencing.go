@@ -324,3 +324,19 @@ func orUnknown(s string) string {
 	}
 	return s
 }
+
+// Site is the judgement of one dead site's evidence.
+type Site struct {
+	// Proven: every node of the site has strong evidence, so the failover needs no
+	// typed confirmation; every release checks it again.
+	Proven bool       `json:"proven"`
+	Nodes  []Evidence `json:"nodes"`
+	// Unread names the kinds of evidence that could not be read.
+	Unread []string `json:"unread,omitempty"`
+}
+
+// JudgeSite judges a site's nodes. A site without nodes is never proven.
+func JudgeSite(nodes []Node, objs Objects, unread []string) Site {
+	ev := Judge(nodes, objs)
+	return Site{Proven: len(ev) > 0 && len(Unproven(ev)) == 0, Nodes: ev, Unread: unread}
+}

@@ -30,6 +30,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
@@ -47,9 +48,12 @@ type Cluster struct {
 	siteKey string
 	// nodeSite maps node names to sites, from the snapshot the plan was made on.
 	nodeSite map[string]string
-	dryRun   []string
-	actor    string
-	moveID   string
+	// proven names the dead sites released on their fencing evidence, not on the
+	// operator's confirmation: each release from them reads the evidence again.
+	proven map[string]bool
+	dryRun []string
+	actor  string
+	moveID string
 
 	vmis, migrations cache.SharedIndexInformer
 	// nodes is a live watch of nodes: the release guard reads it at each release.
@@ -69,6 +73,8 @@ type Options struct {
 	Namespace string
 	SiteKey   string
 	NodeSite  map[string]string
+	// ProvenSites are the dead sites whose failover rests on fencing evidence.
+	ProvenSites []string
 	// DryRun sends every write with dryRun=All.
 	DryRun bool
 	Actor  string
@@ -92,7 +98,10 @@ func New(o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{kube: o.Kube, dyn: o.Dynamic, subs: subs, siteKey: o.SiteKey, nodeSite: o.NodeSite,
-		actor: o.Actor, moveID: o.MoveID, changed: make(chan struct{}), stopCh: make(chan struct{})}
+		actor: o.Actor, moveID: o.MoveID, changed: make(chan struct{}), stopCh: make(chan struct{}), proven: map[string]bool{}}
+	for _, site := range o.ProvenSites {
+		c.proven[site] = true
+	}
 	if o.DryRun {
 		c.dryRun = []string{metav1.DryRunAll}
 	}
@@ -241,6 +250,11 @@ func (c *Cluster) CheckRelease(ctx context.Context, site, node string) error {
 			n = &list.Items[i]
 		}
 	}
+	if c.proven[site] {
+		if err := c.checkEvidence(ctx, site, list.Items, node); err != nil {
+			return err
+		}
+	}
 	if node == "" {
 		return nil
 	}
@@ -268,6 +282,35 @@ func (c *Cluster) CheckRelease(ctx context.Context, site, node string) error {
 		return fmt.Errorf("%w: node %s is Ready", executor.ErrNotReleasable, node)
 	}
 	return nil
+}
+
+// checkEvidence reads the fencing evidence again for every node of a site released on
+// it, and for the node of the release when it is gone from the cluster. Evidence that
+// no longer holds (a NetworkFence set back to Unfenced, a FAR deleted, a node back)
+// stops every release, as a Ready node does: the move rested on it.
+func (c *Cluster) checkEvidence(ctx context.Context, site string, nodes []corev1.Node, node string) error {
+	objs, unread := fencing.Read(ctx, c.dyn)
+	var judged []fencing.Node
+	seen := false
+	for i := range nodes {
+		judged = append(judged, fencing.NodeFrom(&nodes[i]))
+		seen = seen || nodes[i].Name == node
+	}
+	if node != "" && !seen {
+		judged = append(judged, fencing.Node{Name: node})
+	}
+	fs := fencing.JudgeSite(judged, objs, unread)
+	if fs.Proven {
+		return nil
+	}
+	why := "no node"
+	if u := fencing.Unproven(fs.Nodes); len(u) > 0 {
+		why = strings.Join(u, ", ")
+	}
+	if len(unread) > 0 {
+		why += "; unread: " + strings.Join(unread, ", ")
+	}
+	return fmt.Errorf("%w: the fencing evidence that site %s is down no longer holds for %s", executor.ErrSiteAlive, site, why)
 }
 
 func nodeReady(n *corev1.Node) bool {

@@ -27,6 +27,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubecluster"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
@@ -225,8 +226,16 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 			nodeSite[st.Node] = st.From
 		}
 	}
+	// A site the operator did not confirm was proven down by its fencing evidence, which
+	// each release from it reads again.
+	var proven []string
+	for _, site := range p.NeedsFailover() {
+		if !contains(cfg.ConfirmedDown, site) && p.ProvenDown(site) {
+			proven = append(proven, site)
+		}
+	}
 	kc, err := kubecluster.New(kubecluster.Options{Config: cfg.RESTConfig, Kube: cfg.Kube, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace,
-		SiteKey: cfg.Keys.Site, NodeSite: nodeSite, DryRun: cfg.DryRun == DryRunServer, Actor: actor, MoveID: moveID,
+		SiteKey: cfg.Keys.Site, NodeSite: nodeSite, ProvenSites: proven, DryRun: cfg.DryRun == DryRunServer, Actor: actor, MoveID: moveID,
 		OnSkip: func(name string, err error) {
 			if cfg.OnWarning != nil {
 				cfg.OnWarning(fmt.Sprintf("%s does not decode (%v): it is left out of the move's watch, and a step that waits on it fails at --ready-timeout", name, err))
@@ -321,11 +330,14 @@ func Guard(cfg Config, s *snapshot.Snapshot, p *plan.Plan) ([]string, error) {
 			dead = append(dead, node.Name)
 			n++
 		}
-		if !contains(cfg.ConfirmedDown, site) && (cfg.ConfirmSiteDown == nil || !cfg.ConfirmSiteDown(site, n)) {
+		// Strong fencing evidence for every node stands in for the typed confirmation;
+		// the release checks it again (kubecluster.Options.ProvenSites).
+		if !contains(cfg.ConfirmedDown, site) && !p.ProvenDown(site) && (cfg.ConfirmSiteDown == nil || !cfg.ConfirmSiteDown(site, n)) {
 			return nil, &BlockedError{Err: fmt.Errorf(
 				"failover from %s needs confirmation: its %d node(s) are NotReady or Unknown, which is also what a network partition looks like. "+
 					"If a partitioned node still runs a VM, releasing it starts a second copy on the same disks. "+
-					"Make sure the site is powered off or fenced, then pass --confirm-site-down=%s (nothing was changed)", site, n, site)}
+					"No fencing evidence proves it for %s. "+
+					"Make sure the site is powered off or fenced, then pass --confirm-site-down=%s (nothing was changed)", site, n, strings.Join(fencing.Unproven(p.Fencing[site].Nodes), ", "), site)}
 		}
 	}
 	if cfg.Fence == FenceOutOfService && len(dead) > 0 {

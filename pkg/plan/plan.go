@@ -16,6 +16,7 @@ import (
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
@@ -223,6 +224,14 @@ type Plan struct {
 	Blockers []Issue        `json:"blockers"`
 	Warnings []Issue        `json:"warnings"`
 	Summary  Summary        `json:"summary"`
+	// Fencing is the fencing evidence of each dead site the plan releases VMs from.
+	Fencing map[string]fencing.Site `json:"fencing,omitempty"`
+}
+
+// ProvenDown reports whether every node of the dead site has strong fencing evidence:
+// its failover needs no typed confirmation, and each release checks the evidence again.
+func (p *Plan) ProvenDown(site string) bool {
+	return p.Fencing[site].Proven
 }
 
 // Blocked reports whether any blocker stands, ignoring overridable ones when force is set.
@@ -243,6 +252,39 @@ func (p *Plan) Work() bool {
 		}
 	}
 	return false
+}
+
+// judgeFencing judges the evidence for every node of a dead site, and for the deleted
+// nodes its failover steps release from: a node gone from the cluster is never proven
+// (nothing shows that it stayed down since a fence), so its site needs the typed
+// confirmation (H2).
+func judgeFencing(s *snapshot.Snapshot, steps []Step, site string) fencing.Site {
+	var nodes []fencing.Node
+	seen := map[string]bool{}
+	for _, n := range s.Nodes {
+		if n.Site == site {
+			nodes = append(nodes, n.Fence)
+			seen[n.Name] = true
+		}
+	}
+	for _, st := range steps {
+		if st.Action == ActionFailover && st.From == site && st.Node != "" && !seen[st.Node] {
+			seen[st.Node] = true
+			nodes = append(nodes, fencing.Node{Name: st.Node})
+		}
+	}
+	return fencing.JudgeSite(nodes, s.Fencing, s.FencingUnread)
+}
+
+// strongest names the proof each node rests on, for the plan's message.
+func strongest(fs fencing.Site) string {
+	var out []string
+	for _, e := range fs.Nodes {
+		if len(e.Proofs) > 0 {
+			out = append(out, e.Node+": "+e.Proofs[0].Kind+" "+e.Proofs[0].Name)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // NeedsFailover lists the dead sites the plan releases VMs from.
@@ -330,6 +372,16 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 			Message: "could not read the KubeVirt CR (vmRolloutStrategy): live migrations assume LiveUpdate; under Stage they would wait for a selector that never reaches the instance (grant list on kubevirts.kubevirt.io, or use --mode restart)"})
 	}
 	for _, site := range p.NeedsFailover() {
+		fs := judgeFencing(s, p.Steps, site)
+		if p.Fencing == nil {
+			p.Fencing = map[string]fencing.Site{}
+		}
+		p.Fencing[site] = fs
+		if fs.Proven {
+			p.Warnings = append(p.Warnings, Issue{Code: "FailoverProvenByFencing",
+				Message: fmt.Sprintf("site %s has no Ready node, and every node of it is fenced (%s): its VMs will be released without --confirm-site-down, and each release reads the evidence again", site, strongest(fs))})
+			continue
+		}
 		p.Warnings = append(p.Warnings, Issue{Code: "FailoverNeedsConfirmation",
 			Message: fmt.Sprintf("site %s has no Ready node: its VMs will be released only with --confirm-site-down=%s, after you have made sure its nodes are powered off or fenced (a partitioned site still running them would corrupt their disks)", site, site)})
 	}

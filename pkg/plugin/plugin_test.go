@@ -24,6 +24,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
@@ -80,9 +81,9 @@ func testNode(name, site string) *corev1.Node {
 // runCmd runs the root command against fake clients and returns stdout, stderr, error.
 func runCmd(t *testing.T, kube *kubefake.Clientset, objs []runtime.Object, args ...string) (string, string, error) {
 	t.Helper()
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), fencing.WithListKinds(map[schema.GroupVersionResource]string{
 		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList", kubevirt.KubeVirts: "KubeVirtList", snapshot.DataVolumes: "DataVolumeList",
-	}, objs...)
+	}), objs...)
 	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
 	cmd := NewRootCommand(streams, &fakeFactory{c: &Clients{Kube: kube, Dynamic: dyn, Context: "test"}, ns: "prod"})
 	if args[0] != "__complete" {
@@ -245,9 +246,9 @@ func TestStatusAndSites(t *testing.T) {
 
 func TestMissingKubeVirt(t *testing.T) {
 	kube := kubefake.NewSimpleClientset(testNode("primary-1", "Primary"))
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), fencing.WithListKinds(map[schema.GroupVersionResource]string{
 		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList", kubevirt.KubeVirts: "KubeVirtList", snapshot.DataVolumes: "DataVolumeList",
-	})
+	}))
 	// A cluster without the CRDs answers 404 to the list.
 	dyn.PrependReactor("list", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewNotFound(a.GetResource().GroupResource(), "")

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 )
 
@@ -34,6 +35,8 @@ type Node struct {
 	MemoryBytes           int64             `json:"allocatableMemoryBytes"`
 	Labels                map[string]string `json:"-"`
 	Taints                []corev1.Taint    `json:"-"`
+	// Fence is what the fencing judgement needs of the node.
+	Fence fencing.Node `json:"-"`
 	// Devices counts the allocatable extended resources (GPUs, host devices, SR-IOV
 	// VFs: names with a domain, like nvidia.com/GA102GL_A10) the node offers.
 	Devices map[string]int64 `json:"devices,omitempty"`
@@ -167,6 +170,11 @@ type Snapshot struct {
 	InstancetypesUnread string `json:"instancetypesUnread,omitempty"`
 	// NetworksUnread says why Multus networks could not be read, when they could not.
 	NetworksUnread string `json:"networksUnread,omitempty"`
+	// Fencing holds the fencing tools' objects (FAR, NetworkFence, SBR, SNR); empty in a
+	// snapshot assembled from watch caches, where no failover rests on them.
+	Fencing fencing.Objects `json:"-"`
+	// FencingUnread names the kinds of fencing evidence that could not be read.
+	FencingUnread []string `json:"fencingUnread,omitempty"`
 
 	nodeIndex map[string]int
 }

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/pager"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
@@ -138,6 +139,8 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	readStorage(ctx, src, s)
 	readInstancetypes(ctx, src, s)
 	readNetworks(ctx, src, s)
+	// A failover may rest on the fencing tools' evidence instead of a typed confirmation.
+	s.Fencing, s.FencingUnread = fencing.Read(ctx, src.Dynamic)
 	return s, nil
 }
 
@@ -248,6 +251,7 @@ func NodeFrom(n *corev1.Node, siteKey string) Node {
 		MemoryBytes:           alloc.Memory().Value(),
 		Labels:                n.Labels,
 		Taints:                n.Spec.Taints,
+		Fence:                 fencing.NodeFrom(n),
 		Devices:               extendedResources(alloc),
 	}
 }

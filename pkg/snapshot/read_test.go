@@ -16,6 +16,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	instancetypev1beta1 "kubevirt.io/api/instancetype/v1beta1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 )
@@ -100,9 +101,9 @@ func unstructuredVMI(t *testing.T, ns, name, nodeName string) *unstructured.Unst
 
 // FakeDynamic returns a fake dynamic client that knows the KubeVirt list kinds.
 func FakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
-	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), fencing.WithListKinds(map[schema.GroupVersionResource]string{
 		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList", kubevirt.KubeVirts: "KubeVirtList", DataVolumes: "DataVolumeList",
-	}, objs...)
+	}), objs...)
 }
 
 func readyNode(name, site string) *corev1.Node {
@@ -142,10 +143,11 @@ func TestReadDerivesPlacementWithOneListPerKind(t *testing.T) {
 			gets++
 		}
 	}
-	// Nodes, VMIs, VMs, launcher pods, migrations, the KubeVirt CR, and the storage:
-	// claims, volumes, storage classes and DataVolumes.
-	if gets != 0 || len(kube.Actions())+len(dyn.Actions()) != 10 {
-		t.Fatalf("want exactly 10 LIST calls, got %d actions (%d non-list)", len(kube.Actions())+len(dyn.Actions()), gets)
+	// Nodes, VMIs, VMs, launcher pods, migrations, the KubeVirt CR, the storage
+	// (claims, volumes, storage classes and DataVolumes), and the fencing evidence (FAR,
+	// NetworkFence, SBR, SNR).
+	if gets != 0 || len(kube.Actions())+len(dyn.Actions()) != 14 {
+		t.Fatalf("want exactly 14 LIST calls, got %d actions (%d non-list)", len(kube.Actions())+len(dyn.Actions()), gets)
 	}
 }
 
@@ -198,8 +200,8 @@ func TestSRIOVNetworkAddsItsDeviceResource(t *testing.T) {
 		"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
 		"metadata": map[string]any{"name": "bridge", "namespace": "prod"},
 	}}
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-		NetworkAttachmentDefinitions: "NetworkAttachmentDefinitionList"})
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), fencing.WithListKinds(map[schema.GroupVersionResource]string{
+		NetworkAttachmentDefinitions: "NetworkAttachmentDefinitionList"}))
 	// Created through the resource: the fake would guess "networkattachmentdefinitions".
 	for _, o := range []*unstructured.Unstructured{nad, plain} {
 		if _, err := dyn.Resource(NetworkAttachmentDefinitions).Namespace("prod").Create(context.Background(), o, metav1.CreateOptions{}); err != nil {

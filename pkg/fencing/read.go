@@ -1,0 +1,76 @@
+package fencing
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+)
+
+// NodeFrom reduces a Node to what the judgement needs.
+func NodeFrom(n *corev1.Node) Node {
+	out := Node{Name: n.Name, Created: n.CreationTimestamp.Time}
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			out.InternalIPs = append(out.InternalIPs, a.Address)
+		}
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			out.Ready = c.Status == corev1.ConditionTrue
+			if !out.Ready {
+				out.NotReadySince = c.LastTransitionTime.Time
+			}
+		}
+	}
+	for _, t := range n.Spec.Taints {
+		if t.Key == OutOfServiceTaint {
+			out.OutOfService = true
+		}
+	}
+	return out
+}
+
+// Read lists the evidence objects of every kind, across namespaces. A kind whose CRD
+// is not installed has none. A kind that cannot be listed (no permission, an error) is
+// named in unread and counts as no evidence: a proof that cannot be read proves
+// nothing.
+func Read(ctx context.Context, dyn dynamic.Interface) (Objects, []string) {
+	var objs Objects
+	var unread []string
+	read := func(gvr schema.GroupVersionResource) []unstructured.Unstructured {
+		if dyn == nil {
+			unread = append(unread, gvr.Resource+" (no client)")
+			return nil
+		}
+		list, err := dyn.Resource(gvr).List(ctx, metav1.ListOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			unread = append(unread, fmt.Sprintf("%s.%s (%v)", gvr.Resource, gvr.Group, err))
+			return nil
+		}
+		return list.Items
+	}
+	objs.FenceAgentsRemediations = read(FenceAgentsRemediations)
+	objs.NetworkFences = read(NetworkFences)
+	objs.StorageBasedRemediations = read(StorageBasedRemediations)
+	objs.SelfNodeRemediations = read(SelfNodeRemediations)
+	return objs, unread
+}
+
+// WithListKinds adds the evidence resources' list kinds to m and returns it: a fake
+// dynamic client must know every resource it is asked to list.
+func WithListKinds(m map[schema.GroupVersionResource]string) map[schema.GroupVersionResource]string {
+	m[FenceAgentsRemediations] = "FenceAgentsRemediationList"
+	m[NetworkFences] = "NetworkFenceList"
+	m[StorageBasedRemediations] = "StorageBasedRemediationList"
+	m[SelfNodeRemediations] = "SelfNodeRemediationList"
+	return m
+}

@@ -1,0 +1,82 @@
+package kubecluster
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
+)
+
+var fenceAt = time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+
+// downNode is a Primary node that went NotReady before the fence, at 10.0.0.N.
+func downNode(name, ip string) *corev1.Node {
+	n := node(name, "Primary", false)
+	n.Status.Conditions[0].LastTransitionTime = metav1.Time{Time: fenceAt.Add(-time.Minute)}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
+	return n
+}
+
+func networkFence(state string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "csiaddons.openshift.io/v1alpha1", "kind": "NetworkFence",
+		"metadata": map[string]any{"name": "sitefail-primary"},
+		"spec":     map[string]any{"fenceState": state, "cidrs": []any{"10.0.0.0/24"}},
+		"status":   map[string]any{"result": "Succeeded"},
+	}}
+	return u
+}
+
+func evidenceDyn(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), fencing.WithListKinds(map[schema.GroupVersionResource]string{}), objs...)
+}
+
+// Issue 21: a site released on its fencing evidence has that evidence read again at
+// every release, like the Ready check: a fence set back to Unfenced, or evidence that
+// cannot be read any more, stops every release (ErrSiteAlive halts the move's releases).
+func TestReleaseOnEvidenceRereadsTheEvidence(t *testing.T) {
+	kube := fake.NewClientset(downNode("p1", "10.0.0.1"), downNode("p2", "10.0.0.2"), node("d1", "DR", true))
+	dyn := evidenceDyn(networkFence("Fenced"))
+	c := &Cluster{siteKey: "site", kube: kube, dyn: dyn, nodeSite: map[string]string{"p1": "Primary", "p2": "Primary"}, proven: map[string]bool{"Primary": true}}
+	ctx := context.Background()
+	if err := c.CheckRelease(ctx, "Primary", "p1"); err != nil {
+		t.Fatalf("fenced site: %v", err)
+	}
+
+	// Someone unfences the storage mid-move.
+	if _, err := dyn.Resource(fencing.NetworkFences).Update(ctx, networkFence("Unfenced"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := c.CheckRelease(ctx, "Primary", "p2")
+	if !errors.Is(err, executor.ErrSiteAlive) {
+		t.Fatalf("evidence withdrawn: %v; want ErrSiteAlive, which halts every release", err)
+	}
+
+	// The evidence cannot be read any more (permission revoked, API error).
+	dyn = evidenceDyn(networkFence("Fenced"))
+	dyn.PrependReactor("list", "networkfences", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("forbidden")
+	})
+	c.dyn = dyn
+	if err := c.CheckRelease(ctx, "Primary", "p1"); !errors.Is(err, executor.ErrSiteAlive) {
+		t.Fatalf("evidence unreadable: %v; want ErrSiteAlive", err)
+	}
+
+	// A site the operator confirmed by hand is not held to evidence it never rested on.
+	c.proven = map[string]bool{}
+	if err := c.CheckRelease(ctx, "Primary", "p1"); err != nil {
+		t.Fatalf("confirmed by hand: %v", err)
+	}
+}

@@ -1,0 +1,99 @@
+package move
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
+)
+
+// farOff is a Fence Agents Remediation that powered node off at 'at'.
+func farOff(node string, at time.Time) unstructured.Unstructured {
+	u := unstructured.Unstructured{Object: map[string]any{
+		"spec": map[string]any{"sharedparameters": map[string]any{"--action": "off"}},
+		"status": map[string]any{"conditions": []any{
+			map[string]any{"type": "FenceAgentActionSucceeded", "status": "True", "lastTransitionTime": at.Format(time.RFC3339)},
+			map[string]any{"type": "Succeeded", "status": "True", "lastTransitionTime": at.Format(time.RFC3339)},
+		}},
+	}}
+	u.SetName(node)
+	u.SetUID(types.UID("far-" + node))
+	u.SetCreationTimestamp(metav1.Time{Time: at})
+	return u
+}
+
+// fencedSnapshot: Primary's nodes went NotReady a minute before each was powered off.
+func fencedSnapshot(fenced ...string) *snapshot.Snapshot {
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	s := guardSnapshot(snapshot.NodeNotReady)
+	for i := range s.Nodes {
+		s.Nodes[i].Fence = fencing.Node{Name: s.Nodes[i].Name, Ready: s.Nodes[i].State == snapshot.NodeReady, InternalIPs: []string{"10.0.0." + s.Nodes[i].Name}}
+		if !s.Nodes[i].Fence.Ready {
+			s.Nodes[i].Fence.NotReadySince = at.Add(-time.Minute)
+		}
+	}
+	for _, n := range fenced {
+		s.Fencing.FenceAgentsRemediations = append(s.Fencing.FenceAgentsRemediations, farOff(n, at))
+	}
+	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
+	return s
+}
+
+// Issue 21: strong fencing evidence for every node of the dead site stands in for the
+// typed confirmation; evidence missing for one node does not, and the refusal names it.
+func TestFencingEvidenceOfEveryNodeStandsInForTheConfirmation(t *testing.T) {
+	s := fencedSnapshot("p1", "p2")
+	p := guardPlan(t, s, plan.Request{All: true})
+	if !p.ProvenDown("Primary") {
+		t.Fatalf("every Primary node powered off by its FAR: not proven: %+v", p.Fencing)
+	}
+	if dead, err := Guard(Config{Keys: s.Keys}, s, p); err != nil || len(dead) != 2 {
+		t.Fatalf("proven by evidence, no confirmation: dead %v, %v", dead, err)
+	}
+
+	s = fencedSnapshot("p1")
+	p = guardPlan(t, s, plan.Request{All: true})
+	var blocked *BlockedError
+	_, err := Guard(Config{Keys: s.Keys}, s, p)
+	if p.ProvenDown("Primary") || !errors.As(err, &blocked) || !strings.Contains(err.Error(), "p2 (none)") || !strings.Contains(err.Error(), "--confirm-site-down=Primary") {
+		t.Fatalf("p2 without evidence: proven %v, %v", p.ProvenDown("Primary"), err)
+	}
+	if _, err := Guard(Config{Keys: s.Keys, ConfirmedDown: []string{"Primary"}}, s, p); err != nil {
+		t.Fatalf("the typed confirmation still works without evidence: %v", err)
+	}
+}
+
+// A VM whose node was deleted from the cluster: nothing proves that node off, so the
+// site is not proven, and the confirmation is needed (H2).
+func TestADeletedNodeMustBeProvenToo(t *testing.T) {
+	s := fencedSnapshot("p1", "p2")
+	gone := runningOn("gone", "p-deleted", "Primary", 1)
+	// The instance's own selector names the site it ran in (goneFrom).
+	gone.Instance.NodeSelector = map[string]string{s.Keys.Site: "Primary"}
+	s.VMs = append(s.VMs, gone)
+	p := guardPlan(t, s, plan.Request{All: true})
+	failsOver := false
+	for _, st := range p.Steps {
+		failsOver = failsOver || st.Name == "gone" && st.Action == plan.ActionFailover
+	}
+	if !failsOver {
+		t.Fatalf("the plan does not fail over the VM on the deleted node: %+v", p.Steps)
+	}
+	if p.ProvenDown("Primary") {
+		t.Fatalf("a deleted node with no remediation naming it counted as fenced: %+v", p.Fencing["Primary"])
+	}
+	// Not even a FAR that names it: a node gone from the cluster has no NotReady time to
+	// hold the fence against, so the typed confirmation stays needed.
+	s.Fencing.FenceAgentsRemediations = append(s.Fencing.FenceAgentsRemediations, farOff("p-deleted", time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)))
+	if p = guardPlan(t, s, plan.Request{All: true}); p.ProvenDown("Primary") {
+		t.Fatalf("a deleted node has no NotReady time to hold the fence against: it must not count as proven: %+v", p.Fencing["Primary"])
+	}
+}
