@@ -242,6 +242,7 @@ func networkFence(u *unstructured.Unstructured, n Node) (Proof, bool) {
 	}
 	state, _, _ := unstructured.NestedString(u.Object, "spec", "fenceState")
 	result, _, _ := unstructured.NestedString(u.Object, "status", "result")
+	message, _, _ := unstructured.NestedString(u.Object, "status", "message")
 	switch {
 	case u.GetDeletionTimestamp() != nil:
 		return proof(None, kind, u.GetName(), u, "being deleted"), true
@@ -251,6 +252,10 @@ func networkFence(u *unstructured.Unstructured, n Node) (Proof, bool) {
 		return proof(None, kind, u.GetName(), u, fmt.Sprintf("fenceState is %s", orUnknown(state))), true
 	case result != "Succeeded":
 		return proof(None, kind, u.GetName(), u, fmt.Sprintf("result is %s", orUnknown(result))), true
+	case strings.Contains(strings.ToLower(message), "unfenc"):
+		// The status has no generation: a fence set back to Fenced still shows the
+		// unfence's success until the driver has fenced again.
+		return proof(None, kind, u.GetName(), u, fmt.Sprintf("its result is the unfence's (%q): the fence is not done yet", message)), true
 	}
 	return proof(Strong, kind, u.GetName(), u, "the node's addresses are fenced off the storage"), true
 }

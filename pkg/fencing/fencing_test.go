@@ -99,6 +99,12 @@ func TestEachProofIsJudgedByItsRule(t *testing.T) {
 			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("site", "Unfenced", "Succeeded", "10.0.1.1/32")}}},
 		{name: "NetworkFence failed", node: down("p1", "10.0.1.1"), listed: true, want: None, detail: "result is Failed",
 			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("site", "Fenced", "Failed", "10.0.1.1/32")}}},
+		{name: "NetworkFence set back to Fenced, its result still the unfence's", node: down("p1", "10.0.1.1"), listed: true, want: None, detail: "not done yet",
+			objs: Objects{NetworkFences: []unstructured.Unstructured{func() unstructured.Unstructured {
+				u := fence("site", "Fenced", "Succeeded", "10.0.1.1/32")
+				_ = unstructured.SetNestedField(u.Object, "unfencing operation successful", "status", "message")
+				return u
+			}()}}},
 		{name: "NetworkFence of other addresses", node: down("p1", "10.0.1.1"), want: None,
 			objs: Objects{NetworkFences: []unstructured.Unstructured{fence("site", "Fenced", "Succeeded", "10.0.2.0/24")}}},
 		{name: "a node without InternalIP is covered by no NetworkFence", node: down("p1"), want: None,

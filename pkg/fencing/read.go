@@ -39,21 +39,22 @@ func NodeFrom(n *corev1.Node) Node {
 // Read lists the evidence objects of every kind, across namespaces. A kind whose CRD
 // is not installed has none. A kind that cannot be listed (no permission, an error) is
 // named in unread and counts as no evidence: a proof that cannot be read proves
-// nothing.
-func Read(ctx context.Context, dyn dynamic.Interface) (Objects, []string) {
-	var objs Objects
-	var unread []string
+// nothing. err is the first such error, for a caller that retries transient ones.
+func Read(ctx context.Context, dyn dynamic.Interface) (objs Objects, unread []string, err error) {
 	read := func(gvr schema.GroupVersionResource) []unstructured.Unstructured {
 		if dyn == nil {
 			unread = append(unread, gvr.Resource+" (no client)")
 			return nil
 		}
-		list, err := dyn.Resource(gvr).List(ctx, metav1.ListOptions{})
+		list, lerr := dyn.Resource(gvr).List(ctx, metav1.ListOptions{})
 		switch {
-		case apierrors.IsNotFound(err):
+		case apierrors.IsNotFound(lerr):
 			return nil
-		case err != nil:
-			unread = append(unread, fmt.Sprintf("%s.%s (%v)", gvr.Resource, gvr.Group, err))
+		case lerr != nil:
+			unread = append(unread, fmt.Sprintf("%s.%s (%v)", gvr.Resource, gvr.Group, lerr))
+			if err == nil {
+				err = lerr
+			}
 			return nil
 		}
 		return list.Items
@@ -62,7 +63,7 @@ func Read(ctx context.Context, dyn dynamic.Interface) (Objects, []string) {
 	objs.NetworkFences = read(NetworkFences)
 	objs.StorageBasedRemediations = read(StorageBasedRemediations)
 	objs.SelfNodeRemediations = read(SelfNodeRemediations)
-	return objs, unread
+	return objs, unread, err
 }
 
 // WithListKinds adds the evidence resources' list kinds to m and returns it: a fake

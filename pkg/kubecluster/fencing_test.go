@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -64,14 +65,23 @@ func TestReleaseOnEvidenceRereadsTheEvidence(t *testing.T) {
 		t.Fatalf("evidence withdrawn: %v; want ErrSiteAlive, which halts every release", err)
 	}
 
-	// The evidence cannot be read any more (permission revoked, API error).
+	// The evidence cannot be read (a 429 during the outage, a revoked permission): this
+	// release does not happen, and the error is the API's own, so that a transient one
+	// is retried; it does not halt the move, since nothing says the site is alive.
 	dyn = evidenceDyn(networkFence("Fenced"))
 	dyn.PrependReactor("list", "networkfences", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, errors.New("forbidden")
+		return true, nil, apierrors.NewTooManyRequests("busy", 1)
 	})
 	c.dyn = dyn
-	if err := c.CheckRelease(ctx, "Primary", "p1"); !errors.Is(err, executor.ErrSiteAlive) {
-		t.Fatalf("evidence unreadable: %v; want ErrSiteAlive", err)
+	if err := c.CheckRelease(ctx, "Primary", "p1"); err == nil || errors.Is(err, executor.ErrSiteAlive) || !apierrors.IsTooManyRequests(err) {
+		t.Fatalf("evidence unreadable: %v; want the API's 429, not released and not halting", err)
+	}
+	c.dyn = evidenceDyn(networkFence("Fenced"))
+
+	// A node of another site is refused as before (ErrNotReleasable), not taken for a
+	// hole in the site's evidence that halts every release.
+	if err := c.CheckRelease(ctx, "Primary", "d1"); !errors.Is(err, executor.ErrNotReleasable) || errors.Is(err, executor.ErrSiteAlive) {
+		t.Fatalf("a DR node under Primary's evidence: %v; want ErrNotReleasable only", err)
 	}
 
 	// A site the operator confirmed by hand is not held to evidence it never rested on.

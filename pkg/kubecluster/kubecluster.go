@@ -289,14 +289,21 @@ func (c *Cluster) CheckRelease(ctx context.Context, site, node string) error {
 // no longer holds (a NetworkFence set back to Unfenced, a FAR deleted, a node back)
 // stops every release, as a Ready node does: the move rested on it.
 func (c *Cluster) checkEvidence(ctx context.Context, site string, nodes []corev1.Node, node string) error {
-	objs, unread := fencing.Read(ctx, c.dyn)
+	objs, unread, err := fencing.Read(ctx, c.dyn)
+	if err != nil {
+		// Not a refusal: a failed read (a 429 during the outage) is retried where the
+		// check runs inside a write's tries, and otherwise fails this VM, not the move.
+		return fmt.Errorf("reading the fencing evidence of site %s before the release: %w", site, err)
+	}
 	var judged []fencing.Node
 	seen := false
 	for i := range nodes {
 		judged = append(judged, fencing.NodeFrom(&nodes[i]))
 		seen = seen || nodes[i].Name == node
 	}
-	if node != "" && !seen {
+	// A node the move knew in the site and that is gone from the cluster must be proven
+	// too; any other node is refused by the checks after this one.
+	if node != "" && !seen && c.nodeSite[node] == site {
 		judged = append(judged, fencing.Node{Name: node})
 	}
 	fs := fencing.JudgeSite(judged, objs, unread)
@@ -306,9 +313,6 @@ func (c *Cluster) checkEvidence(ctx context.Context, site string, nodes []corev1
 	why := "no node"
 	if u := fencing.Unproven(fs.Nodes); len(u) > 0 {
 		why = strings.Join(u, ", ")
-	}
-	if len(unread) > 0 {
-		why += "; unread: " + strings.Join(unread, ", ")
 	}
 	return fmt.Errorf("%w: the fencing evidence that site %s is down no longer holds for %s", executor.ErrSiteAlive, site, why)
 }

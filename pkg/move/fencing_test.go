@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
+	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
@@ -95,5 +96,42 @@ func TestADeletedNodeMustBeProvenToo(t *testing.T) {
 	s.Fencing.FenceAgentsRemediations = append(s.Fencing.FenceAgentsRemediations, farOff("p-deleted", time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)))
 	if p = guardPlan(t, s, plan.Request{All: true}); p.ProvenDown("Primary") {
 		t.Fatalf("a deleted node has no NotReady time to hold the fence against: it must not count as proven: %+v", p.Fencing["Primary"])
+	}
+}
+
+// Found by review: a Manual VM that a failover released (on fencing evidence) and did
+// not start yet is started by the rerun, anywhere but the site it left: that start is a
+// release too. The rerun is no failover of that site, so it asked for no proof, and a
+// fence withdrawn meanwhile let it start a second copy. The start now needs the same
+// proof as the failover, typed or fenced, and the fenced one is read again at the start.
+func TestStartOfAReleasedVMNeedsTheSameProofAsItsFailover(t *testing.T) {
+	released := func(s *snapshot.Snapshot) *snapshot.Snapshot {
+		ops := runningOn("ops", "p1", "DR", 1)
+		ops.RunStrategy = "Manual"
+		ops.Instance = nil
+		ops.Annotations = map[string]string{journal.MoveID: "sf-1", journal.To: "DR", journal.From: "Primary", journal.Phase: journal.PhaseReleasing, journal.VMI: "uid-old"}
+		ops.HasAnnotations = true
+		s.VMs = []snapshot.VM{ops}
+		return s
+	}
+	s := released(fencedSnapshot())
+	p := guardPlan(t, s, plan.Request{All: true})
+	if st := p.Steps[0]; st.Action != plan.ActionStart || st.ReleasedFrom != "Primary" {
+		t.Fatalf("rerun of the interrupted failover: %+v; want a start guarded by Primary", st)
+	}
+	if got := p.GuardedSites(); len(got) != 1 || got[0] != "Primary" {
+		t.Fatalf("guarded sites %v", got)
+	}
+	var blocked *BlockedError
+	if _, err := Guard(Config{Keys: s.Keys}, s, p); !errors.As(err, &blocked) || !strings.Contains(err.Error(), "--confirm-site-down=Primary") {
+		t.Fatalf("a start released from an unproven dead site, unconfirmed: %v", err)
+	}
+	if _, err := Guard(Config{Keys: s.Keys, ConfirmedDown: []string{"Primary"}}, s, p); err != nil {
+		t.Fatalf("confirmed: %v", err)
+	}
+	s = released(fencedSnapshot("p1", "p2"))
+	p = guardPlan(t, s, plan.Request{All: true})
+	if _, err := Guard(Config{Keys: s.Keys}, s, p); err != nil || !p.ProvenDown("Primary") {
+		t.Fatalf("fenced: proven %v, %v", p.ProvenDown("Primary"), err)
 	}
 }

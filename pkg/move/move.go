@@ -229,7 +229,7 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	// A site the operator did not confirm was proven down by its fencing evidence, which
 	// each release from it reads again.
 	var proven []string
-	for _, site := range p.NeedsFailover() {
+	for _, site := range append(p.NeedsFailover(), p.GuardedSites()...) {
 		if !contains(cfg.ConfirmedDown, site) && p.ProvenDown(site) {
 			proven = append(proven, site)
 		}
@@ -338,6 +338,25 @@ func Guard(cfg Config, s *snapshot.Snapshot, p *plan.Plan) ([]string, error) {
 					"If a partitioned node still runs a VM, releasing it starts a second copy on the same disks. "+
 					"No fencing evidence proves it for %s. "+
 					"Make sure the site is powered off or fenced, then pass --confirm-site-down=%s (nothing was changed)", site, n, strings.Join(fencing.Unproven(p.Fencing[site].Nodes), ", "), site)}
+		}
+	}
+	// A start of a VM that an earlier failover released, anywhere but the site it left,
+	// is a release too: it rests on the same proof, typed or fenced, as that failover.
+	// On a live site the start's own guard refuses it at the write.
+	for _, site := range p.GuardedSites() {
+		if s.SiteAlive(site) {
+			continue
+		}
+		n := 0
+		for _, node := range s.Nodes {
+			if node.Site == site {
+				n++
+			}
+		}
+		if !contains(cfg.ConfirmedDown, site) && !p.ProvenDown(site) && (cfg.ConfirmSiteDown == nil || !cfg.ConfirmSiteDown(site, n)) {
+			return nil, &BlockedError{Err: fmt.Errorf(
+				"starting the VMs an earlier failover released from %s is a release too, and needs the same proof: no fencing evidence proves it for %s; "+
+					"make sure the site is powered off or fenced, then pass --confirm-site-down=%s (nothing was changed)", site, strings.Join(fencing.Unproven(p.Fencing[site].Nodes), ", "), site)}
 		}
 	}
 	if cfg.Fence == FenceOutOfService && len(dead) > 0 {

@@ -287,6 +287,26 @@ func strongest(fs fencing.Site) string {
 	return strings.Join(out, ", ")
 }
 
+// GuardedSites lists the sites that the plan's starts of released VMs are guarded by
+// (the sites they were released from), apart from the sites it fails over: a start
+// anywhere else is a release too, and needs the same proof that the site is down.
+func (p *Plan) GuardedSites() []string {
+	fails := map[string]bool{}
+	for _, site := range p.NeedsFailover() {
+		fails[site] = true
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, st := range p.Steps {
+		if st.Action == ActionStart && st.ReleasedFrom != "" && st.ReleasedFrom != st.To && !fails[st.ReleasedFrom] && !seen[st.ReleasedFrom] {
+			seen[st.ReleasedFrom] = true
+			out = append(out, st.ReleasedFrom)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // NeedsFailover lists the dead sites the plan releases VMs from.
 func (p *Plan) NeedsFailover() []string {
 	seen := map[string]bool{}
@@ -370,6 +390,14 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 	if s.RolloutStrategy == "" && countAction(p.Steps, ActionMigrate) > 0 {
 		p.Warnings = append(p.Warnings, Issue{Code: "RolloutStrategyUnknown",
 			Message: "could not read the KubeVirt CR (vmRolloutStrategy): live migrations assume LiveUpdate; under Stage they would wait for a selector that never reaches the instance (grant list on kubevirts.kubevirt.io, or use --mode restart)"})
+	}
+	for _, site := range p.GuardedSites() {
+		if !s.SiteAlive(site) {
+			if p.Fencing == nil {
+				p.Fencing = map[string]fencing.Site{}
+			}
+			p.Fencing[site] = judgeFencing(s, p.Steps, site)
+		}
 	}
 	for _, site := range p.NeedsFailover() {
 		fs := judgeFencing(s, p.Steps, site)

@@ -140,7 +140,7 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	readInstancetypes(ctx, src, s)
 	readNetworks(ctx, src, s)
 	// A failover may rest on the fencing tools' evidence instead of a typed confirmation.
-	s.Fencing, s.FencingUnread = fencing.Read(ctx, src.Dynamic)
+	s.Fencing, s.FencingUnread, _ = fencing.Read(ctx, src.Dynamic)
 	return s, nil
 }
 
