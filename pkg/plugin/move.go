@@ -243,6 +243,11 @@ func (mo *moveOptions) run(parent context.Context) error {
 		return err
 	}
 	if !p.Work() {
+		if mo.output != "" {
+			// A script that asked for a report gets one (empty), the sentence on stderr.
+			fmt.Fprintf(mo.ErrOut, "Nothing to do: all %d selected VM(s) are already on %s.\n", len(p.Steps), p.Request.To)
+			return mo.printReport(&executor.Report{To: p.Request.To, Tiers: []executor.TierReport{}, Failures: []executor.Failure{}, Elapsed: "0s"})
+		}
 		fmt.Fprintf(mo.Out, "Nothing to do: all %d selected VM(s) are already on %s.\n", len(p.Steps), p.Request.To)
 		return nil
 	}

@@ -24,6 +24,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
@@ -141,6 +142,13 @@ func TestNothingToDo(t *testing.T) {
 	out, _, err := runCmd(t, kube, objs, "plan", "--to", "DR", "dev/web")
 	if err != nil || !strings.Contains(out, "Nothing to do") {
 		t.Fatalf("%v\n%s", err, out)
+	}
+	// A script that asked for JSON gets JSON, an empty report, not a sentence (found by
+	// the e2e rerun of a move whose VM had reached the target meanwhile).
+	out, errOut, err := runCmd(t, kube, objs, "move", "--to", "DR", "dev/web", "-o", "json")
+	var rep executor.Report
+	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || rep.To != "DR" || len(rep.Failures) != 0 || !strings.Contains(errOut, "Nothing to do") {
+		t.Fatalf("move -o json with nothing to do: %v\nstdout: %s\nstderr: %s", err, out, errOut)
 	}
 }
 

@@ -490,8 +490,10 @@ func TestIncidentTargetHandlersCrashed(t *testing.T) {
 	waitFor(t, time.Minute, "DR's nodes schedulable again", func() bool {
 		return !hasBlocker(planFor(t, ns, "--to", "DR", "c1"), "NoReadyTargetNode")
 	})
+	// The guest starts once the handler is back; the rerun waits for it, or finds it there.
 	mustJSON(t, sitefail(t, "move", "-n", ns, "c1", "--to", "DR", "--mode", "restart", "--ready-timeout", "2m", "-o", "json"), &rep)
-	if rep.Failed() || !vmiReady(ctx, ns, "c1") || siteOf(t, ns, "c1") != "DR" {
+	waitFor(t, time.Minute, "c1 Ready on DR", func() bool { return vmiReady(ctx, ns, "c1") })
+	if rep.Failed() || siteOf(t, ns, "c1") != "DR" {
 		t.Fatalf("rerun once the handlers are back: %+v", rep)
 	}
 	if c := env.Counts(ns, "c1"); c.Starts != 2 {
