@@ -491,10 +491,11 @@ func TestIncidentTargetHandlersCrashed(t *testing.T) {
 		return !hasBlocker(planFor(t, ns, "--to", "DR", "c1"), "NoReadyTargetNode")
 	})
 	// The guest starts once the handler is back; the rerun waits for it, or finds it there.
-	mustJSON(t, sitefail(t, "move", "-n", ns, "c1", "--to", "DR", "--mode", "restart", "--ready-timeout", "2m", "-o", "json"), &rep)
+	var rerun executor.Report // a fresh one: decoding into the first report keeps its fields
+	mustJSON(t, sitefail(t, "move", "-n", ns, "c1", "--to", "DR", "--mode", "restart", "--ready-timeout", "2m", "-o", "json"), &rerun)
 	waitFor(t, time.Minute, "c1 Ready on DR", func() bool { return vmiReady(ctx, ns, "c1") })
-	if rep.Failed() || siteOf(t, ns, "c1") != "DR" {
-		t.Fatalf("rerun once the handlers are back: %+v", rep)
+	if rerun.Failed() || siteOf(t, ns, "c1") != "DR" {
+		t.Fatalf("rerun once the handlers are back: %+v", rerun)
 	}
 	if c := env.Counts(ns, "c1"); c.Starts != 2 {
 		t.Fatalf("counts %+v; want two starts in all (Primary's first, then DR's one)", c)
