@@ -23,7 +23,7 @@ build:
 
 ## test: lint, unit tests, then the end-to-end suite on a real local control plane
 ## (the first run on a machine builds it from the Go module proxy; a whole cold make test
-## took 45 min 59 s on 2 cores, the end-to-end suite 16 of them).
+## took 26 min 4 s on 2 cores, the end-to-end suite 13 of them).
 test:
 	hack/test.sh
 
