@@ -17,8 +17,8 @@ trap 'rm -rf "$bin"' EXIT
 go test -c -o "$bin/e2e.test" ./test/e2e
 
 # The shards, balanced by the durations a cold run measured side by side (three shards
-# took 668, 807 and 1,050 s of tests; four take about 650 each); the last one takes
-# every test the others do not name.
+# held 668, 807 and 1,050 s of tests; four held 643, 589, 680 and 556 s); the last one
+# takes every test the others do not name.
 shards=(
 	'^(TestCrashAtEveryPointFinishesOnce|TestKubeVirtBehaviour|TestLifecycle(C1|H2|N20).*)$'
 	'^(TestMoveSurvivesControlPlaneRestarts|TestMoveThroughAFaultyAPIServer|TestSafety(SiteComesBackMidFailover|RerunWhileRestartsBoot)|TestShippedRolesAreEnoughAndNoMore)$'

@@ -254,11 +254,11 @@ func (p *Plan) Work() bool {
 	return false
 }
 
-// judgeFencing judges the evidence for every node of a dead site, and for the deleted
+// judgeFencing judges, and records in p.Fencing, the evidence for every node of a dead site, and for the deleted
 // nodes its failover steps release from: a node gone from the cluster is never proven
 // (nothing shows that it stayed down since a fence), so its site needs the typed
 // confirmation (H2).
-func judgeFencing(s *snapshot.Snapshot, steps []Step, site string) fencing.Site {
+func (p *Plan) judgeFencing(s *snapshot.Snapshot, site string) fencing.Site {
 	var nodes []fencing.Node
 	seen := map[string]bool{}
 	for _, n := range s.Nodes {
@@ -267,13 +267,17 @@ func judgeFencing(s *snapshot.Snapshot, steps []Step, site string) fencing.Site 
 			seen[n.Name] = true
 		}
 	}
-	for _, st := range steps {
+	for _, st := range p.Steps {
 		if st.Action == ActionFailover && st.From == site && st.Node != "" && !seen[st.Node] {
 			seen[st.Node] = true
 			nodes = append(nodes, fencing.Node{Name: st.Node})
 		}
 	}
-	return fencing.JudgeSite(nodes, s.Fencing, s.FencingUnread)
+	if p.Fencing == nil {
+		p.Fencing = map[string]fencing.Site{}
+	}
+	p.Fencing[site] = fencing.JudgeSite(nodes, s.Fencing, s.FencingUnread)
+	return p.Fencing[site]
 }
 
 // strongest names the proof each node rests on, for the plan's message.
@@ -393,18 +397,11 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 	}
 	for _, site := range p.GuardedSites() {
 		if !s.SiteAlive(site) {
-			if p.Fencing == nil {
-				p.Fencing = map[string]fencing.Site{}
-			}
-			p.Fencing[site] = judgeFencing(s, p.Steps, site)
+			p.judgeFencing(s, site)
 		}
 	}
 	for _, site := range p.NeedsFailover() {
-		fs := judgeFencing(s, p.Steps, site)
-		if p.Fencing == nil {
-			p.Fencing = map[string]fencing.Site{}
-		}
-		p.Fencing[site] = fs
+		fs := p.judgeFencing(s, site)
 		if fs.Proven {
 			p.Warnings = append(p.Warnings, Issue{Code: "FailoverProvenByFencing",
 				Message: fmt.Sprintf("site %s has no Ready node, and every node of it is fenced (%s): its VMs will be released without --confirm-site-down, and each release reads the evidence again", site, strongest(fs))})
