@@ -422,6 +422,13 @@ func (h *Handler) migrate(ctx context.Context, key string, vmi *kubevirtv1.Virtu
 		now := metav1.Now()
 		ms.StartTimestamp = &now
 		ms.Mode = kubevirtv1.MigrationPreCopy
+		if r := h.migrationFailure(vmi); r != "" {
+			// The failure is reported in the write that starts the transfer: a second
+			// sync would race the target handler, which may finish the hand-off first
+			// (a failed migration seen succeeding in CI).
+			ms.Failed, ms.Completed, ms.EndTimestamp = true, true, &now
+			ms.FailureReason = r
+		}
 	case target && !ms.Completed && ms.StartTimestamp != nil && ms.TargetNodeDomainReadyTimestamp == nil:
 		if wait := time.Until(ms.StartTimestamp.Add(h.migrationDelay(vmi))); wait > 0 {
 			h.queue.AddAfter(key, wait)
