@@ -88,6 +88,11 @@ type fakeCluster struct {
 	// migUnplaced makes migrations of these VMs fail before their target pod is ever
 	// scheduled: KubeVirt deletes a target pod left unschedulable past its timeout.
 	migUnplaced map[string]bool
+	// migTargetDies makes migrations of these VMs hand the instance over to the target,
+	// where its domain never runs: the source fails the migration and the instance
+	// (KubeVirt's hasTargetDetectedReadyDomain), whose Ready condition is still True
+	// until virt-controller catches up.
+	migTargetDies map[string]bool
 	// onMigrate, called with mu held, refuses a migration as virt-api's webhook would.
 	onMigrate func(ns, vmi string) error
 }
@@ -114,7 +119,7 @@ func (f *fakeCluster) releasesUnproven(inst *Instance) string {
 func newFake(delay time.Duration) *fakeCluster {
 	return &fakeCluster{vms: map[string]*fakeVM{}, migs: map[string]*MigrationState{}, migVMI: map[string]string{}, migTo: map[string]string{}, changed: make(chan struct{}), delay: delay,
 		nodes: map[string][]string{"Primary": {"p1", "p2"}, "DR": {"d1", "d2", "d3"}}, starting: map[string]bool{},
-		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{}, migFails: map[string]string{}, migUnplaced: map[string]bool{},
+		tierStarts: map[int][]time.Time{}, tierReady: map[int][]time.Time{}, failures: map[string][]error{}, migFails: map[string]string{}, migUnplaced: map[string]bool{}, migTargetDies: map[string]bool{},
 		down: map[string]bool{}, deleted: map[string]bool{}, releases: map[string]int{}, starts: map[string]int{}}
 }
 
@@ -331,6 +336,7 @@ func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name, to string) error
 		target := vm.inst.SelectorSite
 		reason := f.migFails[ns+"/"+vmi]
 		unplaced := f.migUnplaced[ns+"/"+vmi]
+		targetDies := f.migTargetDies[ns+"/"+vmi]
 		f.begin(vm, func() bool {
 			if unplaced {
 				// The target pod never left Pending: KubeVirt deleted it and failed the
@@ -342,6 +348,13 @@ func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name, to string) error
 			if reason != "" {
 				// The source reports the failure; the guest keeps running there.
 				m.Phase, m.Done, m.Reason = "Failed", true, reason
+				return false
+			}
+			if targetDies {
+				inst := vm.inst
+				inst.Site, inst.NodeName, inst.Phase = target, f.nodes[target][0], "Failed"
+				m.Phase, m.Done = "Failed", true
+				f.recreateLater(vm, inst)
 				return false
 			}
 			vm.migrations++

@@ -495,6 +495,61 @@ func TestMigrationWithAnUnplacedTargetDoesNotFallBackToARestart(t *testing.T) {
 	}
 }
 
+// A migration whose target never ran the domain: the instance was handed over, then
+// failed (KubeVirt's hasTargetDetectedReadyDomain timeout), its Ready condition still
+// True. A Manual VM is then stopped, and nothing starts it again: under --mode migrate
+// the step fails naming the fix at once; under --mode auto it starts the VM on the
+// target. An Always VM comes back by itself from its template, which selects the target.
+func TestMigrationWhoseTargetNeverRuns(t *testing.T) {
+	for _, tc := range []struct {
+		strategy  kubevirtv1.VirtualMachineRunStrategy
+		mode      plan.Mode
+		wantFail  bool
+		wantStart int
+	}{
+		{kubevirtv1.RunStrategyManual, plan.ModeMigrate, true, 0},
+		{kubevirtv1.RunStrategyManual, plan.ModeAuto, false, 1},
+		{kubevirtv1.RunStrategyAlways, plan.ModeMigrate, false, 0},
+		{kubevirtv1.RunStrategyAlways, plan.ModeAuto, false, 0},
+	} {
+		t.Run(string(tc.strategy)+"/"+string(tc.mode), func(t *testing.T) {
+			f := newFake(delay)
+			f.add("ns", "vm", 1, "Primary", true, true)
+			f.vms["ns/vm"].strategy = tc.strategy
+			f.migTargetDies["ns/vm"] = true
+			p, err := plan.Build(f.snapshot(), plan.Request{To: "DR", All: true, Mode: tc.mode, MaxInFlight: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Steps[0].Action != plan.ActionMigrate {
+				t.Fatalf("planned %q; want a migration", p.Steps[0].Action)
+			}
+			cfg := config("sf-tgt-000001", 1)
+			cfg.ReadyTimeout = time.Minute
+			start := time.Now()
+			rep, err := New(f, cfg, nil).Run(context.Background(), context.Background(), p)
+			if err != nil || rep.Failed() != tc.wantFail {
+				t.Fatalf("err %v, failed %v: %+v; want failed %v", err, rep.Failed(), rep, tc.wantFail)
+			}
+			if tc.wantFail {
+				if msg := journalOf(f, "ns/vm").Error; !strings.Contains(msg, "start") || !strings.Contains(msg, "Manual") {
+					t.Fatalf("journal error %q; want it to say the Manual VM is stopped and how to start it", msg)
+				}
+				if time.Since(start) > 30*time.Second {
+					t.Fatalf("the step waited %s for a Ready that nothing brings", time.Since(start))
+				}
+			} else {
+				assertRunsOn(t, f, "ns/vm", "DR")
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if got := f.starts["ns/vm"]; got != tc.wantStart {
+				t.Fatalf("starts %d; want %d", got, tc.wantStart)
+			}
+		})
+	}
+}
+
 // Without the fallback (--mode migrate), the step fails with KubeVirt's own reason.
 func TestFailedMigrationNamesKubeVirtsReason(t *testing.T) {
 	f := newFake(delay)

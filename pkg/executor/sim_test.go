@@ -64,6 +64,9 @@ type simVM struct {
 	// TargetUnplaced: its migrations fail before their target pod is scheduled (the
 	// target site cannot take it).
 	TargetUnplaced bool
+	// TargetDies: its migrations hand the instance over, then fail it (the target
+	// never ran the domain): the guest runs nowhere.
+	TargetDies bool
 }
 
 // simFault is one event of the schedule.
@@ -101,7 +104,7 @@ func (sc simScenario) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: failover=%v fence=%s max-in-flight=%d power-loss=%v\n", sc.Seed, sc.Failover, sc.Fence, sc.MaxInFlight, sc.PowerLoss)
 	for _, v := range sc.VMs {
-		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v migration-fails=%v shutting-down=%v restarting=%v target-unplaced=%v journal=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails, v.MigrationFails, v.ShuttingDown, v.Restarting, v.TargetUnplaced, v.Journal)
+		fmt.Fprintf(&b, "  vm %s tier %d %s running=%v migratable=%v node-deleted=%v boot-fails=%v migration-fails=%v shutting-down=%v restarting=%v target-unplaced=%v target-dies=%v journal=%v\n", v.Name, v.Tier, v.Strategy, v.Running, v.Migratable, v.NodeDeleted, v.BootFails, v.MigrationFails, v.ShuttingDown, v.Restarting, v.TargetUnplaced, v.TargetDies, v.Journal)
 	}
 	for _, f := range sc.Faults {
 		fmt.Fprintf(&b, "  fault %s\n", f)
@@ -159,6 +162,11 @@ func drawScenario(seed uint64) simScenario {
 		v.TargetUnplaced = v.MigrationFails && r.IntN(2) == 0
 	}
 	sc.PowerLoss = r.IntN(2) == 0
+	// Drawn last, so that the seeds drawn before it keep their scenarios.
+	for i := range sc.VMs {
+		v := &sc.VMs[i]
+		v.TargetDies = v.MigrationFails && !v.TargetUnplaced && r.IntN(2) == 0
+	}
 	return sc
 }
 
@@ -204,8 +212,11 @@ func runScenario(sc simScenario, res *simResult) {
 		if v.BootFails {
 			f.bootFails["ns/"+v.Name] = true
 		}
-		if v.MigrationFails {
+		if v.MigrationFails && !v.TargetDies {
 			f.migFails["ns/"+v.Name] = "sim: the source aborted the migration"
+		}
+		if v.TargetDies {
+			f.migTargetDies["ns/"+v.Name] = true
 		}
 		if v.TargetUnplaced {
 			f.migUnplaced["ns/"+v.Name] = true

@@ -431,9 +431,12 @@ func (e *Executor) migrationFailed(ctx, stop context.Context, st *plan.Step, nam
 		why += ": " + m.Reason
 	}
 	inst := e.cluster.Instance(st.Namespace, st.Name)
-	if inst != nil && inst.Site == st.To {
+	if inst != nil && inst.Site == st.To && !inst.Final() {
 		// It failed after the hand-off, or a later migration landed it: it is there.
 		return e.waitReadyOnTarget(stop, st, "")
+	}
+	if inst != nil && inst.Site == st.To {
+		return e.diedAfterHandOff(ctx, stop, st, why, inst)
 	}
 	if !st.FallbackRestart || inst == nil || inst.UID != st.VMIUID || inst.Terminating || inst.Final() {
 		return errors.New(why)
@@ -457,6 +460,39 @@ func (e *Executor) migrationFailed(ctx, stop context.Context, st *plan.Step, nam
 		return err
 	}
 	return e.restart(ctx, stop, st)
+}
+
+// diedAfterHandOff handles a migration that handed the instance over and then failed
+// it: the target never ran the domain, and the source gave up on it (KubeVirt's
+// hasTargetDetectedReadyDomain). The guest runs nowhere. KubeVirt starts an Always or
+// RerunOnFailure VM again from its template, which already selects the target; nothing
+// starts any other VM, so it is started here when --mode auto allows a restart, and the
+// step fails naming the fix otherwise. A move never calls a stopped VM moved.
+func (e *Executor) diedAfterHandOff(ctx, stop context.Context, st *plan.Step, why string, inst *Instance) error {
+	why = fmt.Sprintf("%s after handing the instance to %s: it ended %s there", why, dashed(inst.NodeName), inst.Phase)
+	switch st.RunStrategy {
+	case kubevirtv1.RunStrategyAlways, kubevirtv1.RunStrategyRerunOnFailure:
+		e.cluster.Record(st.Namespace, st.Name, "SitefailMigrationFailed", why+"; KubeVirt starts it again on "+st.To)
+		return e.waitReadyOnTarget(stop, st, inst.UID)
+	case kubevirtv1.RunStrategyManual:
+		if !st.FallbackRestart {
+			return fmt.Errorf("%s, and KubeVirt does not start a Manual VM again: it is stopped, its template on %s; start it (virtctl start -n %s %s), or rerun the move with --mode auto",
+				why, st.To, st.Namespace, st.Name)
+		}
+		e.cluster.Record(st.Namespace, st.Name, "SitefailMigrationFailed", why+"; starting it on "+st.To)
+		e.phase(st, journal.PhaseStarting, why+": starting it (--mode auto)")
+		if err := e.mark(ctx, st, journal.PhaseStarting); err != nil {
+			return err
+		}
+		if err := e.start(ctx, st, ""); err != nil {
+			return err
+		}
+		return e.waitReadyOnTarget(stop, st, inst.UID)
+	default:
+		// Once: KubeVirt ran it once, and that run is over. (Halted never runs, so it is
+		// never migrated.)
+		return fmt.Errorf("%s, and runStrategy %s does not start it again: it is stopped, its template on %s", why, st.RunStrategy, st.To)
+	}
 }
 
 // MigrationName is unique per move and VM; a rerun finds an unfinished one through
@@ -562,7 +598,9 @@ func (e *Executor) waitReadyOnTarget(stop context.Context, st *plan.Step, oldUID
 	e.phase(st, "waiting-ready", "waiting for Ready on "+st.To)
 	err := e.waitUntilWithin(stop, e.cfg.ReadyTimeout, func() (bool, error) {
 		i := e.cluster.Instance(st.Namespace, st.Name)
-		if i == nil || oldUID != "" && i.UID == oldUID || i.Site != st.To || i.Terminating {
+		// A final instance is never Ready, whatever its condition still says:
+		// virt-controller updates the condition after the phase.
+		if i == nil || oldUID != "" && i.UID == oldUID || i.Site != st.To || i.Terminating || i.Final() {
 			return false, nil
 		}
 		return i.Ready || st.Paused && i.Paused && i.Phase == "Running", nil

@@ -157,6 +157,10 @@ type Step struct {
 	// request pending: see staysDown). The step ends when the released instance is over;
 	// it starts nothing, so it is not throttled as a start.
 	StaysDown bool `json:"staysDown,omitempty"`
+	// StoppedByMove names the move whose step this VM ran into, and that ended its
+	// instance on the target (a migration whose target never ran it): a Once VM, which
+	// KubeVirt neither starts again nor lets anyone start. A blocker names the fix.
+	StoppedByMove string `json:"stoppedByMove,omitempty"`
 	// StartPending: KubeVirt holds a start request for the VM (a restart in progress):
 	// it starts the VM by itself once the released instance is gone, so a failover of a
 	// Manual VM does not start it a second time.
@@ -641,6 +645,11 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		// Started on the target from the move's patch (a restart in progress), it failed
 		// there; KubeVirt does not start a Manual VM again (found by the simulator).
 		st.Action, st.Reason = ActionStart, fmt.Sprintf("journal: move %s patched it and its instance failed on %s (runStrategy Manual: KubeVirt will not start it again): start it", j.MoveID, req.To)
+	case homed && vm.RunStrategy == kubevirtv1.RunStrategyOnce && inst != nil && inst.Phase == string(kubevirtv1.Failed) && j.Unfinished(req.To):
+		// The move's step began while it ran, and its instance failed on the target: a
+		// skip would call it moved (found by the simulator), a start is refused.
+		st.Action, st.StoppedByMove = ActionSkip, j.MoveID
+		st.Reason = fmt.Sprintf("journal: move %s began on it while it ran, and its instance Failed on %s (runStrategy Once: KubeVirt neither starts it again nor accepts a start)", j.MoveID, dashed(inst.NodeName))
 	case homed && j.Unfinished(req.To):
 		// An interrupted move's step took effect: only its journal entry is left.
 		st.Action, st.Reason = ActionSkip, fmt.Sprintf("already on %s (finishes the journal of move %s)", req.To, j.MoveID)
@@ -860,6 +869,12 @@ func vmWarnings(s *snapshot.Snapshot, vm *snapshot.VM, st Step, req Request) []I
 }
 
 func vmBlockers(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request, targets []*corev1.Node) []Issue {
+	if st.StoppedByMove != "" {
+		// Not overridable: --force would finish its journal as done on a stopped VM.
+		return []Issue{{Code: "StoppedByMove", VM: vm.Key(),
+			Message: fmt.Sprintf("move %s began on it while it ran and its instance then failed on node %s; runStrategy Once: KubeVirt will not start it again and refuses a start. To run it, set its runStrategy (kubectl patch vm -n %s %s --type merge -p '{\"spec\":{\"runStrategy\":\"Manual\"}}') and run the move again, which starts it on %s; or leave it out of the selection",
+				st.StoppedByMove, dashed(vm.Instance.NodeName), vm.Namespace, vm.Name, req.To)}}
+	}
 	if st.Action == ActionSkip {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -169,6 +170,14 @@ func incidentVMs(t *testing.T, ns string, vms ...stretched.VMSpec) {
 		t.Fatal(err)
 	}
 	for _, v := range vms {
+		// A Manual VM is created stopped; an incident finds it running.
+		if v.RunStrategy == kubevirtv1.RunStrategyManual {
+			if code, err := subresource(ctx, ns, v.Name, "start"); code != http.StatusAccepted {
+				t.Fatalf("start %s: HTTP %d (%v)", v.Name, code, err)
+			}
+		}
+	}
+	for _, v := range vms {
 		waitFor(t, 3*time.Minute, v.Name+" Ready on Primary", func() bool {
 			return vmiReady(ctx, ns, v.Name) && siteOf(t, ns, v.Name) == "Primary"
 		})
@@ -239,6 +248,42 @@ func TestIncidentMigrationFails(t *testing.T) {
 	evs, err := env.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=SitefailMigrationFailed"})
 	if err != nil || len(evs.Items) != 1 || !strings.Contains(evs.Items[0].Message, "unable to connect to the target") {
 		t.Fatalf("the fallback's Event (SitefailMigrationFailed with KubeVirt's reason): %v %+v", err, evs)
+	}
+}
+
+// A migration whose target never runs the domain: the target takes the hand-off, the
+// source gives up waiting for the target's ready domain and fails the VMI itself
+// (v1.8.0 hasTargetDetectedReadyDomain). The guest is gone from both sites: KubeVirt
+// restarts an Always VM from its template, which already selects DR, but leaves a Manual
+// VM stopped. The move must not call the Manual VM moved: it fails naming it and the
+// fix, and a rerun that may restart starts it on DR.
+func TestIncidentMigrationTargetNeverRuns(t *testing.T) {
+	const ns = "tgtlost"
+	lost := map[string]string{virthandler.MigrationTargetInactiveAnnotation: "10s"}
+	incidentVMs(t, ns,
+		stretched.VMSpec{Name: "ta", Tier: 1, TemplateAnnotations: lost},
+		stretched.VMSpec{Name: "tm", Tier: 1, TemplateAnnotations: lost, RunStrategy: kubevirtv1.RunStrategyManual})
+	ctx := context.Background()
+	r := sitefail(t, "move", "-n", ns, "--all", "--to", "DR", "--mode", "migrate", "--ready-timeout", "2m", "--progress", "lines")
+	if r.code == 0 {
+		t.Fatalf("a Manual VM whose instance failed mid-migration was called moved: %s", r)
+	}
+	t.Logf("under --mode migrate: %s", r)
+	contains(t, r.stdout+r.stderr, "tm")
+	if !vmiReady(ctx, ns, "ta") || siteOf(t, ns, "ta") != "DR" {
+		t.Fatalf("the Always VM, restarted by KubeVirt from its template, is not Ready on DR:\n%s", r)
+	}
+	if c := env.Counts(ns, "tm"); c.Starts != 1 {
+		t.Fatalf("tm was started under --mode migrate: %+v", c)
+	}
+	var rep executor.Report
+	r = sitefail(t, "move", "-n", ns, "--all", "--to", "DR", "--mode", "auto", "--ready-timeout", "2m", "-o", "json")
+	mustJSON(t, r, &rep)
+	if rep.Failed() || !vmiReady(ctx, ns, "tm") || siteOf(t, ns, "tm") != "DR" {
+		t.Fatalf("the rerun under --mode auto did not start tm on DR: %+v\n%s", rep, r)
+	}
+	if c := env.Counts(ns, "tm"); c.Starts != 2 {
+		t.Fatalf("tm's starts after the rerun: %+v; want the first and one on DR", c)
 	}
 }
 

@@ -429,26 +429,42 @@ func (h *Handler) migrate(ctx context.Context, key string, vmi *kubevirtv1.Virtu
 			ms.Failed, ms.Completed, ms.EndTimestamp = true, true, &now
 			ms.FailureReason = r
 		}
-	case target && !ms.Completed && ms.StartTimestamp != nil && ms.TargetNodeDomainReadyTimestamp == nil:
+	case target && !ms.Completed && ms.StartTimestamp != nil && ms.TargetNodeDomainReadyTimestamp == nil && ms.EndTimestamp == nil:
 		if wait := time.Until(ms.StartTimestamp.Add(h.migrationDelay(vmi))); wait > 0 {
 			h.queue.AddAfter(key, wait)
 			return true, nil
 		}
 		now := metav1.Now()
 		ms.TargetNodeDomainDetected = true
+		if _, inactive := targetInactiveWait(vmi); inactive {
+			// The domain arrived and libvirt reported the migration ended, but it never
+			// ran here: the target acknowledges the hand-off without a ready domain
+			// (migration-target.go updateStatus detects and acks in one pass).
+			ackHandOff(vmi, ms, &now)
+			break
+		}
 		ms.TargetNodeDomainReadyTimestamp = &now
 	case target && !ms.Completed && ms.TargetNodeDomainReadyTimestamp != nil && ms.EndTimestamp == nil:
 		// The migration ended in libvirt: the target acknowledges it and takes the VMI
 		// over in one write (v1.8.0 migration-target.go ackMigrationCompletion).
 		now := metav1.Now()
-		ms.EndTimestamp = &now
-		if vmi.Labels == nil {
-			vmi.Labels = map[string]string{}
+		ackHandOff(vmi, ms, &now)
+	case h.mine(ms.SourceNode) && !ms.Completed && ms.EndTimestamp != nil && ms.TargetNodeDomainReadyTimestamp == nil:
+		// The target never reported a ready domain: after its wait the source fails the
+		// migration and the VMI (v1.8.0 migration-source.go updateStatus). The guest is
+		// gone from both nodes; virt-controller tears the pods down.
+		wait, _ := targetInactiveWait(vmi)
+		if left := time.Until(ms.EndTimestamp.Add(wait)); left > 0 {
+			h.queue.AddAfter(key, left)
+			return true, nil
 		}
-		vmi.Labels[kubevirtv1.NodeNameLabel] = ms.TargetNode
-		vmi.Status.NodeName = ms.TargetNode
-		vmi.Status.MigrationTransport = kubevirtv1.MigrationTransportUnix
-	case target && !ms.Completed && ms.EndTimestamp != nil && vmi.Status.NodeName == ms.TargetNode:
+		ms.Completed, ms.Failed = true, true
+		setPhase(vmi, kubevirtv1.Failed)
+		if err := h.update(ctx, vmi); err != nil {
+			return true, err
+		}
+		return true, h.endLaunchers(ctx, vmi, ms.SourceNode, corev1.PodSucceeded)
+	case target && !ms.Completed && ms.EndTimestamp != nil && vmi.Status.NodeName == ms.TargetNode && ms.TargetNodeDomainReadyTimestamp != nil:
 		// Then it finalizes the migration (finalizeMigration): Completed. virt-controller
 		// marks the VMIM Succeeded and removes the migration-target label after that.
 		ms.Completed = true
@@ -592,4 +608,16 @@ func setCondition(vmi *kubevirtv1.VirtualMachineInstance, c kubevirtv1.VirtualMa
 		}
 	}
 	vmi.Status.Conditions = append(vmi.Status.Conditions, c)
+}
+
+// ackHandOff is the target's acknowledgement that the migration ended in libvirt: it
+// takes the VMI over in one write (v1.8.0 migration-target.go ackMigrationCompletion).
+func ackHandOff(vmi *kubevirtv1.VirtualMachineInstance, ms *kubevirtv1.VirtualMachineInstanceMigrationState, now *metav1.Time) {
+	ms.EndTimestamp = now
+	if vmi.Labels == nil {
+		vmi.Labels = map[string]string{}
+	}
+	vmi.Labels[kubevirtv1.NodeNameLabel] = ms.TargetNode
+	vmi.Status.NodeName = ms.TargetNode
+	vmi.Status.MigrationTransport = kubevirtv1.MigrationTransportUnix
 }
