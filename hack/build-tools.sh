@@ -2,7 +2,7 @@
 # Builds the test cluster's binaries from the pinned tools modules and caches them by
 # version, so that only the first run on a machine pays the cold build.
 # Prints the directory that holds them.
-#   hack/build-tools.sh cluster|kwok|krew|kubevirt|kubectl|all|keys
+#   hack/build-tools.sh cluster|kwok|krew|kubevirt|fencing|kubectl|all|keys
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +27,7 @@ kwok_key=$kwok_version-$(hash kwok/go.mod kwok/go.sum)
 krew_key=$krew_version-$(hash krew/go.mod krew/go.sum)
 kubevirt_key=$kubevirt_version-$(hash $workspace 'kubevirt/cmd/kubevirt/*.go')
 kubevirt_objects=$(hash $workspace 'kubevirt/cmd/kubevirt-objects/*.go')
+fencing_key=$(hash fencing/go.mod fencing/go.sum)
 
 build() { # dir outdir pkg...
 	local dir=$1 out=$2; shift 2
@@ -57,7 +58,7 @@ names() {
 what=${1:-all}
 if [ "$what" = keys ]; then
 	# The cache directories this tree would use, one per line (tested by test/cluster).
-	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects"
+	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects" "fencing-crds-$fencing_key"
 	exit 0
 fi
 # The tools modules build side by side: most of a cold build is downloading modules and
@@ -83,6 +84,28 @@ kwok|all)
 kubevirt|all)
 	spawn build_kubevirt
 	;;&
+fencing|all)
+	# The fencing and remediation CRDs, copied from their pinned modules (go.sum verifies
+	# the download); the stack installs every file of the directory.
+	fencing_crds() {
+		local out="$cache/fencing-crds-$fencing_key"
+		[ -d "$out" ] && return 0
+		local dirs
+		dirs=$(cd "$root/test/tools/fencing" && GOWORK=off go mod download -json \
+			github.com/csi-addons/kubernetes-csi-addons github.com/medik8s/fence-agents-remediation \
+			github.com/medik8s/node-healthcheck-operator | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+		mkdir -p "$out.tmp"
+		for d in $dirs; do
+			for f in "$d"/config/crd/bases/*networkfence*.yaml "$d"/config/crd/bases/fence-agents-remediation.medik8s.io_fenceagentsremediations.yaml \
+				"$d"/config/crd/bases/remediation.medik8s.io_nodehealthchecks.yaml; do
+				[ -f "$f" ] && cp "$f" "$out.tmp/"
+			done
+		done
+		[ "$(ls "$out.tmp" | wc -l)" = 4 ] || { echo "build-tools: expected 4 fencing CRDs, found: $(ls "$out.tmp")" >&2; return 1; }
+		rm -rf "$out" && mv "$out.tmp" "$out"
+	}
+	spawn fencing_crds
+	;;&
 krew|all)
 	spawn build krew "$cache/krew-$krew_key" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
 	;;&
@@ -90,8 +113,8 @@ kubectl)
 	# Only where the machine has no kubectl of its own.
 	build cluster "$cache/kube-$kube_key" k8s.io/kubernetes/cmd/kubectl
 	;;
-cluster|kwok|krew|kubevirt|all) ;;
-*) echo "usage: $0 cluster|kwok|krew|kubevirt|kubectl|all|keys" >&2; exit 2 ;;
+cluster|kwok|krew|kubevirt|fencing|all) ;;
+*) echo "usage: $0 cluster|kwok|krew|kubevirt|fencing|kubectl|all|keys" >&2; exit 2 ;;
 esac
 failed=0
 for pid in "${pids[@]}"; do
@@ -110,4 +133,5 @@ for d in "$cache/kube-$kube_key" "$cache/kwok-$kwok_key" "$cache/krew-$krew_key"
 		ln -sf "$f" "$bin/$(basename "$f")"
 	done
 done
+[ -d "$cache/fencing-crds-$fencing_key" ] && ln -sfn "$cache/fencing-crds-$fencing_key" "$bin/fencing-crds"
 echo "$bin"

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
@@ -140,6 +141,17 @@ type Report struct {
 	Elapsed     string       `json:"elapsed"`
 	// PeakInFlight is the most VMs that were starting at once.
 	PeakInFlight int `json:"peakInFlight"`
+	// Releases say, per dead site the move released VMs from, what that rested on.
+	Releases []ReleaseBasis `json:"releases,omitempty"`
+}
+
+// ReleaseBasis is why a dead site's VMs could be released: the operator's typed
+// confirmation ("manual", as RamenDR records ManuallyFenced), or the fencing evidence
+// that proved every node of it down, naming each object.
+type ReleaseBasis struct {
+	Site     string             `json:"site"`
+	Basis    string             `json:"basis"`
+	Evidence []fencing.Evidence `json:"evidence,omitempty"`
 }
 
 // Failed reports whether any VM failed or the move stopped early.

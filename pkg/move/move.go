@@ -262,6 +262,9 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 		TargetNodes: targetNodes, Fence: string(cfg.Fence), DeadNodes: deadNodes, LockValid: lk.Valid,
 	}, cfg.OnEvent)
 	rep, err := ex.Run(ctx, stop, p)
+	if rep != nil {
+		rep.Releases = releaseBases(p, proven)
+	}
 	if lerr := lk.Err(); lerr != nil {
 		if rep != nil {
 			rep.Interrupted = true
@@ -270,6 +273,26 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 		return rep, &LockLostError{Err: lerr}
 	}
 	return rep, err
+}
+
+// releaseBases records what each site's releases rested on, for the report.
+func releaseBases(p *plan.Plan, proven []string) []executor.ReleaseBasis {
+	var out []executor.ReleaseBasis
+	seen := map[string]bool{}
+	for _, site := range append(p.NeedsFailover(), p.GuardedSites()...) {
+		if seen[site] {
+			continue
+		}
+		seen[site] = true
+		// Guard let the move start: a site not proven by its evidence was confirmed, by
+		// the flag or at the prompt.
+		basis := "manual"
+		if contains(proven, site) {
+			basis = "fencing"
+		}
+		out = append(out, executor.ReleaseBasis{Site: site, Basis: basis, Evidence: p.Fencing[site].Nodes})
+	}
+	return out
 }
 
 // refuseFailover applies Config.NoFailover.

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/lock"
 	"github.com/sitefail/kubectl-sitefail/pkg/move"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
@@ -330,8 +331,29 @@ func (mo *moveOptions) execute(ctx, stop context.Context, c *Clients, s *snapsho
 	cfg.OnEvent = emit
 	cfg.OnStart = func(moveID, actor string, p *plan.Plan) {
 		fmt.Fprintf(out, "Move %s by %s: %s to %s, %d VM(s).\n", moveID, actor, p.Selection, p.Request.To, len(p.Steps))
+		// On stderr, so that -o json stays one document: what releases without a typed
+		// confirmation rest on.
+		for _, site := range p.NeedsFailover() {
+			if fs := p.Fencing[site]; fs.Proven && !slices.Contains(cfg.ConfirmedDown, site) {
+				fmt.Fprintf(mo.ErrOut, "Site %s is proven down by fencing evidence, checked again before every release:\n", site)
+				for _, ev := range fs.Nodes {
+					fmt.Fprintf(mo.ErrOut, "  %s: %s\n", ev.Node, strongProofs(ev))
+				}
+			}
+		}
 	}
 	return move.Run(ctx, stop, cfg)
+}
+
+// strongProofs names the proofs that count, each object with its UID and version.
+func strongProofs(ev fencing.Evidence) string {
+	var out []string
+	for _, p := range ev.Proofs {
+		if p.Strength == fencing.Strong {
+			out = append(out, fmt.Sprintf("%s %s (uid %s, resourceVersion %s)", p.Kind, p.Name, p.UID, p.ResourceVersion))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func stoppedSuffix(r *executor.Report) string {

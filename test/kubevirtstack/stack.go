@@ -142,19 +142,23 @@ func (s *Stack) install(ctx context.Context, caFile string) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("kubevirt-objects: %v: %s", err, errb.String())
 	}
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(&out, 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return fmt.Errorf("decode KubeVirt objects: %w", err)
+	objs, err := decodeObjects(&out)
+	if err != nil {
+		return fmt.Errorf("decode KubeVirt objects: %w", err)
+	}
+	// The fencing and remediation CRDs (hack/build-tools.sh fencing), when built: the
+	// plugin reads their objects as evidence that a site is down.
+	crds, _ := filepath.Glob(filepath.Join(s.cfg.BinDir, "fencing-crds", "*.yaml"))
+	for _, f := range crds {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
 		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
+		more, err := decodeObjects(bytes.NewReader(b))
+		if err != nil {
+			return fmt.Errorf("decode %s: %w", filepath.Base(f), err)
 		}
+		objs = append(objs, more...)
 	}
 	disc := memory.NewMemCacheClient(s.c.Kube.Discovery())
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(disc)
@@ -493,4 +497,22 @@ func (s *Stack) Recover(ctx context.Context) error {
 		return err
 	}
 	return s.waitStarted(ctx, "virt-api", "its APIService to become Available", func() bool { return s.APIAvailable(ctx) })
+}
+
+// decodeObjects reads a stream of YAML or JSON documents.
+func decodeObjects(r io.Reader) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs, nil
+			}
+			return nil, err
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
 }

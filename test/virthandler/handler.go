@@ -362,6 +362,12 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 		}
 		h.boot(vmi)
 		return h.update(ctx, vmi)
+	case vmi.Status.Phase == kubevirtv1.Failed:
+		// Failed by someone else (the source of a migration whose target never ran the
+		// domain): the handler that owns it now kills what is left of the domain, and
+		// the launcher exits with an error (vm.go, processVmCleanup). Already-ended pods
+		// are left as they are.
+		return h.endLaunchers(ctx, vmi, vmi.Status.NodeName, corev1.PodFailed)
 	}
 	return nil
 }
