@@ -20,8 +20,9 @@ type RunInfo struct {
 	// between relocate and failover.
 	Kind  MoveKind
 	Drill *Drill
-	// Objectives are the RTO objectives per tier (0 for untiered) given to the command.
-	Objectives map[int]time.Duration
+	// Objective gives a tier's RTO objective (tier 0: untiered), if the command was
+	// given one.
+	Objective func(tier int) (time.Duration, bool)
 	// Confirmed names the sites the operator confirmed down; Fence is how VMs are
 	// released from them.
 	Confirmed []string
@@ -75,7 +76,7 @@ func NewRecorder(prev *Record, info RunInfo, p *plan.Plan, now time.Time) *Recor
 		if _, ok := r.tiers[st.Tier]; !ok {
 			r.tiers[st.Tier] = len(run.Tiers)
 			t := Tier{Tier: st.Tier}
-			if d, ok := objective(info.Objectives, st.Tier); ok {
+			if d, ok := objective(info.Objective, st.Tier); ok {
 				t.ObjectiveSeconds = d.Seconds()
 			}
 			run.Tiers = append(run.Tiers, t)
@@ -85,8 +86,11 @@ func NewRecorder(prev *Record, info RunInfo, p *plan.Plan, now time.Time) *Recor
 	return r
 }
 
-func objective(o map[int]time.Duration, tier int) (time.Duration, bool) {
-	d, ok := o[tier]
+func objective(o func(int) (time.Duration, bool), tier int) (time.Duration, bool) {
+	if o == nil {
+		return 0, false
+	}
+	d, ok := o(tier)
 	return d, ok && d > 0
 }
 

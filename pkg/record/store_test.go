@@ -103,7 +103,7 @@ func newStore() (*Store, *fake.Clientset) {
 func TestRecorderKeepsEveryVMsTimestamps(t *testing.T) {
 	p := testPlan(12)
 	rec := NewRecorder(nil, RunInfo{MoveID: "sf-1", Actor: "alice", Command: "kubectl sitefail move --all --to DR", Version: "v1",
-		Objectives: map[int]time.Duration{1: time.Minute}}, p, t0)
+		Objective: func(tier int) (time.Duration, bool) { return time.Minute, tier == 1 }}, p, t0)
 	rep := play(rec, p, t0)
 	rec.Finish(rep, nil, t0.Add(time.Hour), false)
 	r := rec.Snapshot()
