@@ -151,7 +151,9 @@ func span(r *Record) (time.Time, time.Time) {
 func timeline(r *Record, tiers []TierTotal) svgView {
 	start, end := span(r)
 	total := end.Sub(start)
-	x := func(t time.Time) int { return labelWidth + int(float64(chartWidth)*float64(t.Sub(start))/float64(total)) }
+	x := func(t time.Time) int {
+		return labelWidth + int(float64(chartWidth)*float64(t.Sub(start))/float64(total))
+	}
 	sv := svgView{Width: labelWidth + chartWidth + textWidth}
 	step := tickStep(total)
 	for t := time.Duration(0); t <= total; t += step {
@@ -254,7 +256,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 		}
 		return "ended " + when(*t)
 	},
-	"add": func(a, b int) int { return a + b },
+	"add":  func(a, b int) int { return a + b },
 	"dash": dash,
 }).Parse(`<!DOCTYPE html>
 <html lang="en">

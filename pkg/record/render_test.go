@@ -52,7 +52,9 @@ func failoverRecord() *Record {
 			{Kind: "FenceAgentsRemediation", Name: "primary-1", StrengthName: "strong", Detail: "action off, node NotReady since"}}}}}},
 	}
 	p.Steps[0].Action = plan.ActionFailover
-	objectives := func(tier int) (time.Duration, bool) { return map[int]time.Duration{1: 2 * time.Minute, 2: 30 * time.Second}[tier], tier > 0 }
+	objectives := func(tier int) (time.Duration, bool) {
+		return map[int]time.Duration{1: 2 * time.Minute, 2: 30 * time.Second}[tier], tier > 0
+	}
 	rec := NewRecorder(nil, RunInfo{MoveID: "sf-20261126-091203-a1b2c3", Actor: "alice@example.com", Command: "kubectl sitefail move --all -A --to DR --confirm-site-down=Primary",
 		Version: "v1.2.3", Confirmed: []string{"Primary"}, Fence: "pod", Objective: objectives}, p, t0)
 	ev := func(d time.Duration, kind executor.EventKind, tier int, vm, phase string, action plan.Action, msg string) {
