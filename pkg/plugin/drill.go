@@ -96,11 +96,12 @@ enough to run daily from a CronJob (see deploy/rbac/sitefail-drill-check.yaml).`
 			records := []*record.Record{mo.lastRecord}
 			finish := func(runErr error) error {
 				ev := judge(p.Selection, p.Request.To, mo.keep, reports, objectives, p.Estimate, rec.vms)
+				ev.Records = records
 				if reportDir != "" {
 					if err := ev.write(reportDir); err != nil {
 						return fmt.Errorf("write the drill report: %w", err)
 					}
-					fmt.Fprintf(mo.Out, "Report written to %s (report.md, report.json).\n", reportDir)
+					fmt.Fprintf(mo.Out, "Report written to %s (report.md, report.html, report.json).\n", reportDir)
 				}
 				if runErr != nil {
 					return runErr
@@ -149,7 +150,7 @@ enough to run daily from a CronJob (see deploy/rbac/sitefail-drill-check.yaml).`
 	mo.addRunFlags(cmd)
 	cmd.Flags().BoolVar(&mo.keep, "keep", false, "leave the VMs on the target: no second leg")
 	cmd.Flags().StringVar(&rto, "rto", "", "RTO objective for every tier (15m) or per tier (1=5m,2=15m); a miss exits 3")
-	cmd.Flags().StringVar(&reportDir, "report", "", "write report.md and report.json (versioned schema) into this directory")
+	cmd.Flags().StringVar(&reportDir, "report", "", "write report.md, report.html (the legs' records, as 'kubectl sitefail report' writes them) and report.json (versioned schema) into this directory")
 	cmd.Flags().StringVar(&mo.dryRun, "dry-run", "none", `"none" or "server" (check preflight, RBAC and every patch through admission; change nothing)`)
 	cmd.Flags().Lookup("dry-run").NoOptDefVal = "server"
 	mo.fence = "pod"

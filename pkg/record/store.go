@@ -252,7 +252,7 @@ type Listed struct {
 	// Name is the ConfigMap's.
 	Name    string    `json:"name"`
 	Created time.Time `json:"created"`
-	Runs    []string  `json:"runIDs"`
+	RunIDs  []string  `json:"runIDs"`
 }
 
 // List returns every record's summary, newest first.
@@ -271,7 +271,7 @@ func (s *Store) List(ctx context.Context) ([]Listed, error) {
 				Outcome: Outcome(cm.Labels[LabelOutcome]), Started: cm.CreationTimestamp.Time}
 		}
 		if runs := cm.Annotations[AnnotationRuns]; runs != "" {
-			l.Runs = strings.Split(runs, ",")
+			l.RunIDs = strings.Split(runs, ",")
 		}
 		out = append(out, l)
 	}
@@ -311,7 +311,7 @@ func (s *Store) Resumed(ctx context.Context, to, selection string, ids []string)
 		}
 		journaled := false
 		for _, id := range ids {
-			journaled = journaled || contains(l.Runs, id) || l.ID == id
+			journaled = journaled || contains(l.RunIDs, id) || l.ID == id
 		}
 		if l.Selection == selection || l.Outcome.Unfinished() && journaled {
 			return s.Get(ctx, l.ID)
