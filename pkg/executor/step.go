@@ -365,6 +365,8 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 	if failed.Done {
 		return e.migrationFailed(ctx, stop, st, name, failed)
 	}
+	// The audit record tells KubeVirt's hand-off apart from the guest's readiness.
+	e.phase(st, "migrated", "migration "+name+" succeeded")
 	return e.waitReadyOnTarget(stop, st, "")
 }
 
@@ -596,12 +598,19 @@ func (e *Executor) failover(ctx, stop context.Context, st *plan.Step) error {
 // for a paused guest that migrated, until it runs there, still paused.
 func (e *Executor) waitReadyOnTarget(stop context.Context, st *plan.Step, oldUID string) error {
 	e.phase(st, "waiting-ready", "waiting for Ready on "+st.To)
+	running := false
 	err := e.waitUntilWithin(stop, e.cfg.ReadyTimeout, func() (bool, error) {
 		i := e.cluster.Instance(st.Namespace, st.Name)
 		// A final instance is never Ready, whatever its condition still says:
 		// virt-controller updates the condition after the phase.
 		if i == nil || oldUID != "" && i.UID == oldUID || i.Site != st.To || i.Terminating || i.Final() {
 			return false, nil
+		}
+		// Running and Ready are apart by the guest's boot and its probes: a review
+		// asks which of the two took the time.
+		if !running && (i.Phase == "Running" || i.Ready) {
+			running = true
+			e.phase(st, "running", "running on "+dashed(i.NodeName))
 		}
 		return i.Ready || st.Paused && i.Paused && i.Phase == "Running", nil
 	})

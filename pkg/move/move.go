@@ -99,6 +99,9 @@ type Config struct {
 	OnEvent func(executor.Event)
 	// OnWarning receives what could not be checked and did not stop the move.
 	OnWarning func(string)
+	// Records, when set, keeps the move's audit record in LockNamespace; a dry run keeps
+	// none. A record that cannot be written never stops the move.
+	Records *Records
 }
 
 // BlockedError means the move did not start: the plan is blocked or a failover is not
@@ -159,6 +162,7 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	store := checkRecords(ctx, cfg)
 
 	actor := WhoAmI(ctx, cfg.Kube)
 	moveID := NewMoveID(time.Now())
@@ -255,12 +259,18 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	if cfg.OnStart != nil {
 		cfg.OnStart(moveID, actor, p)
 	}
+	rec := startRecording(ctx, cfg, store, p, moveID, actor, lk.Valid)
 	ex := executor.New(cluster, executor.Config{
 		MoveID: moveID, Actor: actor, MaxInFlight: cfg.Request.MaxInFlight, MaxPerNode: cfg.MaxPerNode, Rate: cfg.Rate,
 		MaxMigrations: s.MigrationsPerCluster,
 		NoBarrier:     cfg.NoBarrier, ReadyTimeout: cfg.ReadyTimeout, MaxFailures: cfg.MaxFailures,
 		TargetNodes: targetNodes, Fence: string(cfg.Fence), DeadNodes: deadNodes, LockValid: lk.Valid,
-	}, cfg.OnEvent)
+	}, func(e executor.Event) {
+		rec.event(e)
+		if cfg.OnEvent != nil {
+			cfg.OnEvent(e)
+		}
+	})
 	rep, err := ex.Run(ctx, stop, p)
 	if rep != nil {
 		rep.Releases = releaseBases(p, proven)
@@ -270,8 +280,10 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 			rep.Interrupted = true
 			rep.Stopped = "lost the move lock: " + lerr.Error()
 		}
+		rec.finish(rep, err, true)
 		return rep, &LockLostError{Err: lerr}
 	}
+	rec.finish(rep, err, false)
 	return rep, err
 }
 

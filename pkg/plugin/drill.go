@@ -11,6 +11,7 @@ import (
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/record"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
@@ -89,15 +90,18 @@ enough to run daily from a CronJob (see deploy/rbac/sitefail-drill-check.yaml).`
 			fmt.Fprintf(mo.Out, "Drill, leg 1 of %d: %s to %s\n", legs, p.Selection, p.Request.To)
 			rec := &recorder{leg: 1}
 			mo.observe = rec.event
+			mo.rto, mo.drillLeg = objectives, 1
 			leg1Err := mo.run(cmd.Context())
 			reports := []*executor.Report{mo.lastReport}
+			records := []*record.Record{mo.lastRecord}
 			finish := func(runErr error) error {
 				ev := judge(p.Selection, p.Request.To, mo.keep, reports, objectives, p.Estimate, rec.vms)
+				ev.Records = records
 				if reportDir != "" {
 					if err := ev.write(reportDir); err != nil {
 						return fmt.Errorf("write the drill report: %w", err)
 					}
-					fmt.Fprintf(mo.Out, "Report written to %s (report.md, report.json).\n", reportDir)
+					fmt.Fprintf(mo.Out, "Report written to %s (report.md, report.html, report.json).\n", reportDir)
 				}
 				if runErr != nil {
 					return runErr
@@ -126,10 +130,15 @@ enough to run daily from a CronJob (see deploy/rbac/sitefail-drill-check.yaml).`
 			// where they are now.
 			mo.req.VMs, mo.req.Tiers, mo.req.All, mo.tierOf, mo.toOther = moved, nil, false, "", false
 			mo.from, mo.req.From = "", ""
-			mo.lastReport = nil
+			mo.lastReport, mo.drillLeg = nil, 2
+			if records[0] != nil {
+				mo.drillFirst = records[0].ID
+			}
+			mo.lastRecord = nil
 			rec.leg = 2
 			leg2Err := mo.run(cmd.Context())
 			reports = append(reports, mo.lastReport)
+			records = append(records, mo.lastRecord)
 			if leg2Err != nil {
 				return finish(fmt.Errorf("drill leg 2 (failback): %w; finish it with 'kubectl sitefail failback' and the same selection", leg2Err))
 			}
@@ -141,7 +150,7 @@ enough to run daily from a CronJob (see deploy/rbac/sitefail-drill-check.yaml).`
 	mo.addRunFlags(cmd)
 	cmd.Flags().BoolVar(&mo.keep, "keep", false, "leave the VMs on the target: no second leg")
 	cmd.Flags().StringVar(&rto, "rto", "", "RTO objective for every tier (15m) or per tier (1=5m,2=15m); a miss exits 3")
-	cmd.Flags().StringVar(&reportDir, "report", "", "write report.md and report.json (versioned schema) into this directory")
+	cmd.Flags().StringVar(&reportDir, "report", "", "write report.md, report.html (the legs' records, as 'kubectl sitefail report' writes them) and report.json (versioned schema) into this directory")
 	cmd.Flags().StringVar(&mo.dryRun, "dry-run", "none", `"none" or "server" (check preflight, RBAC and every patch through admission; change nothing)`)
 	cmd.Flags().Lookup("dry-run").NoOptDefVal = "server"
 	mo.fence = "pod"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/record"
 )
 
 // rtoObjectives is --rto: one objective for every tier ("15m"), or per tier
@@ -126,12 +127,14 @@ type drillReport struct {
 	Tiers      []drillTier        `json:"tiers"`
 	VMs        []drillVM          `json:"vms"`
 	Failures   []executor.Failure `json:"failures"`
+	// Records are the legs' MoveRecords, as 'kubectl sitefail report' shows them.
+	Records []*record.Record `json:"records"`
 }
 
 // judge compares leg 1 (the failover rehearsal) with the objectives.
 func judge(sel, to string, kept bool, legs []*executor.Report, o *rtoObjectives, est []plan.TierEstimate, vms []drillVM) *drillReport {
 	r := &drillReport{APIVersion: "sitefail.io/v1alpha1", Kind: "DrillReport", Selection: sel, To: to, Kept: kept, Legs: legs, Result: "pass",
-		Failures: []executor.Failure{}, VMs: vms}
+		Failures: []executor.Failure{}, VMs: vms, Records: []*record.Record{}}
 	if r.VMs == nil {
 		r.VMs = []drillVM{}
 	}
@@ -205,22 +208,32 @@ func (r *drillReport) write(dir string) error {
 		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s |\n", tierString(t.Tier), t.Moved, t.Failed,
 			seconds(t.RTOSeconds), seconds(t.EstimatedRTOSeconds), obj, t.Result)
 	}
-	if len(r.VMs) > 0 {
-		b.WriteString("\n| leg | VM | tier | action | started | ready | time | result |\n|---|---|---|---|---|---|---|---|\n")
-		for _, v := range r.VMs {
-			ready := "-"
-			if !v.Ready.IsZero() {
-				ready = v.Ready.UTC().Format("15:04:05")
-			}
-			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", v.Leg, v.VM, tierString(v.Tier), v.Action,
-				v.Started.UTC().Format("15:04:05"), ready, seconds(v.Seconds), v.Result)
+	// Each leg as 'kubectl sitefail report' writes a move's record: a drill's evidence
+	// and a real failover's read alike.
+	var legs []*record.Record
+	for i, rec := range r.Records {
+		if rec == nil {
+			fmt.Fprintf(&b, "\nLeg %d kept no record: it stopped before its first change.\n", i+1)
+			continue
 		}
+		b.WriteString("\n")
+		if err := record.Markdown(&b, rec, 2); err != nil {
+			return err
+		}
+		legs = append(legs, rec)
 	}
 	if len(r.Failures) > 0 {
-		b.WriteString("\nFailures:\n\n")
+		b.WriteString("\n## Failures\n\n")
 		for _, f := range r.Failures {
 			fmt.Fprintf(&b, "- %s: %s\n", f.VM, f.Error)
 		}
+	}
+	var page strings.Builder
+	if err := record.HTML(&page, fmt.Sprintf("DR drill: %s to %s, %s", r.Selection, r.To, strings.ToUpper(r.Result)), legs...); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.html"), []byte(page.String()), 0o644); err != nil {
+		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/record"
 )
 
 func TestParseRTO(t *testing.T) {
@@ -47,6 +48,15 @@ func TestDrillJudgesAndWritesEvidence(t *testing.T) {
 	rec.event(executor.Event{Time: t0.Add(time.Minute), Kind: executor.StepFailed, Tier: 2, VM: "prod/web-1", Action: plan.ActionRestart})
 	est := []plan.TierEstimate{{Tier: 1, RTOSeconds: 180}, {Tier: 2, RTOSeconds: 600}}
 	r := judge("all", "DR", false, []*executor.Report{leg1, leg2}, o, est, rec.vms)
+	// Leg 1's record, as move.Run hands it over; leg 2 stopped before it kept one.
+	p := &plan.Plan{Selection: "all VMs", Request: plan.Request{To: "DR"}, SourceSites: []string{"Primary"}, Steps: []plan.Step{
+		{Namespace: "prod", Name: "db-1", Tier: 1, From: "Primary", To: "DR", Action: plan.ActionMigrate, Reason: "running and live-migratable"}}}
+	leg1Record := record.NewRecorder(nil, record.RunInfo{MoveID: "sf-1", Actor: "alice", Kind: record.KindDrill, Drill: &record.Drill{Leg: 1}, Objective: o.objective}, p, t0)
+	leg1Record.Event(executor.Event{Time: t0, Kind: executor.TierStarted, Tier: 1})
+	leg1Record.Event(executor.Event{Time: t0, Kind: executor.StepStarted, Tier: 1, VM: "prod/db-1", Action: plan.ActionMigrate})
+	leg1Record.Event(executor.Event{Time: t0.Add(42 * time.Second), Kind: executor.StepDone, Tier: 1, VM: "prod/db-1", Action: plan.ActionMigrate})
+	leg1Record.Finish(leg1, nil, t0.Add(time.Minute), false)
+	r.Records = []*record.Record{leg1Record.Snapshot(), nil}
 	if r.Result != "fail" || r.Tiers[0].Result != "pass" || r.Tiers[1].Result != "fail" {
 		t.Fatalf("judged %+v", r)
 	}
@@ -64,8 +74,14 @@ func TestDrillJudgesAndWritesEvidence(t *testing.T) {
 		t.Fatalf("report.json lacks the estimate or the per-VM evidence: %s", data)
 	}
 	if !strings.Contains(string(md), "**FAIL**") || !strings.Contains(string(md), "| 2 | 5 | 0 | 16m40s | 10m0s | 15m0s | fail |") ||
-		!strings.Contains(string(md), "| 1 | prod/db-1 | 1 | live-migrate | 10:00:00 | 10:00:42 | 42s | ready |") {
-		t.Fatalf("report.md:\n%s", md)
+		!strings.Contains(string(md), "## Move drill leg 1 sf-1: all VMs, Primary to DR") || !strings.Contains(string(md), "```mermaid") ||
+		!strings.Contains(string(md), "| prod/db-1 | 1 | - | live-migrate | running and live-migratable | 10:00:00 | - | - | - | - | - | 10:00:42 | 42s | done |") ||
+		!strings.Contains(string(md), "Leg 2 kept no record") {
+		t.Fatalf("report.md must render each leg as 'report' does:\n%s", md)
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	if err != nil || !strings.Contains(string(page), "<svg") || !strings.Contains(string(page), "prod/db-1") {
+		t.Fatalf("report.html: %v\n%s", err, page)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/sitefail/kubectl-sitefail/pkg/lock"
 	"github.com/sitefail/kubectl-sitefail/pkg/move"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/record"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
@@ -50,6 +51,15 @@ type moveOptions struct {
 	noPrompt bool
 	// lastReport is the report of the last run, for drill.
 	lastReport *executor.Report
+	// keepRecords is --keep-records; rto the objectives a move records (--rto).
+	keepRecords int
+	rto         *rtoObjectives
+	rtoFlag     string
+	// drillLeg and drillFirst tie a drill's leg to its record (leg 2 names leg 1's).
+	drillLeg   int
+	drillFirst string
+	// lastRecord is the record of the last run, for drill's report.
+	lastRecord *record.Record
 }
 
 func newMoveCommand(o *Options, failback bool) *cobra.Command {
@@ -119,6 +129,7 @@ throttled, tiered, journaled and resumable; all its flags apply.`
 	f.StringVar(&mo.dryRun, "dry-run", "none", `"none", "client" (print the plan only) or "server" (send every patch with dryRun and report what admission rejects)`)
 	f.Lookup("dry-run").NoOptDefVal = "client"
 	f.BoolVar(&mo.takeOverLock, "take-over-stale-lock", false, "take over a lock whose holder stopped renewing it")
+	f.StringVar(&mo.rtoFlag, "rto", "", "RTO objective for every tier (15m) or per tier (1=5m,2=15m), kept in the move's record beside each tier's RTO ('kubectl sitefail report'); a miss does not fail the move")
 	return cmd
 }
 
@@ -133,6 +144,7 @@ func (mo *moveOptions) addRunFlags(cmd *cobra.Command) {
 	f.StringVar(&mo.lockNamespace, "lock-namespace", lock.DefaultNamespace, "namespace of the Lease that allows one move at a time")
 	f.StringVarP(&mo.output, "output", "o", "", "final report format: json or yaml")
 	f.StringVar(&mo.progress, "progress", "auto", "progress display: auto, bar (live on a terminal) or lines")
+	f.IntVar(&mo.keepRecords, "keep-records", record.DefaultKeep, "move records kept in --lock-namespace: older records of finished moves are pruned (never one of an unfinished move)")
 }
 
 func (mo *moveOptions) complete(args []string) error {
@@ -169,6 +181,16 @@ func (mo *moveOptions) complete(args []string) error {
 	if mo.progress != "auto" && mo.progress != "bar" && mo.progress != "lines" {
 		return fmt.Errorf("--progress %q: want auto, bar or lines", mo.progress)
 	}
+	if mo.keepRecords < 0 {
+		return fmt.Errorf("--keep-records must not be negative (got %d)", mo.keepRecords)
+	}
+	if mo.rtoFlag != "" {
+		o, err := parseRTO(mo.rtoFlag)
+		if err != nil {
+			return err
+		}
+		mo.rto = o
+	}
 	return nil
 }
 
@@ -198,7 +220,33 @@ func (mo *moveOptions) config(c *Clients, req plan.Request) move.Config {
 		cfg.ConfirmSiteDown = mo.promptSiteDown
 	}
 	cfg.OnWarning = func(w string) { fmt.Fprintln(mo.ErrOut, "Warning: "+w) }
+	cfg.Records = mo.records()
 	return cfg
+}
+
+// records says what the move's record holds beyond the plan and the events.
+func (mo *moveOptions) records() *move.Records {
+	r := &move.Records{Command: commandLine(), Version: Version, Keep: mo.keepRecords, Objective: mo.rto.objective,
+		OnRecord: func(r *record.Record) { mo.lastRecord = r }}
+	switch {
+	case mo.drill:
+		r.Kind, r.Drill = record.KindDrill, &record.Drill{Leg: mo.drillLeg, First: mo.drillFirst}
+	case mo.failback:
+		r.Kind = record.KindFailback
+	}
+	return r
+}
+
+// commandLine is the command as the operator typed it, for the record.
+func commandLine() string {
+	parts := []string{"kubectl", "sitefail"}
+	for _, a := range os.Args[1:] {
+		if a == "" || strings.ContainsAny(a, " \t\"'$`\\|&;<>()*?[]#~!{}") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
 }
 
 // engineError turns the engine's typed errors into exit codes (printing a blocked plan).

@@ -153,6 +153,8 @@ a tier label (default sitefail.io/tier, a positive integer; tier 1 moves first).
 		newUICommand(o),
 		newGitOpsCommand(o),
 		newDrillCommand(o),
+		newHistoryCommand(o),
+		newReportCommand(o),
 		newVersionCommand(o),
 	)
 	o.profile.finishAfter(cmd)

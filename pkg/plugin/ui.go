@@ -15,6 +15,7 @@ import (
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/lock"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/record"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 	"github.com/sitefail/kubectl-sitefail/pkg/tui"
 )
@@ -121,7 +122,7 @@ func (uo *uiOptions) run(ctx context.Context, mode plan.Mode) error {
 // runMove executes a plan made in the view with the move command's machinery.
 func (uo *uiOptions) runMove(ctx, stop context.Context, p *plan.Plan, confirm string, emit func(executor.Event)) (*executor.Report, error) {
 	mo := &moveOptions{Options: uo.Options, maxPerNode: uo.maxPerNode, readyTimeout: uo.readyTO, fence: "pod",
-		dryRun: "none", lockNamespace: uo.lockNS, noPrompt: true}
+		dryRun: "none", lockNamespace: uo.lockNS, noPrompt: true, keepRecords: record.DefaultKeep}
 	mo.scope = uo.scope
 	mo.maxInFlight = uo.maxInFlight
 	if confirm != "" {
