@@ -12,12 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
@@ -56,7 +58,21 @@ const (
 	// FenceOutOfService taints the dead nodes node.kubernetes.io/out-of-service, which
 	// releases every VM on them at once.
 	FenceOutOfService Fence = "out-of-service"
+	// FenceNetwork first fences the dead site's storage (a csi-addons NetworkFence over
+	// every node address of the site) and waits for the driver's success; the fence is
+	// the proof the releases rest on. VMs are then released as with FencePod.
+	FenceNetwork Fence = "network"
 )
+
+// NetworkFence configures FenceNetwork.
+type NetworkFence struct {
+	// Class names the NetworkFenceClass; "" takes the cluster's only one.
+	Class string
+	// ExtraCIDRs are fenced beside the site's node addresses (its storage network).
+	ExtraCIDRs []string
+	// Timeout bounds the wait for the driver's result.
+	Timeout time.Duration
+}
 
 // Config is one move.
 type Config struct {
@@ -77,6 +93,7 @@ type Config struct {
 	// ConfirmedDown names the sites the operator confirmed dead and fenced.
 	ConfirmedDown []string
 	Fence         Fence
+	NetworkFence  NetworkFence
 	DryRun        DryRun
 	MaxPerNode    int
 	Rate          float64
@@ -158,6 +175,13 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	if _, err := Guard(cfg, s, p); err != nil {
 		return nil, err
 	}
+	fences, err := planFences(ctx, cfg, s, p, "")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := targetFence(ctx, cfg, s, p); err != nil {
+		return nil, err
+	}
 	allowed, err := CheckAccess(ctx, cfg, p, nil)
 	if err != nil {
 		return nil, err
@@ -214,6 +238,36 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	}
 	if _, err := CheckAccess(ctx, cfg, p, allowed); err != nil {
 		return nil, err
+	}
+	if fences, err = planFences(ctx, cfg, s, p, moveID); err != nil {
+		return nil, err
+	}
+	if err := unfenceTarget(ctx, cfg, s, p); err != nil {
+		return nil, err
+	}
+	if len(fences) > 0 {
+		// The storage fence comes before any VM is touched: it is what the releases
+		// rest on. Then the plan is built again, from evidence that now includes it.
+		if err := applyFences(ctx, cfg, fences); err != nil {
+			return nil, err
+		}
+		if cfg.DryRun == DryRunNone {
+			if s, err = snapshot.Read(ctx, src); err != nil {
+				return nil, err
+			}
+			if p, err = plan.Build(s, cfg.Request); err != nil {
+				return nil, err
+			}
+			for _, f := range fences {
+				if !p.ProvenDown(f.site) && !contains(cfg.ConfirmedDown, f.site) {
+					return nil, fmt.Errorf("NetworkFence %s reports success, but it does not prove every node of %s down (%s): nothing was released; check the fence's addresses (kubectl get networkfence %s -o yaml)",
+						f.obj.GetName(), f.site, strings.Join(fencing.Unproven(p.Fencing[f.site].Nodes), ", "), f.obj.GetName())
+				}
+			}
+			if deadNodes, err = Guard(cfg, s, p); err != nil {
+				return nil, err
+			}
+		}
 	}
 	nodeSite := map[string]string{}
 	var targetNodes []string
@@ -307,6 +361,196 @@ func releaseBases(p *plan.Plan, proven []string) []executor.ReleaseBasis {
 	return out
 }
 
+// siteFence is one NetworkFence a move makes.
+type siteFence struct {
+	site string
+	obj  *unstructured.Unstructured
+}
+
+// planFences builds the storage fences of --fence network, one per dead site the plan
+// releases VMs from, and checks everything they need before anything is written: the
+// CRDs, a class, an address for every node.
+func planFences(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.Plan, moveID string) ([]siteFence, error) {
+	if cfg.Fence != FenceNetwork {
+		return nil, nil
+	}
+	sites := p.NeedsFailover()
+	for _, site := range p.GuardedSites() {
+		if !s.SiteAlive(site) && !slices.Contains(sites, site) {
+			sites = append(sites, site)
+		}
+	}
+	if len(sites) == 0 {
+		return nil, nil
+	}
+	if cfg.Dynamic == nil {
+		return nil, errors.New("--fence network needs a dynamic client")
+	}
+	class, err := fencing.PickClass(ctx, cfg.Dynamic, cfg.NetworkFence.Class)
+	if err != nil {
+		return nil, &BlockedError{Err: fmt.Errorf("%w (nothing was changed)", err)}
+	}
+	var out []siteFence
+	for _, site := range sites {
+		var nodes []fencing.Node
+		for _, n := range s.Nodes {
+			if n.Site == site {
+				nodes = append(nodes, n.Fence)
+			}
+		}
+		for _, st := range p.Steps {
+			if st.Action == plan.ActionFailover && st.NodeGone && st.From == site && !contains(cfg.ConfirmedDown, site) {
+				return nil, &BlockedError{Err: fmt.Errorf("--fence network cannot prove %s down: node %s, where %s ran, is deleted, and no fence shows what still runs there; pass --confirm-site-down=%s as well (nothing was changed)", site, st.Node, st.Key(), site)}
+			}
+		}
+		cidrs, err := fencing.SiteCIDRs(nodes, cfg.NetworkFence.ExtraCIDRs)
+		if err != nil {
+			return nil, &BlockedError{Err: fmt.Errorf("--fence network, site %s: %w (nothing was changed)", site, err)}
+		}
+		out = append(out, siteFence{site: site, obj: fencing.NewNetworkFence(site, moveID, class, cidrs)})
+	}
+	return out, nil
+}
+
+// DescribeFences says, in words, what the storage fences of a move would be: the fences
+// --fence network would create, and the fence a move to a fenced site would lift. It
+// writes nothing; a fence it cannot plan is an error, as the move's preflight would be.
+func DescribeFences(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.Plan) ([]string, error) {
+	fences, err := planFences(ctx, cfg, s, p, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range fences {
+		cidrs, _, _ := unstructured.NestedStringSlice(f.obj.Object, "spec", "cidrs")
+		driver, _, _ := unstructured.NestedString(f.obj.Object, "spec", "driver")
+		out = append(out, fmt.Sprintf("create NetworkFence %s (driver %s, class %s) over %s, and wait for the driver's Succeeded before any VM is touched",
+			f.obj.GetName(), driver, f.obj.GetAnnotations()["sitefail.io/network-fence-class"], strings.Join(cidrs, ", ")))
+	}
+	u, err := targetFence(ctx, cfg, s, p)
+	if err != nil {
+		return out, err
+	}
+	if u != nil {
+		out = append(out, fmt.Sprintf("lift NetworkFence %s (Unfenced, then deleted) before any VM goes to %s", u.GetName(), p.Request.To))
+	}
+	return out, nil
+}
+
+// applyFences creates each fence and waits for the storage driver's success. A failed
+// fence stops the move before any VM is touched.
+func applyFences(ctx context.Context, cfg Config, fences []siteFence) error {
+	timeout := cfg.NetworkFence.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	for _, f := range fences {
+		res, err := fencing.Fence(ctx, cfg.Dynamic, f.obj, timeout, cfg.DryRun == DryRunServer)
+		if errors.Is(err, fencing.ErrFenceFailed) {
+			return fmt.Errorf("--fence network, site %s: %w; no VM was touched. Fix the storage driver's problem, delete the failed fence (kubectl delete networkfence %s), then run the move again", f.site, err, f.obj.GetName())
+		}
+		if err != nil {
+			return fmt.Errorf("--fence network, site %s: %w; no VM was touched", f.site, err)
+		}
+		if cfg.OnWarning != nil && cfg.DryRun == DryRunNone {
+			cfg.OnWarning(fmt.Sprintf("site %s's storage is fenced: NetworkFence %s (uid %s) reports %q", f.site, res.Name, res.UID, res.Message))
+		}
+	}
+	return nil
+}
+
+// targetFence finds this tool's storage fence of the move's target site (a failback
+// to a site an earlier failover fenced) and checks that it may be lifted: the site is
+// back, and nothing of what ran there before the fence runs there now. Lifting it with
+// a stale guest still there would give that guest its disks back beside the copy the
+// failover started. It returns nil when there is no such fence.
+func targetFence(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.Plan) (*unstructured.Unstructured, error) {
+	if cfg.Dynamic == nil || len(p.Steps) == 0 || p.Request.To == "" {
+		return nil, nil
+	}
+	site := p.Request.To
+	name := fencing.FenceName(site)
+	u, err := cfg.Dynamic.Resource(fencing.NetworkFences).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case apierrors.IsForbidden(err):
+		// Without csi-addons rights nothing shows whether the target is fenced, and no
+		// fence of this tool's can be there (the move that made it needed the rights).
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read NetworkFence %s (is %s's storage fenced?): %w", name, site, err)
+	}
+	if u.GetLabels()[fencing.FenceSiteLabel] == "" {
+		return nil, &BlockedError{Err: fmt.Errorf("NetworkFence %s fences site %s and was not made by kubectl sitefail: VMs moved there would have no storage; unfence it yourself once the site is safe (nothing was changed)", name, site)}
+	}
+	var missing []string
+	for _, n := range s.Nodes {
+		if n.Site != site {
+			continue
+		}
+		if n.State != snapshot.NodeReady {
+			missing = append(missing, fmt.Sprintf("node %s is %s: bring it back, or remove it from the site", n.Name, n.State))
+		}
+		if n.Fence.OutOfService {
+			missing = append(missing, fmt.Sprintf("node %s still carries the out-of-service taint: once it is repaired, kubectl taint node %s %s-", n.Name, n.Name, fencing.OutOfServiceTaint))
+		}
+	}
+	onSite := map[string]bool{}
+	for _, n := range s.Nodes {
+		if n.Site == site {
+			onSite[n.Name] = true
+		}
+	}
+	// Every namespace, whatever the move's scope: a guest of any VM that still runs on
+	// the fenced site gets its disks back with the unfence.
+	vmis, err := cfg.Dynamic.Resource(kubevirt.VMIs).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list VMIs in every namespace, to check that nothing runs on fenced site %s before its fence is lifted: %w", site, err)
+	}
+	for i := range vmis.Items {
+		vmi, err := kubevirt.ToVMI(&vmis.Items[i])
+		if err != nil || vmi.IsFinal() {
+			continue
+		}
+		if node := kubevirt.RunningNode(vmi); onSite[node] {
+			missing = append(missing, fmt.Sprintf("VMI %s/%s is still on node %s: make sure its guest is stopped, then delete it (kubectl delete vmi -n %s %s)", vmi.Namespace, vmi.Name, node, vmi.Namespace, vmi.Name))
+		}
+	}
+	if len(missing) > 0 {
+		return nil, &BlockedError{Err: fmt.Errorf("site %s's storage is fenced (NetworkFence %s), and the fence is lifted only when:\n  - %s\n(nothing was changed)", site, name, strings.Join(missing, "\n  - "))}
+	}
+	return u, nil
+}
+
+// unfenceTarget lifts this tool's fence of the target site before any VM goes there:
+// Unfenced, the driver's success awaited, then the fence deleted.
+func unfenceTarget(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.Plan) error {
+	u, err := targetFence(ctx, cfg, s, p)
+	if err != nil || u == nil {
+		return err
+	}
+	site := p.Request.To
+	if cfg.DryRun == DryRunServer {
+		if cfg.OnWarning != nil {
+			cfg.OnWarning(fmt.Sprintf("site %s's storage is fenced (NetworkFence %s): a move would lift the fence first (not sent under --dry-run=server)", site, u.GetName()))
+		}
+		return nil
+	}
+	timeout := cfg.NetworkFence.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	res, _, err := fencing.Unfence(ctx, cfg.Dynamic, site, timeout)
+	if err != nil {
+		return fmt.Errorf("lifting site %s's storage fence: %w; no VM was moved", site, err)
+	}
+	if cfg.OnWarning != nil {
+		cfg.OnWarning(fmt.Sprintf("site %s's storage fence is lifted: NetworkFence %s reported %q and was deleted", site, res.Name, res.Message))
+	}
+	return nil
+}
+
 // refuseFailover applies Config.NoFailover.
 func refuseFailover(cfg Config, p *plan.Plan) error {
 	if sites := p.NeedsFailover(); cfg.NoFailover && len(sites) > 0 {
@@ -366,8 +610,10 @@ func Guard(cfg Config, s *snapshot.Snapshot, p *plan.Plan) ([]string, error) {
 			n++
 		}
 		// Strong fencing evidence for every node stands in for the typed confirmation;
-		// the release checks it again (kubecluster.Options.ProvenSites).
-		if !contains(cfg.ConfirmedDown, site) && !p.ProvenDown(site) && (cfg.ConfirmSiteDown == nil || !cfg.ConfirmSiteDown(site, n)) {
+		// the release checks it again (kubecluster.Options.ProvenSites). Under --fence
+		// network the move makes that evidence itself, before the first release, and
+		// checks that it proves the site down (Run).
+		if !contains(cfg.ConfirmedDown, site) && !p.ProvenDown(site) && cfg.Fence != FenceNetwork && (cfg.ConfirmSiteDown == nil || !cfg.ConfirmSiteDown(site, n)) {
 			return nil, &BlockedError{Err: fmt.Errorf(
 				"failover from %s needs confirmation: its %d node(s) are NotReady or Unknown, which is also what a network partition looks like. "+
 					"If a partitioned node still runs a VM, releasing it starts a second copy on the same disks. "+
@@ -388,7 +634,7 @@ func Guard(cfg Config, s *snapshot.Snapshot, p *plan.Plan) ([]string, error) {
 				n++
 			}
 		}
-		if !contains(cfg.ConfirmedDown, site) && !p.ProvenDown(site) && (cfg.ConfirmSiteDown == nil || !cfg.ConfirmSiteDown(site, n)) {
+		if !contains(cfg.ConfirmedDown, site) && !p.ProvenDown(site) && cfg.Fence != FenceNetwork && (cfg.ConfirmSiteDown == nil || !cfg.ConfirmSiteDown(site, n)) {
 			return nil, &BlockedError{Err: fmt.Errorf(
 				"starting the VMs an earlier failover released from %s is a release too, and needs the same proof: no fencing evidence proves it for %s; "+
 					"make sure the site is powered off or fenced, then pass --confirm-site-down=%s (nothing was changed)", site, strings.Join(fencing.Unproven(p.Fencing[site].Nodes), ", "), site)}
@@ -518,7 +764,7 @@ func needs(cfg Config, p *plan.Plan) []need {
 			out = append(out, need{"create", "kubevirt.io", "virtualmachineinstancemigrations", "", ns, ""},
 				need{"watch", "kubevirt.io", "virtualmachineinstancemigrations", "", ns, ""})
 		}
-		if actions[plan.ActionFailover] && cfg.Fence == FencePod {
+		if actions[plan.ActionFailover] && (cfg.Fence == FencePod || cfg.Fence == FenceNetwork) {
 			out = append(out, need{"delete", "", "pods", "", ns, ""})
 		}
 		if manual[ns] {
@@ -527,6 +773,11 @@ func needs(cfg Config, p *plan.Plan) []need {
 	}
 	if actions[plan.ActionFailover] && cfg.Fence == FenceOutOfService {
 		out = append(out, need{"update", "", "nodes", "", "", ""})
+	}
+	if (actions[plan.ActionFailover] || actions[plan.ActionStart]) && cfg.Fence == FenceNetwork {
+		out = append(out, need{"list", "csiaddons.openshift.io", "networkfenceclasses", "", "", ""},
+			need{"create", "csiaddons.openshift.io", "networkfences", "", "", ""},
+			need{"get", "csiaddons.openshift.io", "networkfences", "", "", ""})
 	}
 	if cfg.DryRun == DryRunNone {
 		// The Lease by name: a Role may grant update on this one Lease only.

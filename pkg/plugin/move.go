@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -36,7 +37,11 @@ type moveOptions struct {
 	force           bool
 	confirmSiteDown []string
 	fence           string
-	dryRun          string
+	// --fence network's class, extra addresses and wait.
+	networkFenceClass string
+	fenceCIDRs        []string
+	fenceTimeout      time.Duration
+	dryRun            string
 	// drill: the move is a drill's leg, which never fails over (move.Config.NoFailover).
 	drill bool
 	// keep: a drill that leaves the VMs on the target (no second leg).
@@ -96,6 +101,9 @@ Exit codes: 0 done, 1 error (nothing changed when it comes from validation or pr
   # Primary is down and fenced: fail everything over
   kubectl sitefail move --all --to DR -A --confirm-site-down=Primary
 
+  # Primary is down: fence its storage first (csi-addons), then fail everything over
+  kubectl sitefail move --all --to DR -A --fence network --fence-cidr 192.0.2.0/24
+
   # One VM, by restart, checking admission first
   kubectl sitefail move --to DR prod/db-0 --mode restart --dry-run=server`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -125,7 +133,10 @@ throttled, tiered, journaled and resumable; all its flags apply.`
 	f := cmd.Flags()
 	f.BoolVar(&mo.force, "force", false, "run despite overridable blockers (insufficient capacity)")
 	f.StringSliceVar(&mo.confirmSiteDown, "confirm-site-down", nil, "confirm that this site is down and fenced, allowing its VMs to be released")
-	f.StringVar(&mo.fence, "fence", "pod", "how to release VMs from a dead site: pod (force-delete launcher pods) or out-of-service (taint the dead nodes; remove the taint by hand once they are repaired)")
+	f.StringVar(&mo.fence, "fence", "pod", "how to release VMs from a dead site: pod (force-delete launcher pods), out-of-service (taint the dead nodes; remove the taint by hand once they are repaired) or network (first fence the site's storage with a csi-addons NetworkFence and wait for the driver's success; no --confirm-site-down needed)")
+	f.StringVar(&mo.networkFenceClass, "network-fence-class", "", "NetworkFenceClass for --fence network (default: the cluster's only one)")
+	f.StringSliceVar(&mo.fenceCIDRs, "fence-cidr", nil, "extra CIDR to fence with --fence network, beside the site's node addresses (its storage network); repeatable")
+	f.DurationVar(&mo.fenceTimeout, "fence-timeout", 5*time.Minute, "how long --fence network waits for the storage driver's result")
 	f.StringVar(&mo.dryRun, "dry-run", "none", `"none", "client" (print the plan only) or "server" (send every patch with dryRun and report what admission rejects)`)
 	f.Lookup("dry-run").NoOptDefVal = "client"
 	f.BoolVar(&mo.takeOverLock, "take-over-stale-lock", false, "take over a lock whose holder stopped renewing it")
@@ -167,8 +178,18 @@ func (mo *moveOptions) complete(args []string) error {
 	case mo.maxFailures < 0:
 		return fmt.Errorf("--max-failures must not be negative (got %d)", mo.maxFailures)
 	}
-	if mo.fence != "pod" && mo.fence != "out-of-service" {
-		return fmt.Errorf("--fence %q: want pod or out-of-service", mo.fence)
+	switch {
+	case mo.fence != "pod" && mo.fence != "out-of-service" && mo.fence != "network":
+		return fmt.Errorf("--fence %q: want pod, out-of-service or network", mo.fence)
+	case mo.fence != "network" && (mo.networkFenceClass != "" || len(mo.fenceCIDRs) > 0):
+		return errors.New("--network-fence-class and --fence-cidr apply to --fence network only")
+	case mo.fence == "network" && mo.fenceTimeout <= 0:
+		return fmt.Errorf("--fence-timeout must be positive (got %s)", mo.fenceTimeout)
+	}
+	for _, c := range mo.fenceCIDRs {
+		if _, _, err := net.ParseCIDR(c); err != nil {
+			return fmt.Errorf("--fence-cidr %q: want a CIDR such as 192.0.2.0/24 (%v)", c, err)
+		}
 	}
 	switch mo.dryRun {
 	case "none", "client", "server":
@@ -214,7 +235,8 @@ func (mo *moveOptions) config(c *Clients, req plan.Request) move.Config {
 	cfg := move.Config{Kube: c.Kube, Dynamic: c.Dynamic, RESTConfig: c.Config, Keys: mo.Keys,
 		Namespace: mo.snapshotScope(), LabelSelector: mo.labelSelector, Request: req, Force: mo.force,
 		ConfirmedDown: mo.confirmSiteDown, Fence: move.Fence(mo.fence), DryRun: move.DryRunNone,
-		MaxPerNode: mo.maxPerNode, Rate: mo.rate, NoBarrier: mo.noBarrier, ReadyTimeout: mo.readyTimeout,
+		NetworkFence: move.NetworkFence{Class: mo.networkFenceClass, ExtraCIDRs: mo.fenceCIDRs, Timeout: mo.fenceTimeout},
+		MaxPerNode:   mo.maxPerNode, Rate: mo.rate, NoBarrier: mo.noBarrier, ReadyTimeout: mo.readyTimeout,
 		MaxFailures: mo.maxFailures, LockNamespace: mo.lockNamespace, TakeOverStale: mo.takeOverLock, NoFailover: mo.drill}
 	if !mo.noPrompt {
 		cfg.ConfirmSiteDown = mo.promptSiteDown
@@ -302,6 +324,17 @@ func (mo *moveOptions) run(parent context.Context) error {
 	}
 	if mo.dryRun == "client" {
 		PrintPlan(mo.Out, p)
+		fences, err := move.DescribeFences(parent, mo.config(c, p.Request), s, p)
+		if len(fences) > 0 {
+			fmt.Fprintln(mo.Out, "\nStorage fences:")
+			for _, f := range fences {
+				fmt.Fprintln(mo.Out, "  "+f)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(mo.Out, "\n(dry run: nothing was changed)")
+			return err
+		}
 		fmt.Fprintln(mo.Out, "\n(dry run: nothing was changed)")
 		if p.Blocked(mo.force) {
 			return &ExitCodeError{Code: ExitBlocked, Err: errors.New("the plan is blocked")}

@@ -11,6 +11,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"net/http"
@@ -392,9 +393,15 @@ func (c *Cluster) AddNode(ctx context.Context, name, site, group string) error {
 	if site != "" {
 		labels[selector.DefaultSiteKey] = site
 	}
+	// An InternalIP, as a kubelet reports one: a storage fence (NetworkFence) cuts a
+	// node off by its addresses. kwok keeps addresses a node already has.
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	ip := fmt.Sprintf("10.%d.%d.%d", 100+h.Sum32()>>16%100, h.Sum32()>>8&255, 1+h.Sum32()%254)
 	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"}},
-		Status:     corev1.NodeStatus{Capacity: c.nodeResources(), Allocatable: c.nodeResources()},
+		Status: corev1.NodeStatus{Capacity: c.nodeResources(), Allocatable: c.nodeResources(),
+			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}},
 	}
 	_, err := c.Kube.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
 	return err

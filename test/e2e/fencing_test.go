@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -96,4 +100,115 @@ func namesObject(proofs []fencing.Proof, u *unstructured.Unstructured) bool {
 		}
 	}
 	return false
+}
+
+// Issue 21, --fence network: the plugin fences the dead site's storage itself. A fence
+// the storage driver fails stops the move before any VM is touched, with the driver's
+// message. A fence that succeeds is what the failover rests on: no --confirm-site-down,
+// and the report names the fence. The failback lifts it (Unfenced, then deleted) before
+// the VMs go back.
+func TestFenceNetworkFailoverAndFailback(t *testing.T) {
+	withEdge(t, []stretched.VMSpec{edgeVM("nf-1", 1, nil), edgeVM("nf-2", 2, nil)})
+	ctx := context.Background()
+	classes := env.Dynamic.Resource(fencing.NetworkFenceClasses)
+	fences := env.Dynamic.Resource(fencing.NetworkFences)
+	name := fencing.FenceName(edge)
+	t.Cleanup(func() {
+		_ = fences.Delete(ctx, name, metav1.DeleteOptions{})
+		_ = classes.Delete(ctx, "ceph-unreachable", metav1.DeleteOptions{})
+		_ = classes.Delete(ctx, "ceph", metav1.DeleteOptions{})
+	})
+	if err := env.CreateNetworkFenceClass(ctx, "ceph-unreachable", "rpc error: the Ceph cluster is unreachable"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.CreateNetworkFenceClass(ctx, "ceph", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.StopSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	waitEdge(t, false)
+
+	// Two classes and none named: refused in preflight, nothing written.
+	r := sitefail(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--fence", "network")
+	if r.code == 0 || !strings.Contains(r.stderr, "--network-fence-class") {
+		t.Fatalf("--fence network with two classes and none named: %s", r)
+	}
+	if _, err := fences.Get(ctx, name, metav1.GetOptions{}); err == nil {
+		t.Fatal("a refused preflight created the fence")
+	}
+
+	// The driver fails the fence: the move stops with its message, no VM touched.
+	r = sitefail(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--fence", "network", "--network-fence-class", "ceph-unreachable", "--fence-timeout", "1m")
+	if r.code == 0 {
+		t.Fatalf("a failed storage fence must stop the failover: %s", r)
+	}
+	contains(t, r.stderr, "the Ceph cluster is unreachable")
+	for _, vm := range []string{"nf-1", "nf-2"} {
+		if templateSiteIn(t, safetyNS, vm) != edge {
+			t.Fatalf("%s's template was patched after the fence failed", vm)
+		}
+	}
+	if err := fences.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("the failed fence: %v", err)
+	}
+	waitFor(t, time.Minute, "the failed fence to be gone", func() bool {
+		_, err := fences.Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+
+	// A client dry run shows the fence the move would make, and writes nothing.
+	r = sitefail(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--fence", "network", "--network-fence-class", "ceph", "--dry-run")
+	contains(t, r.stdout, "create NetworkFence "+name)
+	if _, err := fences.Get(ctx, name, metav1.GetOptions{}); err == nil {
+		t.Fatal("a client dry run created the fence")
+	}
+
+	// The driver fences: the failover runs without a typed confirmation.
+	var rep executor.Report
+	r = sitefail(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--fence", "network", "--network-fence-class", "ceph", "--ready-timeout", "3m", "-o", "json")
+	mustJSON(t, r, &rep)
+	if rep.Failed() {
+		t.Fatalf("the failover behind the storage fence: %+v\n%s", rep, r)
+	}
+	for _, vm := range []string{"nf-1", "nf-2"} {
+		if !vmiReady(ctx, safetyNS, vm) || siteOf(t, safetyNS, vm) != "DR" {
+			t.Errorf("%s is not Ready on DR", vm)
+		}
+	}
+	fence, err := fences.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the fence after the failover: %v", err)
+	}
+	cidrs, _, _ := unstructured.NestedStringSlice(fence.Object, "spec", "cidrs")
+	if len(cidrs) != 2 {
+		t.Errorf("the fence covers %v; want the two edge nodes' addresses", cidrs)
+	}
+	if len(rep.Releases) != 1 || rep.Releases[0].Basis != "fencing" || !strings.Contains(fmt.Sprint(rep.Releases[0].Evidence), name) {
+		t.Errorf("the report's release basis: %+v; want the fence %s", rep.Releases, name)
+	}
+
+	// The site comes back: the failback lifts the fence first, then moves the VMs.
+	if err := env.StartSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	// Back, untainted by the node controller, and schedulable for KubeVirt again.
+	if err := env.WaitNodesMatching(ctx, 2*time.Minute, "topology.kubernetes.io/site="+edge, func(n *corev1.Node) bool {
+		return cluster.NodeReady(n) && len(n.Spec.Taints) == 0 && n.Labels["kubevirt.io/schedulable"] == "true"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r = sitefail(t, "failback", "-n", safetyNS, "--all", "--ready-timeout", "3m", "--progress", "lines")
+	if r.code != 0 {
+		t.Fatalf("failback: %s", r)
+	}
+	contains(t, r.stderr, "fence is lifted")
+	if _, err := fences.Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the fence after the failback: %v; want it deleted", err)
+	}
+	for _, vm := range []string{"nf-1", "nf-2"} {
+		if !vmiReady(ctx, safetyNS, vm) || siteOf(t, safetyNS, vm) != edge {
+			t.Errorf("%s is not Ready on %s after the failback", vm, edge)
+		}
+	}
 }

@@ -80,6 +80,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	e.cancel = cancel
 	e.watchInstances(bg)
 	go e.followKwoks(bg, o.KubeVirt.Sites)
+	go e.playStorageDriver(bg)
 	return e, nil
 }
 

@@ -88,3 +88,61 @@ func (e *Env) FenceNodeWithAgents(ctx context.Context, node string, dark bool) (
 	}
 	return node, nil
 }
+
+// StorageDriverFailParameter, as a NetworkFenceClass parameter (csi-addons copies the
+// class's parameters into each fence), makes the played storage driver fail every fence
+// of that class with the value as its message: a driver that cannot reach the storage
+// cluster.
+const StorageDriverFailParameter = "sitefail.test/fail"
+
+// playStorageDriver plays csi-addons v0.12.0's NetworkFence controller and a driver
+// that fences at once (networkfence_controller.go): the result of the last operation
+// asked, Succeeded with csi-addons' own messages, or Failed when the fence's parameters
+// say so. Until the CRD is installed it finds nothing.
+func (e *Env) playStorageDriver(ctx context.Context) {
+	res := e.Dynamic.Resource(fencing.NetworkFences)
+	for ctx.Err() == nil {
+		list, err := res.List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for i := range list.Items {
+				u := &list.Items[i]
+				state, _, _ := unstructured.NestedString(u.Object, "spec", "fenceState")
+				result, message := "Succeeded", "fencing operation successful"
+				if state == "Unfenced" {
+					message = "unfencing operation successful"
+				}
+				if fail, _, _ := unstructured.NestedString(u.Object, "spec", "parameters", StorageDriverFailParameter); fail != "" {
+					result, message = "Failed", fail
+				}
+				r, _, _ := unstructured.NestedString(u.Object, "status", "result")
+				m, _, _ := unstructured.NestedString(u.Object, "status", "message")
+				if r == result && m == message {
+					continue
+				}
+				u.Object["status"] = map[string]any{"result": result, "message": message}
+				_, _ = res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// CreateNetworkFenceClass makes a NetworkFenceClass for the played storage driver;
+// failWith, when set, makes the driver fail its fences with that message.
+func (e *Env) CreateNetworkFenceClass(ctx context.Context, name, failWith string) error {
+	params := map[string]any{"clusterID": "sitefail-test"}
+	if failWith != "" {
+		params[StorageDriverFailParameter] = failWith
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "csiaddons.openshift.io/v1alpha1",
+		"kind":       "NetworkFenceClass",
+		"metadata":   map[string]any{"name": name},
+		"spec":       map[string]any{"provisioner": "rbd.csi.ceph.com", "parameters": params},
+	}}
+	_, err := e.Dynamic.Resource(fencing.NetworkFenceClasses).Create(ctx, u, metav1.CreateOptions{})
+	return err
+}
