@@ -35,7 +35,7 @@ func stretched(t *testing.T) (*kubefake.Clientset, []runtime.Object) {
 	objs = append(objs, testVM(t, "prod", "db", "1", "Primary", true)...)
 	objs = append(objs, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "remediation.medik8s.io/v1alpha1", "kind": "NodeHealthCheck",
 		"metadata": map[string]any{"name": "workers"},
-		"spec": map[string]any{"minHealthy": "51%", "selector": map[string]any{"matchExpressions": []any{map[string]any{"key": "node-role.kubernetes.io/worker", "operator": "Exists"}}}}}})
+		"spec":     map[string]any{"minHealthy": "51%", "selector": map[string]any{"matchExpressions": []any{map[string]any{"key": "node-role.kubernetes.io/worker", "operator": "Exists"}}}}}})
 	return kube, objs
 }
 
