@@ -54,6 +54,9 @@ var (
 	NetworkFences            = schema.GroupVersionResource{Group: "csiaddons.openshift.io", Version: "v1alpha1", Resource: "networkfences"}
 	StorageBasedRemediations = schema.GroupVersionResource{Group: "storage-based-remediation.medik8s.io", Version: "v1alpha1", Resource: "storagebasedremediations"}
 	SelfNodeRemediations     = schema.GroupVersionResource{Group: "self-node-remediation.medik8s.io", Version: "v1alpha1", Resource: "selfnoderemediations"}
+	// NodeHealthChecks are no evidence: they decide whether medik8s creates the
+	// remediations above for unhealthy nodes at all (cluster-scoped).
+	NodeHealthChecks = schema.GroupVersionResource{Group: "remediation.medik8s.io", Version: "v1alpha1", Resource: "nodehealthchecks"}
 )
 
 // OutOfServiceTaint is Kubernetes' non-graceful node shutdown taint.

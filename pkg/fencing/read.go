@@ -66,12 +66,14 @@ func Read(ctx context.Context, dyn dynamic.Interface) (objs Objects, unread []st
 	return objs, unread, err
 }
 
-// WithListKinds adds the evidence resources' list kinds to m and returns it: a fake
-// dynamic client must know every resource it is asked to list.
+// WithListKinds adds the list kinds of the evidence resources, and of the
+// NodeHealthChecks that create remediations, to m and returns it: a fake dynamic client
+// must know every resource it is asked to list.
 func WithListKinds(m map[schema.GroupVersionResource]string) map[schema.GroupVersionResource]string {
 	m[FenceAgentsRemediations] = "FenceAgentsRemediationList"
 	m[NetworkFences] = "NetworkFenceList"
 	m[StorageBasedRemediations] = "StorageBasedRemediationList"
 	m[SelfNodeRemediations] = "SelfNodeRemediationList"
+	m[NodeHealthChecks] = "NodeHealthCheckList"
 	return m
 }

@@ -227,7 +227,10 @@ type Plan struct {
 	Capacity Capacity       `json:"capacity"`
 	Blockers []Issue        `json:"blockers"`
 	Warnings []Issue        `json:"warnings"`
-	Summary  Summary        `json:"summary"`
+	// Notes say what the plan found that asks nothing of the operator now (a source
+	// site's loss would be remediated automatically, say).
+	Notes   []Issue `json:"notes,omitempty"`
+	Summary Summary `json:"summary"`
 	// Fencing is the fencing evidence of each dead site the plan releases VMs from.
 	Fencing map[string]fencing.Site `json:"fencing,omitempty"`
 }
@@ -352,6 +355,10 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		return nil, err
 	}
 
+	if why := s.Witness(req.To); why != "" {
+		p.Blockers = append(p.Blockers, Issue{Code: "WitnessTarget",
+			Message: fmt.Sprintf("site %s is a witness site (%s): it holds a quorum witness or an arbiter, not VMs; move to a data site with --to (%s)%s", req.To, why, listOrNone(s.DataSites()), undeclare(s, req.To, why))})
+	}
 	targetNodes := targetNodes(s, req.To)
 	if len(targetNodes) == 0 {
 		p.Blockers = append(p.Blockers, Issue{Code: "NoReadyTargetNode",
@@ -414,6 +421,8 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		p.Warnings = append(p.Warnings, Issue{Code: "FailoverNeedsConfirmation",
 			Message: fmt.Sprintf("site %s has no Ready node: its VMs will be released only with --confirm-site-down=%s, after you have made sure its nodes are powered off or fenced (a partitioned site still running them would corrupt their disks)", site, site)})
 	}
+
+	siteLossIssues(s, p)
 
 	p.Batches = batches(p.Steps, req.MaxInFlight, s.MigrationsPerCluster)
 	p.Estimate = estimate(p.Steps, p.Batches, req)

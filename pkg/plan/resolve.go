@@ -17,12 +17,23 @@ func location(vm *snapshot.VM) string {
 	return vm.HomeSite
 }
 
-// OtherSite resolves --to-other: in a two-site cluster, the site the selected VMs are not
-// on. It fails when there are not exactly two sites or the VMs are on both.
+// OtherSite resolves --to-other: in a cluster of two data sites (witness sites aside:
+// they are never a target), the data site the selected VMs are not on. It fails when
+// there are not exactly two data sites, or when the VMs are not all on one of them.
 func OtherSite(s *snapshot.Snapshot, req Request) (string, error) {
-	sites := s.SiteNames()
+	sites := s.DataSites()
 	if len(sites) != 2 {
-		return "", &SelectionError{fmt.Sprintf("--to-other needs exactly two sites; this cluster has %d (%s): use --to", len(sites), strings.Join(sites, ", "))}
+		var witnesses []string
+		for _, site := range s.SiteNames() {
+			if s.Witness(site) != "" {
+				witnesses = append(witnesses, site)
+			}
+		}
+		extra := ""
+		if len(witnesses) > 0 {
+			extra = " besides the witness site(s) " + strings.Join(witnesses, ", ")
+		}
+		return "", &SelectionError{fmt.Sprintf("--to-other needs exactly two sites that are not witnesses; this cluster has %d (%s)%s: use --to, or declare a site that holds only a quorum witness with --witness-site", len(sites), listOrNone(sites), extra)}
 	}
 	vms, err := SelectVMs(s, req)
 	if err != nil {
@@ -32,13 +43,30 @@ func OtherSite(s *snapshot.Snapshot, req Request) (string, error) {
 	for _, vm := range vms {
 		at[location(vm)] = true
 	}
-	if len(at) != 1 {
+	switch {
+	case at[sites[0]] && at[sites[1]]:
 		return "", &SelectionError{"--to-other: the selected VMs are on both sites; name the target with --to"}
-	}
-	if at[sites[0]] {
+	case len(at) != 1:
+		return "", &SelectionError{fmt.Sprintf("--to-other: the selected VMs are on %s; name the target with --to", describeLocations(at))}
+	case at[sites[0]]:
 		return sites[1], nil
+	case at[sites[1]]:
+		return sites[0], nil
 	}
-	return sites[0], nil
+	return "", &SelectionError{fmt.Sprintf("--to-other: the selected VMs are on %s, which is neither %s nor %s; name the target with --to", describeLocations(at), sites[0], sites[1])}
+}
+
+// describeLocations names the sites VMs are on, "no site" for unpinned stopped VMs.
+func describeLocations(at map[string]bool) string {
+	var out []string
+	for site := range at {
+		if site == "" {
+			site = "no site"
+		}
+		out = append(out, site)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
 }
 
 // Failback is where a failback sends the selected VMs, read from their journals.

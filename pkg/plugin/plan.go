@@ -264,6 +264,7 @@ func PrintPlan(w io.Writer, p *plan.Plan) {
 	fmt.Fprintf(w, "\nCapacity on %s: %sm CPU and %s memory free on Ready nodes; this move starts %dm CPU and %s there.\n",
 		c.Site, fmt.Sprint(c.FreeCPUMilli), plan.HumanBytes(c.FreeMemoryBytes), c.NeedCPUMilli, plan.HumanBytes(c.NeedMemoryBytes))
 	printIssues(w, "Warnings", p.Warnings)
+	printIssues(w, "Notes", p.Notes)
 	printIssues(w, "Blockers", p.Blockers)
 
 	actions := make([]string, 0, len(p.Summary.ByAction))

@@ -184,7 +184,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"plan", "--to", "DR", "--tier-of", "ghost"}, "--tier-of: no such VM prod/ghost", 1},
 		{[]string{"plan", "--to", "DR", "--all", "-o", "xml"}, "not supported", 1},
 		{[]string{"plan", "--to", "DR", "--all", "--site-label", "bad key!"}, "--site-label", 1},
-		{[]string{"plan", "--to", "DR", "--all", "--config", badConfig}, "want keys siteLabel and tierLabel", 1},
+		{[]string{"plan", "--to", "DR", "--all", "--config", badConfig}, "want keys siteLabel, tierLabel and witnessSites", 1},
 		{[]string{"plan", "--to", "DR", "--all", "--config", filepath.Join(dir, "missing.yaml")}, "missing.yaml", 1},
 		{[]string{"move", "--to", "DR", "--all", "--max-in-flight", "0"}, "at least 1", 1},
 		{[]string{"move", "--to", "DR", "--all", "--max-per-node", "-1"}, "at least 1", 1},

@@ -2,12 +2,13 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
 
-	"encoding/json"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
+	"github.com/sitefail/kubectl-sitefail/pkg/siteloss"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
@@ -39,6 +41,22 @@ type SiteReport struct {
 	VMs                    int             `json:"vms"`
 	VMsByTier              map[string]int  `json:"vmsByTier"`
 	NodeList               []snapshot.Node `json:"nodeList"`
+	// Witness says why the site is a witness site, never a move's target; "" for a
+	// data site.
+	Witness string `json:"witness,omitempty"`
+	// EtcdIfLost is the etcd arithmetic for the loss of the site (nil when the etcd
+	// pods were not read).
+	EtcdIfLost *siteloss.Quorum `json:"etcdIfLost,omitempty"`
+	// RemediationIfLost says whether medik8s remediates the site's nodes if it is lost.
+	RemediationIfLost *SiteRemediation `json:"remediationIfLost,omitempty"`
+}
+
+// SiteRemediation is the NodeHealthChecks' answer to the loss of one site.
+type SiteRemediation struct {
+	// Automatic is "will", "will not", "partly" or "unknown" (NHCs not read).
+	Automatic        string                 `json:"automatic"`
+	NodeHealthChecks []siteloss.Remediation `json:"nodeHealthChecks"`
+	Unread           string                 `json:"unread,omitempty"`
 }
 
 // Unlabeled is the pseudo-site of nodes that carry no site label.
@@ -97,6 +115,20 @@ func SitesReport(s *snapshot.Snapshot) []SiteReport {
 	}
 	out := make([]SiteReport, 0, len(bySite))
 	for _, r := range bySite {
+		if r.Site != Unlabeled {
+			r.Witness = s.Witness(r.Site)
+			if s.Etcd != nil {
+				q := siteloss.QuorumIfLost(s, r.Site)
+				r.EtcdIfLost = &q
+			}
+			if s.NodeHealthChecks != nil {
+				rs := siteloss.RemediationIfLost(s, r.Site)
+				if rs == nil {
+					rs = []siteloss.Remediation{}
+				}
+				r.RemediationIfLost = &SiteRemediation{Automatic: siteloss.Summary(s, rs), NodeHealthChecks: rs, Unread: s.NodeHealthChecks.Unread}
+			}
+		}
 		switch {
 		case r.Site == Unlabeled:
 			r.Health = "-"
@@ -151,21 +183,29 @@ func (so *sitesOptions) run(ctx context.Context) error {
 	}
 	rep := SitesReport(s)
 	if so.output == "json" || so.output == "yaml" {
-		return printStructured(so.Out, so.output, map[string]any{"siteLabel": so.Keys.Site, "tierLabel": so.Keys.Tier, "sites": rep})
+		return printStructured(so.Out, so.output, map[string]any{"siteLabel": so.Keys.Site, "tierLabel": so.Keys.Tier, "witnessSites": so.Keys.Witnesses, "etcd": s.Etcd, "sites": rep})
 	}
 	if len(s.SiteNames()) == 0 {
 		fmt.Fprintf(so.ErrOut, "No node carries the site label %s. Label them with 'kubectl sitefail sites label --site NAME NODE...'.\n", so.Keys.Site)
 	}
 	var rows [][]string
 	for _, r := range rep {
-		rows = append(rows, []string{r.Site, r.Health,
+		row := []string{r.Site, r.Health,
 			fmt.Sprintf("%d/%d", r.Nodes.Ready, r.Nodes.Total),
 			fmt.Sprint(r.Nodes.NotReady), fmt.Sprint(r.Nodes.Unknown), fmt.Sprint(r.Nodes.Cordoned),
 			fmt.Sprintf("%s/%s", cores(r.RequestedCPUMilli), cores(r.AllocatableCPUMilli)),
 			fmt.Sprintf("%s/%s", plan.HumanBytes(r.RequestedMemoryBytes), plan.HumanBytes(r.AllocatableMemoryBytes)),
-			fmt.Sprint(r.VMs), tiersSummary(r.VMsByTier)})
+			fmt.Sprint(r.VMs), tiersSummary(r.VMsByTier)}
+		if so.output == "wide" {
+			row = append(row, siteLossColumns(r)...)
+		}
+		rows = append(rows, row)
 	}
-	if err := table(so.Out, []string{"SITE", "HEALTH", "READY", "NOTREADY", "UNKNOWN", "CORDONED", "CPU(REQ/ALLOC)", "MEMORY(REQ/ALLOC)", "VMS", "TIERS"}, rows); err != nil {
+	header := []string{"SITE", "HEALTH", "READY", "NOTREADY", "UNKNOWN", "CORDONED", "CPU(REQ/ALLOC)", "MEMORY(REQ/ALLOC)", "VMS", "TIERS"}
+	if so.output == "wide" {
+		header = append(header, "ROLE", "ETCD", "QUORUM-IF-LOST", "REMEDIATED-IF-LOST")
+	}
+	if err := table(so.Out, header, rows); err != nil {
 		return err
 	}
 	for _, r := range rep {
@@ -173,6 +213,7 @@ func (so *sitesOptions) run(ctx context.Context) error {
 			fmt.Fprintf(so.Out, "Site %s: %d Ready node(s) without kubevirt.io/schedulable=true: KubeVirt starts no VM there (virt-handler down, or just came back).\n", r.Site, n)
 		}
 	}
+	printSiteLossNotes(so.Out, s, rep)
 	if so.output != "wide" {
 		return nil
 	}
@@ -191,6 +232,81 @@ func (so *sitesOptions) run(ctx context.Context) error {
 		}
 	}
 	return table(so.Out, []string{"NODE", "SITE", "STATUS", "CPU", "MEMORY"}, rows)
+}
+
+// siteLossColumns are the wide table's ROLE, ETCD (members on the site / all),
+// QUORUM-IF-LOST and REMEDIATED-IF-LOST; "-" where nothing was read or nothing applies.
+func siteLossColumns(r SiteReport) []string {
+	if r.Site == Unlabeled {
+		return []string{"-", "-", "-", "-"}
+	}
+	role, etcd, quorum, remediated := "data", "-", "-", "-"
+	if r.Witness != "" {
+		role = "witness"
+	}
+	if q := r.EtcdIfLost; q != nil && q.Known {
+		etcd = fmt.Sprintf("%d/%d", q.Members, q.Total)
+		quorum = map[bool]string{true: "lost", false: "kept"}[q.Lost]
+	} else if q != nil && q.Unread != "" {
+		etcd, quorum = "unread", "unknown"
+	}
+	if rem := r.RemediationIfLost; rem != nil {
+		remediated = rem.Automatic
+	}
+	return []string{role, etcd, quorum, remediated}
+}
+
+// printSiteLossNotes says, under the table, which sites are witnesses, which site's loss
+// costs the API server its quorum, and which site's loss no NodeHealthCheck remediates
+// (only where the cluster has NodeHealthChecks: without them nothing is remediated
+// automatically, and saying so for every site is noise).
+func printSiteLossNotes(w io.Writer, s *snapshot.Snapshot, rep []SiteReport) {
+	for _, r := range rep {
+		if r.Witness != "" {
+			fmt.Fprintf(w, "Site %s: witness (%s): never a move's target.\n", r.Site, r.Witness)
+		}
+	}
+	for _, site := range s.Keys.Witnesses {
+		if !s.HasSite(site) {
+			fmt.Fprintf(w, "Witness site %s (declared) has no node.\n", site)
+		}
+	}
+	if s.Etcd != nil && s.Etcd.Unread != "" {
+		fmt.Fprintf(w, "etcd members not counted: %s.\n", s.Etcd.Unread)
+	}
+	for _, r := range rep {
+		if q := r.EtcdIfLost; q != nil && q.Known && q.Lost {
+			d := q.Describe(r.Site)
+			fmt.Fprintf(w, "%s.\n", strings.ToUpper(d[:1])+d[1:])
+		}
+	}
+	if s.NodeHealthChecks != nil && s.NodeHealthChecks.Unread != "" {
+		fmt.Fprintf(w, "NodeHealthChecks not read: %s.\n", s.NodeHealthChecks.Unread)
+	}
+	if s.NodeHealthChecks == nil || len(s.NodeHealthChecks.Objects) == 0 {
+		return
+	}
+	for _, r := range rep {
+		rem := r.RemediationIfLost
+		if rem == nil || r.Witness != "" {
+			continue
+		}
+		var why []string
+		for _, n := range rem.NodeHealthChecks {
+			why = append(why, "NodeHealthCheck "+n.NodeHealthCheck+": "+n.Reason)
+		}
+		switch rem.Automatic {
+		case "will":
+			fmt.Fprintf(w, "Site %s: its loss will be remediated automatically.\n", r.Site)
+		case "will not":
+			if len(why) == 0 {
+				why = append(why, "no NodeHealthCheck selects its nodes")
+			}
+			fmt.Fprintf(w, "Site %s: its loss will not be remediated automatically (%s).\n", r.Site, strings.Join(why, "; "))
+		case "partly":
+			fmt.Fprintf(w, "Site %s: its loss will be remediated automatically only in part (%s).\n", r.Site, strings.Join(why, "; "))
+		}
+	}
 }
 
 func cores(milli int64) string {

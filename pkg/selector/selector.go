@@ -16,10 +16,15 @@ const (
 	DefaultTierKey = "sitefail.io/tier"
 )
 
-// Keys are the label keys in force for one invocation.
+// Keys are the label keys in force for one invocation, and the sites declared
+// witnesses (--witness-site, the config file's witnessSites), which travel with them to
+// every snapshot: a witness is a property of the sites as the operator names them.
 type Keys struct {
 	Site string `json:"siteLabel"`
 	Tier string `json:"tierLabel"`
+	// Witnesses are the declared witness sites, sorted; nodes' labels may make more
+	// (snapshot.Witness).
+	Witnesses []string `json:"witnessSites,omitempty"`
 }
 
 // DefaultKeys returns the keys used when neither flags nor config override them.

@@ -35,6 +35,9 @@ type Node struct {
 	MemoryBytes           int64             `json:"allocatableMemoryBytes"`
 	Labels                map[string]string `json:"-"`
 	Taints                []corev1.Taint    `json:"-"`
+	// Conditions are the node's condition statuses by type: a NodeHealthCheck counts a
+	// node healthy only when none matches its unhealthy conditions.
+	Conditions map[corev1.NodeConditionType]corev1.ConditionStatus `json:"-"`
 	// Fence is what the fencing judgement needs of the node.
 	Fence fencing.Node `json:"-"`
 	// Devices counts the allocatable extended resources (GPUs, host devices, SR-IOV
@@ -175,6 +178,12 @@ type Snapshot struct {
 	Fencing fencing.Objects `json:"-"`
 	// FencingUnread names the kinds of fencing evidence that could not be read.
 	FencingUnread []string `json:"fencingUnread,omitempty"`
+	// Etcd is the control plane's etcd members, from their static pods; nil in a
+	// snapshot assembled from watch caches.
+	Etcd *Etcd `json:"etcd,omitempty"`
+	// NodeHealthChecks are medik8s's NodeHealthChecks; nil in a snapshot assembled from
+	// watch caches.
+	NodeHealthChecks *NodeHealthChecks `json:"nodeHealthChecks,omitempty"`
 
 	nodeIndex map[string]int
 }

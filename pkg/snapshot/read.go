@@ -141,6 +141,10 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	readNetworks(ctx, src, s)
 	// A failover may rest on the fencing tools' evidence instead of a typed confirmation.
 	s.Fencing, s.FencingUnread, _ = fencing.Read(ctx, src.Dynamic)
+	// What losing a site costs beyond its VMs: etcd quorum, and whether its nodes are
+	// remediated automatically.
+	s.Etcd = readEtcd(ctx, src)
+	s.NodeHealthChecks = readNodeHealthChecks(ctx, src)
 	return s, nil
 }
 
@@ -241,7 +245,12 @@ func NodeFrom(n *corev1.Node, siteKey string) Node {
 		}
 	}
 	alloc := n.Status.Allocatable
+	conds := make(map[corev1.NodeConditionType]corev1.ConditionStatus, len(n.Status.Conditions))
+	for _, c := range n.Status.Conditions {
+		conds[c.Type] = c.Status
+	}
 	return Node{
+		Conditions:            conds,
 		Name:                  n.Name,
 		Site:                  n.Labels[siteKey],
 		State:                 state,

@@ -145,9 +145,10 @@ func TestReadDerivesPlacementWithOneListPerKind(t *testing.T) {
 	}
 	// Nodes, VMIs, VMs, launcher pods, migrations, the KubeVirt CR, the storage
 	// (claims, volumes, storage classes and DataVolumes), and the fencing evidence (FAR,
-	// NetworkFence, SBR, SNR).
-	if gets != 0 || len(kube.Actions())+len(dyn.Actions()) != 14 {
-		t.Fatalf("want exactly 14 LIST calls, got %d actions (%d non-list)", len(kube.Actions())+len(dyn.Actions()), gets)
+	// NetworkFence, SBR, SNR), the etcd static pods (kubeadm's and OpenShift's) and the
+	// NodeHealthChecks.
+	if gets != 0 || len(kube.Actions())+len(dyn.Actions()) != 17 {
+		t.Fatalf("want exactly 17 LIST calls, got %d actions (%d non-list)", len(kube.Actions())+len(dyn.Actions()), gets)
 	}
 }
 

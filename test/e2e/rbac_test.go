@@ -55,6 +55,12 @@ func TestShippedRolesAreEnoughAndNoMore(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("%v status: %s", who, r)
 		}
+		// Enough for the site-loss view too: the etcd static pods and the
+		// NodeHealthChecks (the test cluster has their CRD) are read, not left unread.
+		r = sitefail(t, append(who, "sites", "-o", "json")...)
+		if r.code != 0 || strings.Contains(r.stdout, `"unread"`) || !strings.Contains(r.stdout, `"remediationIfLost"`) {
+			t.Fatalf("%v sites -o json must read etcd pods and NodeHealthChecks: %s", who, r)
+		}
 		r = sitefail(t, append(who, "move", "-n", safetyNS, "--all", "--to", "DR")...)
 		if r.code != 1 || !strings.Contains(r.stderr, "patch virtualmachines.kubevirt.io") || !strings.Contains(r.stderr, "create leases.coordination.k8s.io") {
 			t.Fatalf("%v move must fail in preflight naming every missing permission: %s", who, r)
