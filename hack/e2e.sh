@@ -23,6 +23,7 @@ shards=(
 	'^(TestCrashAtEveryPointFinishesOnce|TestKubeVirtBehaviour|TestLifecycle(C1|H2|N20).*)$'
 	'^(TestMoveSurvivesControlPlaneRestarts|TestMoveThroughAFaultyAPIServer|TestSafety(SiteComesBackMidFailover|RerunWhileRestartsBoot)|TestShippedRolesAreEnoughAndNoMore)$'
 	'^(TestSafety(ManualInterruptedBetweenReleaseAndStart|LockTakenOverMidMove)|TestIncident(SiteBackAfterPowerLoss|SourceSiteDiesMidMigration)|TestConcurrentEditIsKept|TestLifecycleC2.*)$'
+	'^(TestFailoverProvenByFenceAgents|TestFenceNetworkFailoverAndFailback|TestMoveRecordsHistoryAndReport|TestIncidentMigrationTargetNeverRuns)$'
 )
 rest=$(IFS='|'; echo "${shards[*]}")
 
