@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 	"github.com/sitefail/kubectl-sitefail/pkg/siteloss"
@@ -49,6 +50,9 @@ type SiteReport struct {
 	EtcdIfLost *siteloss.Quorum `json:"etcdIfLost,omitempty"`
 	// RemediationIfLost says whether medik8s remediates the site's nodes if it is lost.
 	RemediationIfLost *SiteRemediation `json:"remediationIfLost,omitempty"`
+	// Fencing is the evidence that each node of a site with a node not Ready runs
+	// nothing (a failover's proof, issue 21), judged as a move judges it.
+	Fencing *fencing.Site `json:"fencing,omitempty"`
 }
 
 // SiteRemediation is the NodeHealthChecks' answer to the loss of one site.
@@ -128,6 +132,14 @@ func SitesReport(s *snapshot.Snapshot) []SiteReport {
 				}
 				r.RemediationIfLost = &SiteRemediation{Automatic: siteloss.Summary(s, rs), NodeHealthChecks: rs, Unread: s.NodeHealthChecks.Unread}
 			}
+		}
+		if r.Site != Unlabeled && r.Nodes.Ready < r.Nodes.Total {
+			var nodes []fencing.Node
+			for _, n := range r.NodeList {
+				nodes = append(nodes, n.Fence)
+			}
+			fs := fencing.JudgeSite(nodes, s.Fencing, s.FencingUnread)
+			r.Fencing = &fs
 		}
 		switch {
 		case r.Site == Unlabeled:
@@ -214,6 +226,7 @@ func (so *sitesOptions) run(ctx context.Context) error {
 		}
 	}
 	printSiteLossNotes(so.Out, s, rep)
+	printFencingNotes(so.Out, rep)
 	if so.output != "wide" {
 		return nil
 	}
@@ -228,10 +241,10 @@ func (so *sitesOptions) run(ctx context.Context) error {
 			if n.KubeVirtUnschedulable {
 				state += ",KubeVirtUnschedulable"
 			}
-			rows = append(rows, []string{n.Name, r.Site, state, cores(n.CPUMilli), plan.HumanBytes(n.MemoryBytes)})
+			rows = append(rows, []string{n.Name, r.Site, state, cores(n.CPUMilli), plan.HumanBytes(n.MemoryBytes), nodeFencing(r.Fencing, n.Name)})
 		}
 	}
-	return table(so.Out, []string{"NODE", "SITE", "STATUS", "CPU", "MEMORY"}, rows)
+	return table(so.Out, []string{"NODE", "SITE", "STATUS", "CPU", "MEMORY", "FENCING"}, rows)
 }
 
 // siteLossColumns are the wide table's ROLE, ETCD (members on the site / all),
@@ -305,6 +318,48 @@ func printSiteLossNotes(w io.Writer, s *snapshot.Snapshot, rep []SiteReport) {
 			fmt.Fprintf(w, "Site %s: its loss will not be remediated automatically (%s).\n", r.Site, strings.Join(why, "; "))
 		case "partly":
 			fmt.Fprintf(w, "Site %s: its loss will be remediated automatically only in part (%s).\n", r.Site, strings.Join(why, "; "))
+		}
+	}
+}
+
+// nodeFencing is a node's strongest proof, for the wide node table: "-" on a site whose
+// nodes are all Ready (nothing to prove) or for a node with no evidence.
+func nodeFencing(fs *fencing.Site, node string) string {
+	if fs == nil {
+		return "-"
+	}
+	for _, ev := range fs.Nodes {
+		if ev.Node != node {
+			continue
+		}
+		best := ev.Best()
+		for _, p := range ev.Proofs {
+			if p.Strength == best && best != fencing.None {
+				return fmt.Sprintf("%s: %s %s", p.StrengthName, p.Kind, p.Name)
+			}
+		}
+		if len(ev.Proofs) > 0 {
+			return "none counts (" + ev.Proofs[0].Kind + ": " + ev.Proofs[0].Detail + ")"
+		}
+	}
+	return "none"
+}
+
+// printFencingNotes says, for each site with no Ready node, whether a failover from it
+// rests on evidence or needs the typed confirmation, and which nodes lack proof.
+func printFencingNotes(w io.Writer, rep []SiteReport) {
+	for _, r := range rep {
+		if r.Fencing == nil || r.Nodes.Ready > 0 {
+			continue
+		}
+		if r.Fencing.Proven {
+			fmt.Fprintf(w, "Site %s is down and every node of it is fenced: a failover needs no --confirm-site-down (each release reads the evidence again).\n", r.Site)
+			continue
+		}
+		fmt.Fprintf(w, "Site %s is down; no fencing evidence proves %s: a failover needs --confirm-site-down=%s, or use --fence network.\n",
+			r.Site, strings.Join(fencing.Unproven(r.Fencing.Nodes), ", "), r.Site)
+		if len(r.Fencing.Unread) > 0 {
+			fmt.Fprintf(w, "Site %s: fencing evidence not read: %s.\n", r.Site, strings.Join(r.Fencing.Unread, "; "))
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -138,5 +139,71 @@ func TestWitnessIsNoTargetFromLabelsFlagOrConfig(t *testing.T) {
 	}
 	if _, _, err := runCmd(t, kube, objs, "sites", "--witness-site", "bad site!"); err == nil || !strings.Contains(err.Error(), "not a site name") {
 		t.Fatalf("bad --witness-site: %v", err)
+	}
+}
+
+// sites shows, for a site with no Ready node, whether a failover from it rests on
+// fencing evidence or needs the typed confirmation, naming the nodes without proof, and
+// each node's strongest proof in the wide node table.
+func TestSitesShowFencingEvidenceOfADeadSite(t *testing.T) {
+	down := func(n *corev1.Node) *corev1.Node {
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))}}
+		return n
+	}
+	far := func(node string) runtime.Object {
+		at := time.Now().Add(-30 * time.Minute).UTC().Format(time.RFC3339)
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "fence-agents-remediation.medik8s.io/v1alpha1", "kind": "FenceAgentsRemediation",
+			"metadata": map[string]any{"name": node, "namespace": "medik8s", "uid": "uid-" + node, "resourceVersion": "7", "creationTimestamp": at},
+			"spec":     map[string]any{"agent": "fence_ipmilan", "sharedparameters": map[string]any{"--action": "off"}},
+			"status": map[string]any{"conditions": []any{
+				map[string]any{"type": "FenceAgentActionSucceeded", "status": "True", "reason": "FenceAgentSucceeded", "message": "", "lastTransitionTime": at},
+				map[string]any{"type": "Succeeded", "status": "True", "reason": "RemediationFinishedSuccessfully", "message": "", "lastTransitionTime": at},
+			}},
+		}}
+	}
+	nodes := func() *kubefake.Clientset {
+		p1, p2 := down(testNode("primary-1", "Primary")), down(testNode("primary-2", "Primary"))
+		p1.CreationTimestamp = metav1.NewTime(time.Now().Add(-48 * time.Hour))
+		p2.CreationTimestamp = p1.CreationTimestamp
+		return kubefake.NewSimpleClientset(p1, p2, testNode("dr-1", "DR"))
+	}
+	out, _, err := runCmd(t, nodes(), []runtime.Object{far("primary-1")}, "sites", "-o", "wide")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Site Primary is down; no fencing evidence proves primary-2 (none): a failover needs --confirm-site-down=Primary",
+		"strong: FenceAgentsRemediation primary-1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("sites -o wide lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = runCmd(t, nodes(), []runtime.Object{far("primary-1"), far("primary-2")}, "sites", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Sites []SiteReport `json:"sites"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range doc.Sites {
+		switch r.Site {
+		case "Primary":
+			if r.Fencing == nil || !r.Fencing.Proven || len(r.Fencing.Nodes) != 2 || r.Fencing.Nodes[0].Proofs[0].UID != "uid-primary-1" {
+				t.Fatalf("Primary's fencing in json: %+v", r.Fencing)
+			}
+		case "DR":
+			if r.Fencing != nil {
+				t.Fatalf("a healthy site has fencing evidence in json: %+v", r.Fencing)
+			}
+		}
+	}
+	out, _, _ = runCmd(t, nodes(), []runtime.Object{far("primary-1"), far("primary-2")}, "sites")
+	if !strings.Contains(out, "Site Primary is down and every node of it is fenced: a failover needs no --confirm-site-down") {
+		t.Errorf("sites with every node fenced:\n%s", out)
 	}
 }

@@ -67,7 +67,8 @@ func walkthrough(ctx context.Context, env *stretched.Env, kubeconfig, pluginDir,
 	if err := env.WaitNodesMatching(ctx, 2*time.Minute, "topology.kubernetes.io/site="+primary, func(n *corev1.Node) bool { return !cluster.NodeReady(n) }); err != nil {
 		return err
 	}
-	if err := run("sites"); err != nil {
+	// Wide: each node's fencing evidence, or its absence, before the confirmation.
+	if err := run("sites", "-o", "wide"); err != nil {
 		return err
 	}
 	say("Failover without naming the dead site is refused (split-brain guard)")
