@@ -65,7 +65,7 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	copyFile("hack/build-tools.sh")
 	copyFile("test/tools/go.work")
 	copyFile("test/tools/go.work.sum")
-	for _, m := range []string{"cluster", "kwok", "krew", "kubevirt"} {
+	for _, m := range []string{"cluster", "kwok", "krew", "kubevirt", "fencing"} {
 		copyFile("test/tools/" + m + "/go.mod")
 		copyFile("test/tools/" + m + "/go.sum")
 	}
@@ -93,7 +93,7 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	}
 	f.Close()
 	after := keys()
-	if len(before) != 5 || len(after) != 5 {
+	if len(before) != 6 || len(after) != 6 {
 		t.Fatalf("keys: %v / %v", before, after)
 	}
 	// kube, kubevirt and the objects generator share the workspace's build list.
@@ -102,7 +102,7 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 			t.Errorf("an edited kubevirt go.mod keeps the workspace key %s", before[i])
 		}
 	}
-	for _, i := range []int{1, 2} {
+	for _, i := range []int{1, 2, 5} {
 		if before[i] != after[i] {
 			t.Errorf("a key outside the workspace changed with the kubevirt module: %s -> %s", before[i], after[i])
 		}
@@ -130,6 +130,11 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 		if _, err := f.WriteString(line); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The fencing CRDs come from the modules its go.sum pins: a new pin copies them again.
+	appendTo("test/tools/fencing/go.sum", "example.com/edited v1.0.1 h1:AAAA=\n")
+	if k := keys(); k[5] == edited[5] || k[0] != edited[0] || k[2] != edited[2] {
+		t.Errorf("an edited fencing go.sum: keys %v -> %v, want only the fencing CRDs' changed", edited, k)
 	}
 	appendTo("test/tools/krew/go.mod", "\nreplace example.com/edited => example.com/edited v1.0.1\n")
 	if k := keys(); k[2] == edited[2] || k[0] != edited[0] {
