@@ -20,6 +20,11 @@ type Instance struct {
 	// SelectorSite is the site key of the instance's own nodeSelector (LiveUpdate copies
 	// the template's into it).
 	SelectorSite string
+	// DomainNeverRan: a migration handed the instance to its node, but that node never
+	// reported the domain running there (no target domain-ready time). KubeVirt v1.8.0
+	// finalizes such a migration as Succeeded and shows the instance Ready from its pod;
+	// the guest is not running, and the instance soon fails.
+	DomainNeverRan bool
 }
 
 // Final reports whether the instance has ended (it will not run again).

@@ -89,9 +89,8 @@ type fakeCluster struct {
 	// scheduled: KubeVirt deletes a target pod left unschedulable past its timeout.
 	migUnplaced map[string]bool
 	// migTargetDies makes migrations of these VMs hand the instance over to the target,
-	// where its domain never runs: the source fails the migration and the instance
-	// (KubeVirt's hasTargetDetectedReadyDomain), whose Ready condition is still True
-	// until virt-controller catches up.
+	// where its domain never runs: the migration Succeeded, the instance Ready from its
+	// pod, then Failed.
 	migTargetDies map[string]bool
 	// onMigrate, called with mu held, refuses a migration as virt-api's webhook would.
 	onMigrate func(ns, vmi string) error
@@ -351,10 +350,21 @@ func (f *fakeCluster) Migrate(_ context.Context, ns, vmi, name, to string) error
 				return false
 			}
 			if targetDies {
+				// v1.8.0's order: the target takes the instance over and finalizes the
+				// migration (Succeeded), the instance shows Ready from its pod, and only
+				// then is the domain found shut off and the instance Failed.
 				inst := vm.inst
-				inst.Site, inst.NodeName, inst.Phase = target, f.nodes[target][0], "Failed"
-				m.Phase, m.Done = "Failed", true
-				f.recreateLater(vm, inst)
+				inst.Site, inst.NodeName, inst.DomainNeverRan = target, f.nodes[target][0], true
+				m.Phase, m.Done, m.Success = "Succeeded", true, true
+				time.AfterFunc(f.delay, func() {
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					if vm.inst == inst && !inst.Final() {
+						inst.Phase = "Failed"
+						f.recreateLater(vm, inst)
+						f.notifyLocked()
+					}
+				})
 				return false
 			}
 			vm.migrations++

@@ -495,9 +495,9 @@ func TestMigrationWithAnUnplacedTargetDoesNotFallBackToARestart(t *testing.T) {
 	}
 }
 
-// A migration whose target never ran the domain: the instance was handed over, then
-// failed (KubeVirt's hasTargetDetectedReadyDomain timeout), its Ready condition still
-// True. A Manual VM is then stopped, and nothing starts it again: under --mode migrate
+// A migration whose target never ran the domain: the instance was handed over and the
+// migration finalized as Succeeded (KubeVirt v1.8.0 does not wait for a running domain
+// to finalize), the instance Ready from its pod, then Failed. A Manual VM is then stopped, and nothing starts it again: under --mode migrate
 // the step fails naming the fix at once; under --mode auto it starts the VM on the
 // target. An Always VM comes back by itself from its template, which selects the target.
 func TestMigrationWhoseTargetNeverRuns(t *testing.T) {
@@ -546,6 +546,42 @@ func TestMigrationWhoseTargetNeverRuns(t *testing.T) {
 			if got := f.starts["ns/vm"]; got != tc.wantStart {
 				t.Fatalf("starts %d; want %d", got, tc.wantStart)
 			}
+		})
+	}
+}
+
+// The start that follows a migration whose target never ran the domain is refused, and
+// the move is run again: the guest died on the target, a live site, so the rerun's start
+// is no release, and nothing may send it through the release guard of the source, which
+// is alive too (every rerun would halt, "fence the site", and the VM stay down; found
+// by review). The same for a --mode migrate move rerun under --mode auto.
+func TestStartAfterTheTargetNeverRanIsNoRelease(t *testing.T) {
+	for _, mode := range []plan.Mode{plan.ModeAuto, plan.ModeMigrate} {
+		t.Run(string(mode), func(t *testing.T) {
+			f := newFake(delay)
+			f.add("ns", "vm", 1, "Primary", true, true)
+			f.vms["ns/vm"].strategy = kubevirtv1.RunStrategyManual
+			f.migTargetDies["ns/vm"] = true
+			if mode == plan.ModeAuto {
+				f.failures["start"] = []error{apierrors.NewBadRequest("refused once")}
+			}
+			p, err := plan.Build(f.snapshot(), plan.Request{To: "DR", All: true, Mode: mode, MaxInFlight: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := New(f, config("sf-tgt-000002", 1), nil).Run(context.Background(), context.Background(), p); err != nil || !rep.Failed() {
+				t.Fatalf("first run: err %v, %+v; want the step failed", err, rep)
+			}
+			f.migTargetDies["ns/vm"] = false
+			p = planFor(t, f, 1)
+			if st := p.Steps[0]; st.Action != plan.ActionStart || st.ReleasedFrom != "" {
+				t.Fatalf("rerun planned %q (released from %q): %s; want a start with no release guard", st.Action, st.ReleasedFrom, st.Reason)
+			}
+			rep, err := New(f, config("sf-tgt-000003", 1), nil).Run(context.Background(), context.Background(), p)
+			if err != nil || rep.Failed() {
+				t.Fatalf("rerun: err %v, %+v", err, rep)
+			}
+			assertRunsOn(t, f, "ns/vm", "DR")
 		})
 	}
 }

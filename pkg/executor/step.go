@@ -298,8 +298,7 @@ func (e *Executor) patchOnlyWaits(st *plan.Step) bool {
 	if !st.Recreated {
 		return false
 	}
-	inst := e.cluster.Instance(st.Namespace, st.Name)
-	return inst == nil || !(inst.Site == st.To && inst.Ready && !inst.Final())
+	return !readyOnTarget(e.cluster.Instance(st.Namespace, st.Name), st, "")
 }
 
 func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
@@ -367,7 +366,48 @@ func (e *Executor) migrate(ctx, stop context.Context, st *plan.Step) error {
 	}
 	// The audit record tells KubeVirt's hand-off apart from the guest's readiness.
 	e.phase(st, "migrated", "migration "+name+" succeeded")
+	return e.waitHandedOver(ctx, stop, st, fmt.Sprintf("migration %s succeeded", name))
+}
+
+// waitHandedOver waits for a migrated instance to be Ready on the target, like
+// waitReadyOnTarget, but an instance that ends there first is not waited for until the
+// timeout: the guest died after the hand-off (its domain never ran on the target), and
+// diedAfterHandOff decides by run strategy.
+func (e *Executor) waitHandedOver(ctx, stop context.Context, st *plan.Step, why string) error {
+	var died *Instance
+	err := e.waitUntilWithin(stop, e.cfg.ReadyTimeout, func() (bool, error) {
+		i := e.cluster.Instance(st.Namespace, st.Name)
+		if i != nil && i.Site == st.To && i.Final() && i.UID == st.VMIUID {
+			died = i
+			return true, nil
+		}
+		return readyOnTarget(i, st, ""), nil
+	})
+	if died != nil {
+		return e.diedAfterHandOff(ctx, stop, st, why, died)
+	}
+	if errors.Is(err, errTimeout) {
+		return fmt.Errorf("not Ready on the target within --ready-timeout=%s: %s", e.cfg.ReadyTimeout,
+			whereStuck(e.cluster.Instance(st.Namespace, st.Name), st, ""))
+	}
+	if err != nil {
+		return err
+	}
+	// The same wait as every other step's, for the progress and record phases.
 	return e.waitReadyOnTarget(stop, st, "")
+}
+
+// readyOnTarget is what a step waits for: an instance other than oldUID Ready on the
+// target (a paused guest that migrated counts once it runs there), and never one that
+// is final, going, or handed over by a migration whose domain never ran there, whatever
+// its Ready condition still says (virt-controller copies it from the pod).
+func readyOnTarget(i *Instance, st *plan.Step, oldUID string) bool {
+	return liveOnTarget(i, st, oldUID) && (i.Ready || st.Paused && i.Paused && i.Phase == "Running")
+}
+
+// liveOnTarget: an instance other than oldUID on the target that may turn Ready there.
+func liveOnTarget(i *Instance, st *plan.Step, oldUID string) bool {
+	return i != nil && (oldUID == "" || i.UID != oldUID) && i.Site == st.To && !i.Terminating && !i.Final() && !i.DomainNeverRan
 }
 
 // createMigration creates the move's migration once no other migration of the VMI runs:
@@ -434,8 +474,10 @@ func (e *Executor) migrationFailed(ctx, stop context.Context, st *plan.Step, nam
 	}
 	inst := e.cluster.Instance(st.Namespace, st.Name)
 	if inst != nil && inst.Site == st.To && !inst.Final() {
-		// It failed after the hand-off, or a later migration landed it: it is there.
-		return e.waitReadyOnTarget(stop, st, "")
+		// It failed after the hand-off, or a later migration landed it: it is there, or
+		// its instance is about to fail there (the watches of migrations and instances
+		// are apart, so the migration's end may arrive first).
+		return e.waitHandedOver(ctx, stop, st, why)
 	}
 	if inst != nil && inst.Site == st.To {
 		return e.diedAfterHandOff(ctx, stop, st, why, inst)
@@ -472,14 +514,17 @@ func (e *Executor) migrationFailed(ctx, stop context.Context, st *plan.Step, nam
 // step fails naming the fix otherwise. A move never calls a stopped VM moved.
 func (e *Executor) diedAfterHandOff(ctx, stop context.Context, st *plan.Step, why string, inst *Instance) error {
 	why = fmt.Sprintf("%s after handing the instance to %s: it ended %s there", why, dashed(inst.NodeName), inst.Phase)
-	switch st.RunStrategy {
-	case kubevirtv1.RunStrategyAlways, kubevirtv1.RunStrategyRerunOnFailure:
+	rerunFailed := st.RunStrategy == kubevirtv1.RunStrategyRerunOnFailure && inst.Phase == "Failed"
+	switch {
+	case st.RunStrategy == kubevirtv1.RunStrategyAlways || rerunFailed:
 		e.cluster.Record(st.Namespace, st.Name, "SitefailMigrationFailed", why+"; KubeVirt starts it again on "+st.To)
 		return e.waitReadyOnTarget(stop, st, inst.UID)
-	case kubevirtv1.RunStrategyManual:
+	case st.RunStrategy == kubevirtv1.RunStrategyManual || st.RunStrategy == kubevirtv1.RunStrategyRerunOnFailure:
+		// KubeVirt starts neither a Manual VM nor a RerunOnFailure VM whose instance
+		// Succeeded (v1.8.0 vm.go); both accept a start.
 		if !st.FallbackRestart {
-			return fmt.Errorf("%s, and KubeVirt does not start a Manual VM again: it is stopped, its template on %s; start it (virtctl start -n %s %s), or rerun the move with --mode auto",
-				why, st.To, st.Namespace, st.Name)
+			return fmt.Errorf("%s, and KubeVirt does not start a runStrategy %s VM again after that: it is stopped, its template on %s; start it (virtctl start -n %s %s), or rerun the move with --mode auto",
+				why, st.RunStrategy, st.To, st.Namespace, st.Name)
 		}
 		e.cluster.Record(st.Namespace, st.Name, "SitefailMigrationFailed", why+"; starting it on "+st.To)
 		e.phase(st, journal.PhaseStarting, why+": starting it (--mode auto)")
@@ -601,9 +646,7 @@ func (e *Executor) waitReadyOnTarget(stop context.Context, st *plan.Step, oldUID
 	running := false
 	err := e.waitUntilWithin(stop, e.cfg.ReadyTimeout, func() (bool, error) {
 		i := e.cluster.Instance(st.Namespace, st.Name)
-		// A final instance is never Ready, whatever its condition still says:
-		// virt-controller updates the condition after the phase.
-		if i == nil || oldUID != "" && i.UID == oldUID || i.Site != st.To || i.Terminating || i.Final() {
+		if !liveOnTarget(i, st, oldUID) {
 			return false, nil
 		}
 		// Running and Ready are apart by the guest's boot and its probes: a review
@@ -612,7 +655,7 @@ func (e *Executor) waitReadyOnTarget(stop context.Context, st *plan.Step, oldUID
 			running = true
 			e.phase(st, "running", "running on "+dashed(i.NodeName))
 		}
-		return i.Ready || st.Paused && i.Paused && i.Phase == "Running", nil
+		return readyOnTarget(i, st, oldUID), nil
 	})
 	if errors.Is(err, errTimeout) {
 		return fmt.Errorf("not Ready on the target within --ready-timeout=%s: %s", e.cfg.ReadyTimeout,

@@ -72,6 +72,8 @@ type Node struct {
 	Ready       bool
 	// NotReadySince is when the node's Ready condition last left True (zero if Ready).
 	NotReadySince time.Time
+	// ReadySince is when it last turned True (zero if not Ready).
+	ReadySince time.Time
 	// OutOfService: the node carries the out-of-service taint.
 	OutOfService bool
 	// Created is the Node object's creation time: a remediation older than it was made

@@ -25,6 +25,8 @@ func NodeFrom(n *corev1.Node) Node {
 			out.Ready = c.Status == corev1.ConditionTrue
 			if !out.Ready {
 				out.NotReadySince = c.LastTransitionTime.Time
+			} else {
+				out.ReadySince = c.LastTransitionTime.Time
 			}
 		}
 	}

@@ -487,6 +487,10 @@ func (c *Cluster) Instance(ns, name string) *executor.Instance {
 	}
 	// Only a pause a user asked for is a state the move carries over.
 	_, inst.Paused = kubevirt.PausedState(vmi)
+	if ms := vmi.Status.MigrationState; ms != nil && ms.TargetNode != "" && ms.TargetNode == node && ms.EndTimestamp != nil && !ms.Failed &&
+		ms.TargetNodeDomainReadyTimestamp == nil && (ms.TargetState == nil || ms.TargetState.DomainReadyTimestamp == nil) {
+		inst.DomainNeverRan = true
+	}
 	return inst
 }
 

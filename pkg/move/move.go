@@ -72,6 +72,11 @@ type NetworkFence struct {
 	ExtraCIDRs []string
 	// Timeout bounds the wait for the driver's result.
 	Timeout time.Duration
+	// Settle is how long every node of a fenced site must have been Ready before a
+	// failback lifts the fence: a returned kubelet first ends the launchers the failover
+	// force-deleted, each within its grace period, and a guest shutting down gracefully
+	// writes to its disks.
+	Settle time.Duration
 }
 
 // Config is one move.
@@ -264,7 +269,32 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 						f.obj.GetName(), f.site, strings.Join(fencing.Unproven(p.Fencing[f.site].Nodes), ", "), f.obj.GetName())
 				}
 			}
+			// The wait for the driver may have been long: the plan built after it is
+			// checked as the first one was, and every site it releases from must be one
+			// fenced here or confirmed (a site that died during the wait is neither, and
+			// Guard, under --fence network, asks for no confirmation).
+			fenced := map[string]bool{}
+			for _, f := range fences {
+				fenced[f.site] = true
+			}
+			for _, site := range append(p.NeedsFailover(), p.GuardedSites()...) {
+				if !s.SiteAlive(site) && !fenced[site] && !contains(cfg.ConfirmedDown, site) {
+					return nil, &BlockedError{Err: fmt.Errorf("site %s went down while its storage fence was awaited: it is not fenced; run the move again to fence it too, or pass --confirm-site-down=%s (no VM was touched)", site, site)}
+				}
+			}
+			if p.Blocked(cfg.Force) {
+				return nil, &BlockedError{Plan: p, Err: errors.New("the plan built after the storage fence is blocked; no VM was touched (see the blockers above)")}
+			}
+			if err := refuseFailover(cfg, p); err != nil {
+				return nil, err
+			}
 			if deadNodes, err = Guard(cfg, s, p); err != nil {
+				return nil, err
+			}
+			if err := CoversDeadNodesEverywhere(ctx, cfg, p, deadNodes); err != nil {
+				return nil, err
+			}
+			if _, err := CheckAccess(ctx, cfg, p, allowed); err != nil {
 				return nil, err
 			}
 		}
@@ -313,7 +343,7 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	if cfg.OnStart != nil {
 		cfg.OnStart(moveID, actor, p)
 	}
-	rec := startRecording(ctx, cfg, store, p, moveID, actor, lk.Valid)
+	rec := startRecording(ctx, cfg, store, p, moveID, actor, lk.Valid, lk.Lost())
 	ex := executor.New(cluster, executor.Config{
 		MoveID: moveID, Actor: actor, MaxInFlight: cfg.Request.MaxInFlight, MaxPerNode: cfg.MaxPerNode, Rate: cfg.Rate,
 		MaxMigrations: s.MigrationsPerCluster,
@@ -459,6 +489,11 @@ func applyFences(ctx context.Context, cfg Config, fences []siteFence) error {
 	return nil
 }
 
+// DefaultUnfenceSettle covers a launcher's grace period with room to spare: KubeVirt's
+// default terminationGracePeriodSeconds is 30 s, the common VM templates set 180 s, and
+// the launcher pod's is the VMI's plus a margin.
+const DefaultUnfenceSettle = 5 * time.Minute
+
 // targetFence finds this tool's storage fence of the move's target site (a failback
 // to a site an earlier failover fenced) and checks that it may be lifted: the site is
 // back, and nothing of what ran there before the fence runs there now. Lifting it with
@@ -475,22 +510,47 @@ func targetFence(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.
 	case apierrors.IsNotFound(err):
 		return nil, nil
 	case apierrors.IsForbidden(err):
-		// Without csi-addons rights nothing shows whether the target is fenced, and no
-		// fence of this tool's can be there (the move that made it needed the rights).
-		return nil, nil
+		// The viewer role lists fences but may not get one; an operator who moves VMs
+		// onto a fenced site would leave them without storage.
+		list, lerr := cfg.Dynamic.Resource(fencing.NetworkFences).List(ctx, metav1.ListOptions{})
+		if apierrors.IsNotFound(lerr) {
+			return nil, nil
+		}
+		if lerr != nil {
+			return nil, fmt.Errorf("cannot tell whether %s's storage is fenced: get networkfences %s: %v; list: %v (grant get on networkfences.csiaddons.openshift.io)", site, name, err, lerr)
+		}
+		u = nil
+		for i := range list.Items {
+			if list.Items[i].GetName() == name {
+				u = &list.Items[i]
+			}
+		}
+		if u == nil {
+			return nil, nil
+		}
 	case err != nil:
 		return nil, fmt.Errorf("read NetworkFence %s (is %s's storage fenced?): %w", name, site, err)
 	}
 	if u.GetLabels()[fencing.FenceSiteLabel] == "" {
 		return nil, &BlockedError{Err: fmt.Errorf("NetworkFence %s fences site %s and was not made by kubectl sitefail: VMs moved there would have no storage; unfence it yourself once the site is safe (nothing was changed)", name, site)}
 	}
+	settle := cfg.NetworkFence.Settle
+	if settle <= 0 {
+		settle = DefaultUnfenceSettle
+	}
 	var missing []string
 	for _, n := range s.Nodes {
 		if n.Site != site {
 			continue
 		}
-		if n.State != snapshot.NodeReady {
+		switch {
+		case n.State != snapshot.NodeReady:
 			missing = append(missing, fmt.Sprintf("node %s is %s: bring it back, or remove it from the site", n.Name, n.State))
+		case time.Since(n.Fence.ReadySince) < settle:
+			missing = append(missing, fmt.Sprintf("node %s has been Ready for %s only: its kubelet may still be ending the launchers the failover released, within their grace periods; run the failback again after %s (--unfence-settle)",
+				n.Name, time.Since(n.Fence.ReadySince).Round(time.Second), settle))
+		case n.KubeVirtUnschedulable:
+			missing = append(missing, fmt.Sprintf("node %s has no kubevirt.io/schedulable=true: its virt-handler is not up yet, and nothing shows what runs there", n.Name))
 		}
 		if n.Fence.OutOfService {
 			missing = append(missing, fmt.Sprintf("node %s still carries the out-of-service taint: once it is repaired, kubectl taint node %s %s-", n.Name, n.Name, fencing.OutOfServiceTaint))

@@ -40,6 +40,8 @@ type recording struct {
 	rec   *record.Recorder
 	// valid is the lock's: once it is lost, the record belongs to whoever holds it.
 	valid func() error
+	// lost closes when the move loses its lock.
+	lost <-chan struct{}
 
 	mu      sync.Mutex
 	warned  bool
@@ -74,7 +76,7 @@ func warn(cfg Config, msg string) {
 
 // startRecording begins the run's record, as a further run of the record of the move it
 // resumes when there is one, and writes it before the first change.
-func startRecording(ctx context.Context, cfg Config, store *record.Store, p *plan.Plan, moveID, actor string, valid func() error) *recording {
+func startRecording(ctx context.Context, cfg Config, store *record.Store, p *plan.Plan, moveID, actor string, valid func() error, lost <-chan struct{}) *recording {
 	if cfg.Records == nil || cfg.DryRun != DryRunNone {
 		return nil
 	}
@@ -93,7 +95,7 @@ func startRecording(ctx context.Context, cfg Config, store *record.Store, p *pla
 	}
 	info := record.RunInfo{MoveID: moveID, Actor: actor, Command: o.Command, Version: o.Version, Kind: o.Kind, Drill: o.Drill,
 		Objective: o.Objective, Confirmed: cfg.ConfirmedDown, Fence: string(cfg.Fence)}
-	r := &recording{cfg: cfg, store: store, rec: record.NewRecorder(prev, info, p, time.Now()), valid: valid,
+	r := &recording{cfg: cfg, store: store, rec: record.NewRecorder(prev, info, p, time.Now()), valid: valid, lost: lost,
 		stop: make(chan struct{}), stopped: make(chan struct{})}
 	r.save("start")
 	go r.writeAfterTiers()
@@ -161,8 +163,18 @@ func (r *recording) save(note string) {
 	if r.store == nil || r.valid() != nil {
 		return
 	}
+	// Its requests stop when the lock is lost, not only when they time out: a save that
+	// began just before the loss must not overwrite what a move that took the lock over
+	// writes into the same record (found by review).
 	ctx, cancel := context.WithTimeout(context.Background(), recordWriteTimeout)
 	defer cancel()
+	go func() {
+		select {
+		case <-r.lost:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if _, err := r.store.Save(ctx, r.rec.Snapshot(), note); err != nil {
 		r.mu.Lock()
 		defer r.mu.Unlock()

@@ -47,7 +47,7 @@ func TestRecordIsWrittenAtTheStartAfterEachTierAndAtTheEnd(t *testing.T) {
 		t.Fatal("records refused although every verb is allowed")
 	}
 	p := twoTierPlan()
-	rec := startRecording(context.Background(), cfg, store, p, "sf-1", "alice", valid)
+	rec := startRecording(context.Background(), cfg, store, p, "sf-1", "alice", valid, nil)
 	if r := stored(t, store, "sf-1"); r.Outcome() != record.OutcomeRunning || len(r.Runs[0].VMs) != 2 || r.Runs[0].Command != cfg.Records.Command {
 		t.Fatalf("at the start: %+v", r)
 	}
@@ -81,7 +81,7 @@ func TestRecordIsWrittenAtTheStartAfterEachTierAndAtTheEnd(t *testing.T) {
 	}
 
 	// The same command again is a further run of the same record.
-	rec = startRecording(context.Background(), cfg, store, p, "sf-2", "bob", valid)
+	rec = startRecording(context.Background(), cfg, store, p, "sf-2", "bob", valid, nil)
 	rec.finish(&executor.Report{}, nil, false)
 	r = stored(t, store, "sf-1")
 	if len(r.Runs) != 2 || r.Runs[1].MoveID != "sf-2" || r.Outcome() != record.OutcomeSucceeded {
@@ -104,7 +104,7 @@ func TestMissingRecordPermissionWarnsAndNeverBlocks(t *testing.T) {
 	if store != nil || len(warnings) != 1 || !strings.Contains(warnings[0], "create configmaps in namespace kube-system") || !strings.Contains(warnings[0], "the move goes on") {
 		t.Fatalf("warnings %q", warnings)
 	}
-	rec := startRecording(context.Background(), cfg, store, twoTierPlan(), "sf-1", "alice", valid)
+	rec := startRecording(context.Background(), cfg, store, twoTierPlan(), "sf-1", "alice", valid, nil)
 	rec.finish(&executor.Report{}, nil, false)
 	if got == nil || got.Outcome() != record.OutcomeSucceeded {
 		t.Fatalf("the record in memory: %+v", got)
@@ -121,7 +121,7 @@ func TestMissingRecordPermissionWarnsAndNeverBlocks(t *testing.T) {
 		return true, nil, errors.New("exceeded quota: configmaps")
 	})
 	store = checkRecords(context.Background(), cfg)
-	rec = startRecording(context.Background(), cfg, store, twoTierPlan(), "sf-3", "alice", valid)
+	rec = startRecording(context.Background(), cfg, store, twoTierPlan(), "sf-3", "alice", valid, nil)
 	rec.finish(&executor.Report{}, nil, false)
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "exceeded quota") {
 		t.Fatalf("warnings %q", warnings)
@@ -140,7 +140,7 @@ func TestNoRecordWriteAfterTheLockIsLost(t *testing.T) {
 			return errors.New("lost")
 		}
 		return nil
-	})
+	}, nil)
 	lost = true
 	rec.finish(&executor.Report{Interrupted: true}, nil, true)
 	if r := stored(t, store, "sf-1"); r.Outcome() != record.OutcomeRunning {
@@ -151,7 +151,7 @@ func TestNoRecordWriteAfterTheLockIsLost(t *testing.T) {
 func TestDryRunKeepsNoRecord(t *testing.T) {
 	kube, n := reviewer(func(*authorizationv1.ResourceAttributes) bool { return true })
 	cfg := Config{Kube: kube, LockNamespace: "kube-system", DryRun: DryRunServer, Records: &Records{}}
-	if checkRecords(context.Background(), cfg) != nil || startRecording(context.Background(), cfg, nil, twoTierPlan(), "sf-1", "alice", valid) != nil || *n != 0 {
+	if checkRecords(context.Background(), cfg) != nil || startRecording(context.Background(), cfg, nil, twoTierPlan(), "sf-1", "alice", valid, nil) != nil || *n != 0 {
 		t.Fatal("a dry run keeps a record")
 	}
 }

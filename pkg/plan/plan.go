@@ -625,6 +625,13 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 				st.ReleasedFrom = j.From
 			}
 		}
+		// The very instance the step began on, handed to the target by a migration and
+		// over there on a Ready node: nothing of it runs anywhere else, and its start is
+		// no release (the source is alive; its guard would halt every rerun, found by
+		// review).
+		if inst != nil && inst.Phase == string(kubevirtv1.Failed) && string(inst.UID) == j.VMI && vm.CurrentSite == req.To && nodeReady(s, inst.NodeName) {
+			st.ReleasedFrom = ""
+		}
 		if vm.HomeSite == req.To {
 			st.From = j.From
 		}

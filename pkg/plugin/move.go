@@ -41,6 +41,7 @@ type moveOptions struct {
 	networkFenceClass string
 	fenceCIDRs        []string
 	fenceTimeout      time.Duration
+	unfenceSettle     time.Duration
 	dryRun            string
 	// drill: the move is a drill's leg, which never fails over (move.Config.NoFailover).
 	drill bool
@@ -137,6 +138,7 @@ throttled, tiered, journaled and resumable; all its flags apply.`
 	f.StringVar(&mo.networkFenceClass, "network-fence-class", "", "NetworkFenceClass for --fence network (default: the cluster's only one)")
 	f.StringSliceVar(&mo.fenceCIDRs, "fence-cidr", nil, "extra CIDR to fence with --fence network, beside the site's node addresses (its storage network); repeatable")
 	f.DurationVar(&mo.fenceTimeout, "fence-timeout", 5*time.Minute, "how long --fence network waits for the storage driver's result")
+	f.DurationVar(&mo.unfenceSettle, "unfence-settle", move.DefaultUnfenceSettle, "how long every node of a site this tool fenced must have been Ready before a move back lifts the fence (its kubelet first ends the guests the failover released)")
 	f.StringVar(&mo.dryRun, "dry-run", "none", `"none", "client" (print the plan only) or "server" (send every patch with dryRun and report what admission rejects)`)
 	f.Lookup("dry-run").NoOptDefVal = "client"
 	f.BoolVar(&mo.takeOverLock, "take-over-stale-lock", false, "take over a lock whose holder stopped renewing it")
@@ -235,7 +237,7 @@ func (mo *moveOptions) config(c *Clients, req plan.Request) move.Config {
 	cfg := move.Config{Kube: c.Kube, Dynamic: c.Dynamic, RESTConfig: c.Config, Keys: mo.Keys,
 		Namespace: mo.snapshotScope(), LabelSelector: mo.labelSelector, Request: req, Force: mo.force,
 		ConfirmedDown: mo.confirmSiteDown, Fence: move.Fence(mo.fence), DryRun: move.DryRunNone,
-		NetworkFence: move.NetworkFence{Class: mo.networkFenceClass, ExtraCIDRs: mo.fenceCIDRs, Timeout: mo.fenceTimeout},
+		NetworkFence: move.NetworkFence{Class: mo.networkFenceClass, ExtraCIDRs: mo.fenceCIDRs, Timeout: mo.fenceTimeout, Settle: mo.unfenceSettle},
 		MaxPerNode:   mo.maxPerNode, Rate: mo.rate, NoBarrier: mo.noBarrier, ReadyTimeout: mo.readyTimeout,
 		MaxFailures: mo.maxFailures, LockNamespace: mo.lockNamespace, TakeOverStale: mo.takeOverLock, NoFailover: mo.drill}
 	if !mo.noPrompt {

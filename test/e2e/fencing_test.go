@@ -198,7 +198,17 @@ func TestFenceNetworkFailoverAndFailback(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r = sitefail(t, "failback", "-n", safetyNS, "--all", "--ready-timeout", "3m", "--progress", "lines")
+	// At once, the fence stays: the returned kubelets may still be ending the guests the
+	// failover released.
+	r = sitefail(t, "failback", "-n", safetyNS, "--all", "--ready-timeout", "3m")
+	if r.code == 0 || !strings.Contains(r.stderr, "has been Ready for") {
+		t.Fatalf("a failback right after the site returned must keep the fence: %s", r)
+	}
+	if _, err := fences.Get(ctx, name, metav1.GetOptions{}); err != nil {
+		t.Fatalf("the refused failback touched the fence: %v", err)
+	}
+	time.Sleep(10 * time.Second)
+	r = sitefail(t, "failback", "-n", safetyNS, "--all", "--ready-timeout", "3m", "--unfence-settle", "10s", "--progress", "lines")
 	if r.code != 0 {
 		t.Fatalf("failback: %s", r)
 	}

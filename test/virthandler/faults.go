@@ -15,12 +15,13 @@ const (
 	// MigrationFailAnnotation: the source reports the migration failed, with the value
 	// as its failure reason, once memory transfer has started.
 	MigrationFailAnnotation = "sitefail.test/migration-fail"
-	// MigrationTargetInactiveAnnotation: the target receives the domain and acknowledges
-	// the hand-off, but the domain never turns active there, so the target never
-	// finalizes the migration. The source waits for the target's ready domain, then fails
-	// the migration and the VMI itself (v1.8.0 migration-source.go
-	// hasTargetDetectedReadyDomain, updateStatus). The value is that wait as a Go
-	// duration; v1.8.0 fixes it at 60s, which "true" means. A Manual VM is left stopped.
+	// MigrationTargetInactiveAnnotation: the target receives the domain, acknowledges
+	// the hand-off and finalizes the migration (v1.8.0's migrationNeedsFinalization does
+	// not ask for a running domain), so virt-controller marks it Succeeded and the VMI
+	// Ready from the target pod; but the domain never runs there, and the handler that
+	// now owns the VMI reports it Failed. The value is how long after the hand-off (a Go
+	// duration; "true" means 60s). KubeVirt then starts an Always VM again and leaves a
+	// Manual VM stopped.
 	MigrationTargetInactiveAnnotation = "sitefail.test/migration-target-inactive"
 	// MigrationDelayAnnotation (a Go duration) overrides Config.MigrationDelay: a long
 	// one keeps a migration in flight while a test kills its source site.
@@ -122,8 +123,8 @@ func (h *Handler) shutdownDelay(vmi *kubevirtv1.VirtualMachineInstance) time.Dur
 	return 0
 }
 
-// targetInactiveWait is how long the source waits for the target's ready domain when
-// the target's domain never turns active; ok is false without that fault.
+// targetInactiveWait is how long after the hand-off a domain that never ran on the
+// target is found shut off; ok is false without that fault.
 func targetInactiveWait(vmi *kubevirtv1.VirtualMachineInstance) (wait time.Duration, ok bool) {
 	v, ok := vmi.Annotations[MigrationTargetInactiveAnnotation]
 	if !ok || v == "" {

@@ -362,6 +362,21 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 		}
 		h.boot(vmi)
 		return h.update(ctx, vmi)
+	case vmi.IsRunning() && vmi.DeletionTimestamp == nil && targetNeverRan(vmi):
+		// The migration handed the VMI over and was finalized, but the domain never ran
+		// here: the handler that now owns it finds the domain shut off and reports the
+		// VMI Failed (vm.go), after the fault's wait, measured from the hand-off.
+		wait, _ := targetInactiveWait(vmi)
+		if left := time.Until(vmi.Status.MigrationState.EndTimestamp.Add(wait)); left > 0 {
+			h.queue.AddAfter(key, left)
+			return nil
+		}
+		vmi.Status.Reason = "DomainNotRunning"
+		setPhase(vmi, kubevirtv1.Failed)
+		if err := h.update(ctx, vmi); err != nil {
+			return err
+		}
+		return h.endLaunchers(ctx, vmi, vmi.Status.NodeName, corev1.PodFailed)
 	case vmi.Status.Phase == kubevirtv1.Failed:
 		// Failed by someone else (the source of a migration whose target never ran the
 		// domain): the handler that owns it now kills what is left of the domain, and
@@ -455,22 +470,7 @@ func (h *Handler) migrate(ctx context.Context, key string, vmi *kubevirtv1.Virtu
 		// over in one write (v1.8.0 migration-target.go ackMigrationCompletion).
 		now := metav1.Now()
 		ackHandOff(vmi, ms, &now)
-	case h.mine(ms.SourceNode) && !ms.Completed && ms.EndTimestamp != nil && ms.TargetNodeDomainReadyTimestamp == nil:
-		// The target never reported a ready domain: after its wait the source fails the
-		// migration and the VMI (v1.8.0 migration-source.go updateStatus). The guest is
-		// gone from both nodes; virt-controller tears the pods down.
-		wait, _ := targetInactiveWait(vmi)
-		if left := time.Until(ms.EndTimestamp.Add(wait)); left > 0 {
-			h.queue.AddAfter(key, left)
-			return true, nil
-		}
-		ms.Completed, ms.Failed = true, true
-		setPhase(vmi, kubevirtv1.Failed)
-		if err := h.update(ctx, vmi); err != nil {
-			return true, err
-		}
-		return true, h.endLaunchers(ctx, vmi, ms.SourceNode, corev1.PodSucceeded)
-	case target && !ms.Completed && ms.EndTimestamp != nil && vmi.Status.NodeName == ms.TargetNode && ms.TargetNodeDomainReadyTimestamp != nil:
+	case target && !ms.Completed && ms.EndTimestamp != nil && vmi.Status.NodeName == ms.TargetNode:
 		// Then it finalizes the migration (finalizeMigration): Completed. virt-controller
 		// marks the VMIM Succeeded and removes the migration-target label after that.
 		ms.Completed = true
@@ -626,4 +626,13 @@ func ackHandOff(vmi *kubevirtv1.VirtualMachineInstance, ms *kubevirtv1.VirtualMa
 	vmi.Labels[kubevirtv1.NodeNameLabel] = ms.TargetNode
 	vmi.Status.NodeName = ms.TargetNode
 	vmi.Status.MigrationTransport = kubevirtv1.MigrationTransportUnix
+}
+
+// targetNeverRan reports a VMI that a migration handed to this node, finalized, and
+// whose domain never ran here (MigrationTargetInactiveAnnotation).
+func targetNeverRan(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	ms := vmi.Status.MigrationState
+	_, inactive := targetInactiveWait(vmi)
+	return inactive && ms != nil && ms.Completed && !ms.Failed && ms.EndTimestamp != nil &&
+		ms.TargetNodeDomainReadyTimestamp == nil && vmi.Status.NodeName == ms.TargetNode
 }
