@@ -248,13 +248,13 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 		return nil, err
 	}
 	if err := unfenceTarget(ctx, cfg, s, p); err != nil {
-		return nil, err
+		return nil, lockLostOr(lk, err)
 	}
 	if len(fences) > 0 {
 		// The storage fence comes before any VM is touched: it is what the releases
 		// rest on. Then the plan is built again, from evidence that now includes it.
 		if err := applyFences(ctx, cfg, fences); err != nil {
-			return nil, err
+			return nil, lockLostOr(lk, err)
 		}
 		if cfg.DryRun == DryRunNone {
 			if s, err = snapshot.Read(ctx, src); err != nil {
@@ -389,6 +389,15 @@ func releaseBases(p *plan.Plan, proven []string) []executor.ReleaseBasis {
 		out = append(out, executor.ReleaseBasis{Site: site, Basis: basis, Evidence: p.Fencing[site].Nodes})
 	}
 	return out
+}
+
+// lockLostOr reports a wait that ended because the lock was lost as that: a rerun
+// finishes the move (exit 4), whatever the wait's own error says.
+func lockLostOr(lk *lock.Lock, err error) error {
+	if lerr := lk.Err(); lerr != nil {
+		return &LockLostError{Err: lerr}
+	}
+	return err
 }
 
 // siteFence is one NetworkFence a move makes.
