@@ -74,6 +74,9 @@ type Node struct {
 	NotReadySince time.Time
 	// ReadySince is when it last turned True (zero if not Ready).
 	ReadySince time.Time
+	// LeaseRenewed is when the node's kubelet last renewed its kube-node-lease Lease
+	// (zero when unknown): a site that lost its power goes silent at once.
+	LeaseRenewed time.Time
 	// OutOfService: the node carries the out-of-service taint.
 	OutOfService bool
 	// Created is the Node object's creation time: a remediation older than it was made
@@ -343,10 +346,47 @@ type Site struct {
 	Nodes  []Evidence `json:"nodes"`
 	// Unread names the kinds of evidence that could not be read.
 	Unread []string `json:"unread,omitempty"`
+	// Partition says why the site looks partitioned rather than powered off (see
+	// Partitioned); "" when nothing does.
+	Partition string `json:"possiblyPartitioned,omitempty"`
 }
 
 // JudgeSite judges a site's nodes. A site without nodes is never proven.
 func JudgeSite(nodes []Node, objs Objects, unread []string) Site {
 	ev := Judge(nodes, objs)
-	return Site{Proven: len(ev) > 0 && len(Unproven(ev)) == 0, Nodes: ev, Unread: unread}
+	return Site{Proven: len(ev) > 0 && len(Unproven(ev)) == 0, Nodes: ev, Unread: unread, Partition: Partitioned(nodes, time.Now())}
+}
+
+// SilenceSpread is how far apart the last lease renewals of a dead site's nodes may be
+// and still look like one event (a power loss): the kubelet renews every 10 s, and the
+// node controller marks a node NotReady 40 s after its last renewal.
+const SilenceSpread = time.Minute
+
+// Partitioned says, in words, why a site with no Ready node looks partitioned rather
+// than powered off, or "" when nothing does: a node whose kubelet still renews its
+// lease runs, and nodes that went silent minutes apart died one by one or lost the
+// network, not the power. Neither proves the VMs still run; both say the operator must
+// not take "NotReady" for "off".
+func Partitioned(nodes []Node, now time.Time) string {
+	var first, last Node
+	var why []string
+	for _, n := range nodes {
+		if n.Ready || n.LeaseRenewed.IsZero() {
+			continue
+		}
+		if age := now.Sub(n.LeaseRenewed); age < 40*time.Second {
+			why = append(why, fmt.Sprintf("node %s is NotReady but its kubelet renewed its lease %s ago: it runs", n.Name, age.Round(time.Second)))
+		}
+		if first.Name == "" || n.LeaseRenewed.Before(first.LeaseRenewed) {
+			first = n
+		}
+		if last.Name == "" || n.LeaseRenewed.After(last.LeaseRenewed) {
+			last = n
+		}
+	}
+	if first.Name != "" && last.LeaseRenewed.Sub(first.LeaseRenewed) > SilenceSpread {
+		why = append(why, fmt.Sprintf("its nodes went silent at different times (%s %s ago, %s %s ago)",
+			first.Name, now.Sub(first.LeaseRenewed).Round(time.Second), last.Name, now.Sub(last.LeaseRenewed).Round(time.Second)))
+	}
+	return strings.Join(why, "; ")
 }

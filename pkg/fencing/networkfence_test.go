@@ -180,3 +180,27 @@ func TestUnfenceLiftsThenDeletes(t *testing.T) {
 		t.Fatalf("no fence: found %v, err %v", found, err)
 	}
 }
+
+// Partition or power loss: nodes that went silent at once look like a power loss;
+// minutes apart, or a NotReady node whose kubelet still renews its lease, look like a
+// partition, and say so.
+func TestPartitionedTellsSilenceApartFromPowerLoss(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	for _, tc := range []struct {
+		name  string
+		nodes []Node
+		want  string
+	}{
+		{"power loss", []Node{{Name: "a", LeaseRenewed: ago(10 * time.Minute)}, {Name: "b", LeaseRenewed: ago(10*time.Minute + 20*time.Second)}}, ""},
+		{"one by one", []Node{{Name: "a", LeaseRenewed: ago(30 * time.Minute)}, {Name: "b", LeaseRenewed: ago(3 * time.Minute)}}, "went silent at different times (a 30m0s ago, b 3m0s ago)"},
+		{"kubelet alive", []Node{{Name: "a", LeaseRenewed: ago(5 * time.Second)}, {Name: "b", LeaseRenewed: ago(20 * time.Second)}}, "node a is NotReady but its kubelet renewed its lease 5s ago"},
+		{"leases unknown", []Node{{Name: "a"}, {Name: "b"}}, ""},
+		{"a Ready node is not silent", []Node{{Name: "a", Ready: true, LeaseRenewed: ago(time.Second)}, {Name: "b", LeaseRenewed: ago(time.Hour)}}, ""},
+	} {
+		got := Partitioned(tc.nodes, now)
+		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q; want %q", tc.name, got, tc.want)
+		}
+	}
+}

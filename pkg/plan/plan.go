@@ -413,6 +413,10 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 	}
 	for _, site := range p.NeedsFailover() {
 		fs := p.judgeFencing(s, site)
+		if fs.Partition != "" {
+			p.Warnings = append(p.Warnings, Issue{Code: "PossiblyPartitioned",
+				Message: fmt.Sprintf("site %s may be partitioned rather than powered off: %s. Its VMs may still run there: fence it (Fence Agents Remediation, or --fence network) before you confirm it down", site, fs.Partition)})
+		}
 		if fs.Proven {
 			p.Warnings = append(p.Warnings, Issue{Code: "FailoverProvenByFencing",
 				Message: fmt.Sprintf("site %s has no Ready node, and every node of it is fenced (%s): its VMs will be released without --confirm-site-down, and each release reads the evidence again", site, strongest(fs))})

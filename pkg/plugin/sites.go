@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -241,10 +242,14 @@ func (so *sitesOptions) run(ctx context.Context) error {
 			if n.KubeVirtUnschedulable {
 				state += ",KubeVirtUnschedulable"
 			}
-			rows = append(rows, []string{n.Name, r.Site, state, cores(n.CPUMilli), plan.HumanBytes(n.MemoryBytes), nodeFencing(r.Fencing, n.Name)})
+			lease := "-"
+			if !n.Fence.LeaseRenewed.IsZero() {
+				lease = time.Since(n.Fence.LeaseRenewed).Round(time.Second).String()
+			}
+			rows = append(rows, []string{n.Name, r.Site, state, cores(n.CPUMilli), plan.HumanBytes(n.MemoryBytes), lease, nodeFencing(r.Fencing, n.Name)})
 		}
 	}
-	return table(so.Out, []string{"NODE", "SITE", "STATUS", "CPU", "MEMORY", "FENCING"}, rows)
+	return table(so.Out, []string{"NODE", "SITE", "STATUS", "CPU", "MEMORY", "LEASE-AGE", "FENCING"}, rows)
 }
 
 // siteLossColumns are the wide table's ROLE, ETCD (members on the site / all),
@@ -351,6 +356,9 @@ func printFencingNotes(w io.Writer, rep []SiteReport) {
 	for _, r := range rep {
 		if r.Fencing == nil || r.Nodes.Ready > 0 {
 			continue
+		}
+		if r.Fencing.Partition != "" {
+			fmt.Fprintf(w, "Site %s may be partitioned rather than powered off: %s.\n", r.Site, r.Fencing.Partition)
 		}
 		if r.Fencing.Proven {
 			fmt.Fprintf(w, "Site %s is down and every node of it is fenced: a failover needs no --confirm-site-down (each release reads the evidence again).\n", r.Site)

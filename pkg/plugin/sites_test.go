@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -205,5 +206,47 @@ func TestSitesShowFencingEvidenceOfADeadSite(t *testing.T) {
 	out, _, _ = runCmd(t, nodes(), []runtime.Object{far("primary-1"), far("primary-2")}, "sites")
 	if !strings.Contains(out, "Site Primary is down and every node of it is fenced: a failover needs no --confirm-site-down") {
 		t.Errorf("sites with every node fenced:\n%s", out)
+	}
+}
+
+// A dead site whose nodes went silent minutes apart is flagged as possibly partitioned,
+// from the kubelets' leases, in sites and as a plan warning before a failover.
+func TestADeadSiteThatWentSilentNodeByNodeIsFlagged(t *testing.T) {
+	down := func(n *corev1.Node) *corev1.Node {
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))}}
+		return n
+	}
+	lease := func(node string, ago time.Duration) *coordinationv1.Lease {
+		at := metav1.NewMicroTime(time.Now().Add(-ago))
+		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: corev1.NamespaceNodeLease, Name: node}, Spec: coordinationv1.LeaseSpec{RenewTime: &at}}
+	}
+	kube := func(second time.Duration) *kubefake.Clientset {
+		return kubefake.NewSimpleClientset(down(testNode("primary-1", "Primary")), down(testNode("primary-2", "Primary")), testNode("dr-1", "DR"),
+			lease("primary-1", 30*time.Minute), lease("primary-2", second), lease("dr-1", time.Second))
+	}
+	objs := testVM(t, "prod", "db", "1", "Primary", true)
+	out, _, err := runCmd(t, kube(3*time.Minute), objs, "sites")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "Site Primary may be partitioned rather than powered off: its nodes went silent at different times (primary-1 30m0s ago, primary-2 3m0s ago)") {
+		t.Errorf("sites:\n%s", out)
+	}
+	out, _, _ = runCmd(t, kube(3*time.Minute), objs, "plan", "--all", "--to", "DR", "-o", "json")
+	var p plan.Plan
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	found := false
+	for _, w := range p.Warnings {
+		found = found || w.Code == "PossiblyPartitioned"
+	}
+	if !found || p.Fencing["Primary"].Partition == "" {
+		t.Fatalf("plan warnings %+v; want PossiblyPartitioned", p.Warnings)
+	}
+	// Silent within the same minute: a power loss, no flag.
+	out, _, _ = runCmd(t, kube(30*time.Minute+10*time.Second), objs, "sites")
+	if strings.Contains(out, "partitioned") {
+		t.Errorf("a site that went silent at once is flagged:\n%s", out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -141,6 +142,7 @@ func Read(ctx context.Context, src Source) (*Snapshot, error) {
 	readNetworks(ctx, src, s)
 	// A failover may rest on the fencing tools' evidence instead of a typed confirmation.
 	s.Fencing, s.FencingUnread, _ = fencing.Read(ctx, src.Dynamic)
+	readNodeLeases(ctx, src, s)
 	// What losing a site costs beyond its VMs: etcd quorum, and whether its nodes are
 	// remediated automatically.
 	s.Etcd = readEtcd(ctx, src)
@@ -560,4 +562,31 @@ func CanRead(ctx context.Context, src Source) error {
 		return describe(err, "list", "pods", src.Namespace)
 	}
 	return nil
+}
+
+// readNodeLeases reads the kubelets' lease renewals when a node is not Ready: whether a
+// dead site went silent at once (its power) or node by node (a partition). One LIST,
+// and none while every node is Ready; a lease that cannot be read leaves it unknown.
+func readNodeLeases(ctx context.Context, src Source, s *Snapshot) {
+	down := false
+	for _, n := range s.Nodes {
+		down = down || n.State != NodeReady
+	}
+	if !down || src.Kube == nil {
+		return
+	}
+	leases, err := src.Kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		s.FencingUnread = append(s.FencingUnread, fmt.Sprintf("node leases (%v)", err))
+		return
+	}
+	renewed := map[string]time.Time{}
+	for _, l := range leases.Items {
+		if l.Spec.RenewTime != nil {
+			renewed[l.Name] = l.Spec.RenewTime.Time
+		}
+	}
+	for i := range s.Nodes {
+		s.Nodes[i].Fence.LeaseRenewed = renewed[s.Nodes[i].Name]
+	}
 }
