@@ -374,8 +374,11 @@ func Partitioned(nodes []Node, now time.Time) string {
 		if n.Ready || n.LeaseRenewed.IsZero() {
 			continue
 		}
-		if age := now.Sub(n.LeaseRenewed); age < 40*time.Second {
-			why = append(why, fmt.Sprintf("node %s is NotReady but its kubelet renewed its lease %s ago: it runs", n.Name, age.Round(time.Second)))
+		// The node controller marks a silent node NotReady a grace period after its last
+		// renewal; a renewal after that (past the two clocks' slack) is a kubelet that
+		// runs and reports the node NotReady itself.
+		if !n.NotReadySince.IsZero() && n.LeaseRenewed.After(n.NotReadySince.Add(10*time.Second)) {
+			why = append(why, fmt.Sprintf("node %s is NotReady but its kubelet renewed its lease %s ago, after the node went NotReady: it runs", n.Name, now.Sub(n.LeaseRenewed).Round(time.Second)))
 		}
 		if first.Name == "" || n.LeaseRenewed.Before(first.LeaseRenewed) {
 			first = n

@@ -194,7 +194,8 @@ func TestPartitionedTellsSilenceApartFromPowerLoss(t *testing.T) {
 	}{
 		{"power loss", []Node{{Name: "a", LeaseRenewed: ago(10 * time.Minute)}, {Name: "b", LeaseRenewed: ago(10*time.Minute + 20*time.Second)}}, ""},
 		{"one by one", []Node{{Name: "a", LeaseRenewed: ago(30 * time.Minute)}, {Name: "b", LeaseRenewed: ago(3 * time.Minute)}}, "went silent at different times (a 30m0s ago, b 3m0s ago)"},
-		{"kubelet alive", []Node{{Name: "a", LeaseRenewed: ago(5 * time.Second)}, {Name: "b", LeaseRenewed: ago(20 * time.Second)}}, "node a is NotReady but its kubelet renewed its lease 5s ago"},
+		{"kubelet alive", []Node{{Name: "a", NotReadySince: ago(5 * time.Minute), LeaseRenewed: ago(5 * time.Second)}, {Name: "b", NotReadySince: ago(5 * time.Minute), LeaseRenewed: ago(20 * time.Second)}}, "node a is NotReady but its kubelet renewed its lease 5s ago"},
+		{"freshly silent", []Node{{Name: "a", NotReadySince: ago(2 * time.Second), LeaseRenewed: ago(30 * time.Second)}, {Name: "b", NotReadySince: ago(3 * time.Second), LeaseRenewed: ago(31 * time.Second)}}, ""},
 		{"leases unknown", []Node{{Name: "a"}, {Name: "b"}}, ""},
 		{"a Ready node is not silent", []Node{{Name: "a", Ready: true, LeaseRenewed: ago(time.Second)}, {Name: "b", LeaseRenewed: ago(time.Hour)}}, ""},
 	} {

@@ -90,21 +90,28 @@ func (ho *historyOptions) run(ctx context.Context) error {
 	}
 	rows := make([][]string, 0, len(kept))
 	for _, l := range kept {
-		kind := string(l.Kind)
-		if l.Leg > 0 {
-			kind = fmt.Sprintf("drill/%d", l.Leg)
-		}
-		if l.Runs > 1 {
-			kind += fmt.Sprintf(" (%d runs)", l.Runs)
-		}
-		from := strings.Join(l.From, ",")
-		if from == "" {
-			from = "-"
-		}
-		rows = append(rows, []string{l.ID, kind, dashString(l.Actor), l.Started.Local().Format("2006-01-02 15:04"), from + "→" + l.To,
-			fmt.Sprint(l.Moved), fmt.Sprint(l.Failed), fmt.Sprint(l.Skipped), rtoText(l.Summary), string(l.Outcome)})
+		rows = append(rows, historyRow(l))
 	}
-	return table(ho.Out, []string{"ID", "KIND", "BY", "STARTED", "FROM→TO", "MOVED", "FAILED", "SKIPPED", "RTO/OBJECTIVE", "OUTCOME"}, rows)
+	return table(ho.Out, historyHeader, rows)
+}
+
+var historyHeader = []string{"ID", "KIND", "BY", "STARTED", "FROM→TO", "MOVED", "FAILED", "SKIPPED", "RTO/OBJECTIVE", "OUTCOME"}
+
+// historyRow is one record's line in history and in the ui's history view.
+func historyRow(l record.Listed) []string {
+	kind := string(l.Kind)
+	if l.Leg > 0 {
+		kind = fmt.Sprintf("drill/%d", l.Leg)
+	}
+	if l.Runs > 1 {
+		kind += fmt.Sprintf(" (%d runs)", l.Runs)
+	}
+	from := strings.Join(l.From, ",")
+	if from == "" {
+		from = "-"
+	}
+	return []string{l.ID, kind, dashString(l.Actor), l.Started.Local().Format("2006-01-02 15:04"), from + "→" + l.To,
+		fmt.Sprint(l.Moved), fmt.Sprint(l.Failed), fmt.Sprint(l.Skipped), rtoText(l.Summary), string(l.Outcome)}
 }
 
 func filterSuffix(since time.Duration, site string) string {

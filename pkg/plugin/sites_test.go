@@ -212,8 +212,9 @@ func TestSitesShowFencingEvidenceOfADeadSite(t *testing.T) {
 // A dead site whose nodes went silent minutes apart is flagged as possibly partitioned,
 // from the kubelets' leases, in sites and as a plan warning before a failover.
 func TestADeadSiteThatWentSilentNodeByNodeIsFlagged(t *testing.T) {
-	down := func(n *corev1.Node) *corev1.Node {
-		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))}}
+	// NotReady 40 s after its last renewal, as the node controller marks a silent node.
+	down := func(n *corev1.Node, silent time.Duration) *corev1.Node {
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(time.Now().Add(-silent + 40*time.Second))}}
 		return n
 	}
 	lease := func(node string, ago time.Duration) *coordinationv1.Lease {
@@ -221,7 +222,7 @@ func TestADeadSiteThatWentSilentNodeByNodeIsFlagged(t *testing.T) {
 		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: corev1.NamespaceNodeLease, Name: node}, Spec: coordinationv1.LeaseSpec{RenewTime: &at}}
 	}
 	kube := func(second time.Duration) *kubefake.Clientset {
-		return kubefake.NewSimpleClientset(down(testNode("primary-1", "Primary")), down(testNode("primary-2", "Primary")), testNode("dr-1", "DR"),
+		return kubefake.NewSimpleClientset(down(testNode("primary-1", "Primary"), 30*time.Minute), down(testNode("primary-2", "Primary"), second), testNode("dr-1", "DR"),
 			lease("primary-1", 30*time.Minute), lease("primary-2", second), lease("dr-1", time.Second))
 	}
 	objs := testVM(t, "prod", "db", "1", "Primary", true)

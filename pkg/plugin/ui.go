@@ -7,6 +7,7 @@ import (
 	"io"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sort"
+	"strings"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -103,8 +104,31 @@ func (uo *uiOptions) run(ctx context.Context, mode plan.Mode) error {
 		s, _, err := uo.readSnapshot(ctx, uo.namespace, uo.labelSelector)
 		return s, err
 	}
+	store := &record.Store{Kube: c.Kube, Namespace: uo.lockNS}
+	history := func(ctx context.Context) ([]tui.HistoryEntry, error) {
+		list, err := store.List(ctx)
+		if err != nil {
+			return nil, recordsError(err, uo.lockNS)
+		}
+		out := make([]tui.HistoryEntry, 0, len(list))
+		for _, l := range list {
+			out = append(out, tui.HistoryEntry{ID: l.ID, Line: strings.Join(historyRow(l), "  ")})
+		}
+		return out, nil
+	}
+	report := func(ctx context.Context, id string) (string, error) {
+		st, err := store.Get(ctx, id)
+		if err != nil {
+			return "", recordsError(err, uo.lockNS)
+		}
+		var b strings.Builder
+		if err := record.Markdown(&b, st.Record, 1); err != nil {
+			return "", err
+		}
+		return b.String(), nil
+	}
 	m := tui.New(tui.Options{Context: c.Context, ReadOnly: uo.readOnly, MaxInFlight: uo.maxInFlight, Mode: mode, Run: uo.runMove, Events: events,
-		AllowGitOpsDrift: uo.allowGitOps, Read: read})
+		AllowGitOpsDrift: uo.allowGitOps, Read: read, History: history, Report: report})
 	prog := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithInput(uo.In), tea.WithOutput(uo.Out))
 	m.Attach(prog.Send)
 	src, err := tui.NewSource(c.Kube, c.Dynamic, c.Config, uo.namespace, uo.Keys)

@@ -10,7 +10,7 @@ type keyMap struct {
 	Left, Right, Up, Down, PageUp, PageDown key.Binding
 	Detail, Filter, Mark, Tier, VMSel       key.Binding
 	Target, Plan, Move, Cancel, Back        key.Binding
-	Help, Quit                              key.Binding
+	History, Help, Quit                     key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -30,6 +30,7 @@ func newKeyMap() keyMap {
 		Plan:     key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "plan")),
 		Move:     key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "move")),
 		Cancel:   key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel move")),
+		History:  key.NewBinding(key.WithKeys("H"), key.WithHelp("H", "history")),
 		Back:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 		Help:     key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
 		Quit:     key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
@@ -38,7 +39,7 @@ func newKeyMap() keyMap {
 
 // ShortHelp is the footer, less help and quit, which the footer always shows.
 func (k keyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Move, k.Plan, k.Tier, k.Target, k.Mark, k.Cancel, k.Back, k.Detail, k.Filter}
+	return []key.Binding{k.Move, k.Plan, k.Tier, k.Target, k.Mark, k.Cancel, k.Back, k.Detail, k.Filter, k.History}
 }
 
 // FullHelp is the help screen, a column per group.
@@ -46,6 +47,6 @@ func (k keyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Left, k.Right, k.Up, k.Down, k.PageUp, k.PageDown},
 		{k.Detail, k.Filter, k.Mark, k.Tier, k.VMSel, k.Target},
-		{k.Plan, k.Move, k.Cancel, k.Back, k.Help, k.Quit},
+		{k.Plan, k.Move, k.Cancel, k.Back, k.History, k.Help, k.Quit},
 	}
 }

@@ -44,6 +44,16 @@ type Options struct {
 	// storage, devices, instance types or networks, so a plan made from them alone
 	// would not show the blockers that the move, which reads everything, refuses on.
 	Read func(ctx context.Context) (*snapshot.Snapshot, error)
+	// History lists the move records, newest first, one line each; nil hides the view.
+	History func(ctx context.Context) ([]HistoryEntry, error)
+	// Report renders one record as text for the viewport.
+	Report func(ctx context.Context, id string) (string, error)
+}
+
+// HistoryEntry is one move record in the history view.
+type HistoryEntry struct {
+	ID   string
+	Line string
 }
 
 // Messages the model receives from outside.
@@ -70,6 +80,16 @@ type (
 		VM     string
 		Events []string
 		Err    error
+	}
+	// HistoryMsg carries the move records.
+	HistoryMsg struct {
+		Entries []HistoryEntry
+		Err     error
+	}
+	// RecordMsg carries one record's report.
+	RecordMsg struct {
+		ID, Text string
+		Err      error
 	}
 )
 
@@ -145,6 +165,14 @@ type Model struct {
 	eventsVM string
 	events   []string
 	eventErr error
+
+	// The history view: the records, the cursor among them, and the one opened.
+	history    bool
+	records    []HistoryEntry
+	recCursor  int
+	recordID   string
+	recordText string
+	historyErr error
 }
 
 // New returns a model waiting for its first snapshot.
@@ -304,6 +332,14 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.VM == m.eventsVM {
 			m.events, m.eventErr = msg.Events, msg.Err
 		}
+	case HistoryMsg:
+		m.records, m.historyErr = msg.Entries, msg.Err
+		m.recCursor = min(m.recCursor, max(len(m.records)-1, 0))
+	case RecordMsg:
+		if msg.ID == m.recordID {
+			m.recordText, m.historyErr = msg.Text, msg.Err
+			m.pane.GotoTop()
+		}
 	case MoveDoneMsg:
 		m.stage, m.report, m.moveErr = finished, msg.Report, msg.Err
 		m.stopMove = nil
@@ -359,7 +395,17 @@ func (m *Model) enableKeys() {
 	k.Back.SetEnabled(m.stage == planning || m.stage == finished || m.stage == confirming || m.detail || len(m.marked) > 0 || m.filter.Value() != "")
 	k.Quit.SetEnabled(m.stage != moving)
 	k.Detail.SetEnabled(m.stage != confirming)
-	k.Filter.SetEnabled(m.stage != confirming)
+	k.Filter.SetEnabled(m.stage != confirming && !m.history)
+	k.History.SetEnabled(m.opts.History != nil && m.stage == browsing && !m.history)
+	if m.history {
+		k.Back.SetEnabled(true)
+		for _, b := range []*key.Binding{&k.Tier, &k.VMSel, &k.Target, &k.Mark, &k.Plan, &k.Move, &k.Left, &k.Right} {
+			b.SetEnabled(false)
+		}
+	} else {
+		k.Left.SetEnabled(true)
+		k.Right.SetEnabled(true)
+	}
 }
 
 func (m *Model) movable() bool {
@@ -393,6 +439,8 @@ func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 	case m.showHelp:
 		m.showHelp = false
 		return nil
+	case m.history:
+		return m.historyKey(k)
 	}
 	keys := &m.keys
 	switch {
@@ -445,6 +493,8 @@ func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 			i := slices.Index(sites, m.target) + 1
 			m.target = sites[i%len(sites)]
 		}
+	case key.Matches(k, keys.History):
+		return m.openHistory()
 	case key.Matches(k, keys.Plan):
 		return m.makePlan()
 	case key.Matches(k, keys.Move):
@@ -646,3 +696,65 @@ func (m *Model) startMove() tea.Cmd {
 
 // Attach lets the model send the executor's progress events to its program.
 func (m *Model) Attach(send func(tea.Msg)) { m.send = send }
+
+// openHistory shows the move records, read afresh.
+func (m *Model) openHistory() tea.Cmd {
+	m.history, m.records, m.recordID, m.recordText, m.historyErr = true, nil, "", "", nil
+	m.recCursor = 0
+	list := m.opts.History
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		entries, err := list(ctx)
+		return HistoryMsg{Entries: entries, Err: err}
+	}
+}
+
+// historyKey routes keys in the history view: the list's cursor, or the opened
+// report's scrolling; enter opens a report, esc goes back a level.
+func (m *Model) historyKey(k tea.KeyMsg) tea.Cmd {
+	keys := &m.keys
+	open := m.recordID != ""
+	switch {
+	case key.Matches(k, keys.Quit):
+		return tea.Quit
+	case key.Matches(k, keys.Help):
+		m.showHelp = true
+	case key.Matches(k, keys.Back):
+		if open {
+			m.recordID, m.recordText, m.historyErr = "", "", nil
+		} else {
+			m.history = false
+		}
+	case key.Matches(k, keys.Up):
+		if open {
+			m.pane.ScrollUp(1)
+		} else {
+			m.recCursor = max(m.recCursor-1, 0)
+		}
+	case key.Matches(k, keys.Down):
+		if open {
+			m.pane.ScrollDown(1)
+		} else {
+			m.recCursor = min(m.recCursor+1, max(len(m.records)-1, 0))
+		}
+	case key.Matches(k, keys.PageUp):
+		m.pane.HalfPageUp()
+	case key.Matches(k, keys.PageDown):
+		m.pane.HalfPageDown()
+	case key.Matches(k, keys.Detail):
+		if open || m.recCursor >= len(m.records) || m.opts.Report == nil {
+			return nil
+		}
+		id := m.records[m.recCursor].ID
+		m.recordID, m.recordText = id, ""
+		report := m.opts.Report
+		return func() tea.Msg {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			text, err := report(ctx, id)
+			return RecordMsg{ID: id, Text: text, Err: err}
+		}
+	}
+	return nil
+}

@@ -446,3 +446,51 @@ func TestLongEventWraps(t *testing.T) {
 		t.Fatalf("the end of the Event is lost:\n%s", v)
 	}
 }
+
+// H lists the move records; enter opens one report in the viewport; esc goes back to
+// the list, then to the sites.
+func TestHistoryListsRecordsAndOpensOne(t *testing.T) {
+	asked := ""
+	m := newModel(100, 30, testSnapshot(false), Options{
+		History: func(context.Context) ([]HistoryEntry, error) {
+			return []HistoryEntry{{ID: "sf-2", Line: "sf-2  failover  Primary→DR  moved 40"}, {ID: "sf-1", Line: "sf-1  relocate  Primary→DR  moved 3"}}, nil
+		},
+		Report: func(_ context.Context, id string) (string, error) {
+			asked = id
+			return "# Move " + id + "\n\ntier 1: moved 3", nil
+		},
+	})
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("H")})
+	if cmd == nil {
+		t.Fatal("H did not read the records")
+	}
+	m.Update(cmd())
+	v := m.View()
+	for _, want := range []string{"> sf-2  failover", "sf-1  relocate", "move history: 2 record(s)"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("history lacks %q:\n%s", want, v)
+		}
+	}
+	checkSize(t, v, 100, 30)
+	keys(m, "down")
+	_, cmd = m.Update(tea.KeyMsg{Type: tea.KeyEnter})
+	if cmd == nil {
+		t.Fatal("enter did not read the record")
+	}
+	m.Update(cmd())
+	if v := m.View(); asked != "sf-1" || !strings.Contains(v, "# Move sf-1") || !strings.Contains(v, "record sf-1") {
+		t.Fatalf("opened %q:\n%s", asked, v)
+	}
+	keys(m, "esc")
+	if v := m.View(); !strings.Contains(v, "move history") {
+		t.Fatalf("esc from a report: want the list back:\n%s", v)
+	}
+	keys(m, "esc")
+	if v := m.View(); strings.Contains(v, "move history") || !strings.Contains(v, "db-1") {
+		t.Fatalf("esc from the list: want the sites back:\n%s", v)
+	}
+	// Without a record store, there is no history key.
+	if v := newModel(100, 30, testSnapshot(false), Options{}).View(); strings.Contains(v, "history") {
+		t.Fatalf("history shown without records:\n%s", v)
+	}
+}

@@ -162,7 +162,7 @@ func fit(s string, w int) string {
 // the help take all of it.
 func (m *Model) bodyHeight() int { return max(m.height-2, 4) }
 
-func (m *Model) paneOpen() bool { return m.detail || m.stage != browsing }
+func (m *Model) paneOpen() bool { return m.detail || m.history || m.stage != browsing }
 
 // columnsHeight is the lines the site columns get, their two title lines included.
 func (m *Model) columnsHeight() int {
@@ -193,6 +193,8 @@ func (m *Model) layoutPane() {
 		content = m.planContent()
 	case m.stage == moving || m.stage == finished:
 		content = m.progressContent()
+	case m.history:
+		content = m.historyContent()
 	default:
 		content = m.detailContent()
 	}
@@ -230,7 +232,9 @@ func (m *Model) View() string {
 		b.WriteString(m.footer())
 		return b.String()
 	}
-	if m.detail && m.stage == browsing {
+	if m.history && m.stage == browsing {
+		b.WriteString(m.paneView(m.bodyHeight()-1, m.historyStatus()))
+	} else if m.detail && m.stage == browsing {
 		b.WriteString(m.paneView(m.bodyHeight()-1, m.detailStatus()))
 	} else {
 		b.WriteString(m.columnsView(m.columnsHeight()))
@@ -544,4 +548,37 @@ func (m *Model) helpView() string {
 		b.WriteString(fit(l, m.width) + "\n")
 	}
 	return b.String()
+}
+
+// historyContent is the list of move records, the cursor's marked, or the opened one's
+// report.
+func (m *Model) historyContent() string {
+	switch {
+	case m.historyErr != nil:
+		return styleBad.Render("history: " + m.historyErr.Error())
+	case m.recordID != "" && m.recordText == "":
+		return "reading record " + m.recordID + "..."
+	case m.recordID != "":
+		return m.recordText
+	case m.records == nil:
+		return "reading the move records..."
+	case len(m.records) == 0:
+		return "No move records yet: every move, failover, failback and drill leg keeps one."
+	}
+	var b strings.Builder
+	for i, r := range m.records {
+		line := "  " + r.Line
+		if i == m.recCursor {
+			line = styleSelected.Render("> " + r.Line)
+		}
+		b.WriteString(line + "\n")
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func (m *Model) historyStatus() string {
+	if m.recordID != "" {
+		return "record " + m.recordID + m.scrollHint()
+	}
+	return fmt.Sprintf("move history: %d record(s); enter opens one", len(m.records))
 }
