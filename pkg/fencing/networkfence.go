@@ -111,6 +111,50 @@ func classFrom(u *unstructured.Unstructured) (Class, error) {
 	return c, nil
 }
 
+// CSIAddonsNodes are csi-addons' per-node objects: for a class that fences, the
+// addresses the storage driver sees the node's clients at (its storage network), which
+// need not be the node's InternalIPs.
+var CSIAddonsNodes = schema.GroupVersionResource{Group: "csiaddons.openshift.io", Version: "v1alpha1", Resource: "csiaddonsnodes"}
+
+// DriverCIDRs lists, for the nodes named, the client CIDRs that csi-addons' node objects
+// report for the class (status.networkFenceClientStatus). A cluster without the CRD
+// has none; another error is returned, for the caller to say what it could not check.
+func DriverCIDRs(ctx context.Context, dyn dynamic.Interface, class string, nodes []string) ([]string, error) {
+	list, err := dyn.Resource(CSIAddonsNodes).List(ctx, metav1.ListOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := range list.Items {
+		u := &list.Items[i]
+		node, _, _ := unstructured.NestedString(u.Object, "spec", "driver", "nodeID")
+		if !slices.Contains(nodes, node) {
+			continue
+		}
+		statuses, _, _ := unstructured.NestedSlice(u.Object, "status", "networkFenceClientStatus")
+		for _, st := range statuses {
+			m, _ := st.(map[string]any)
+			if m == nil || m["networkFenceClassName"] != class {
+				continue
+			}
+			details, _ := m["ClientDetails"].([]any)
+			for _, d := range details {
+				dm, _ := d.(map[string]any)
+				cidrs, _ := dm["cidrs"].([]any)
+				for _, c := range cidrs {
+					if cs, ok := c.(string); ok && cs != "" {
+						out = append(out, cs)
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
 // SiteCIDRs is every InternalIP of the site's nodes as a host CIDR, and the extra CIDRs,
 // sorted and without repeats. A node without an InternalIP cannot be fenced this way.
 func SiteCIDRs(nodes []Node, extra []string) ([]string, error) {

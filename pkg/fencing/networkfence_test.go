@@ -15,7 +15,7 @@ import (
 )
 
 func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
-	kinds := WithListKinds(map[schema.GroupVersionResource]string{NetworkFenceClasses: "NetworkFenceClassList"})
+	kinds := WithListKinds(map[schema.GroupVersionResource]string{})
 	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), kinds, objs...)
 }
 
@@ -203,5 +203,24 @@ func TestPartitionedTellsSilenceApartFromPowerLoss(t *testing.T) {
 		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
 			t.Errorf("%s: %q; want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// The addresses the storage driver reports for a node's clients, for the class, are
+// fenced too: a storage network apart from the node's InternalIPs.
+func TestDriverCIDRsAreTheClassesOwnForTheSitesNodes(t *testing.T) {
+	csiNode := func(name, node, class string, cidrs ...any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "csiaddons.openshift.io/v1alpha1", "kind": "CSIAddonsNode",
+			"metadata": map[string]any{"name": name, "namespace": "rook-ceph"},
+			"spec":     map[string]any{"driver": map[string]any{"name": "rbd.csi.ceph.com", "nodeID": node, "endpoint": "pod://x"}},
+			"status": map[string]any{"networkFenceClientStatus": []any{map[string]any{
+				"networkFenceClassName": class, "ClientDetails": []any{map[string]any{"id": "c1", "cidrs": cidrs}}}}},
+		}}
+	}
+	dyn := fakeDynamic(csiNode("a", "p1", "ceph", "192.168.10.5/32"), csiNode("b", "p2", "other", "192.168.10.6/32"), csiNode("c", "d1", "ceph", "192.168.20.5/32"))
+	got, err := DriverCIDRs(context.Background(), dyn, "ceph", []string{"p1", "p2"})
+	if err != nil || strings.Join(got, ",") != "192.168.10.5/32" {
+		t.Fatalf("driver CIDRs %v, %v; want only p1's for class ceph", got, err)
 	}
 }

@@ -77,5 +77,7 @@ func WithListKinds(m map[schema.GroupVersionResource]string) map[schema.GroupVer
 	m[StorageBasedRemediations] = "StorageBasedRemediationList"
 	m[SelfNodeRemediations] = "SelfNodeRemediationList"
 	m[NodeHealthChecks] = "NodeHealthCheckList"
+	m[NetworkFenceClasses] = "NetworkFenceClassList"
+	m[CSIAddonsNodes] = "CSIAddonsNodeList"
 	return m
 }

@@ -442,7 +442,19 @@ func planFences(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.P
 				return nil, &BlockedError{Err: fmt.Errorf("--fence network cannot prove %s down: node %s, where %s ran, is deleted, and no fence shows what still runs there; pass --confirm-site-down=%s as well (nothing was changed)", site, st.Node, st.Key(), site)}
 			}
 		}
-		cidrs, err := fencing.SiteCIDRs(nodes, cfg.NetworkFence.ExtraCIDRs)
+		// The addresses the driver itself reports for these nodes' storage clients go in
+		// too: a storage network apart from the nodes' InternalIPs (found by review).
+		var names []string
+		for _, n := range nodes {
+			names = append(names, n.Name)
+		}
+		extra := slices.Clone(cfg.NetworkFence.ExtraCIDRs)
+		driver, err := fencing.DriverCIDRs(ctx, cfg.Dynamic, class.Name, names)
+		if err != nil && cfg.OnWarning != nil {
+			cfg.OnWarning(fmt.Sprintf("could not read csi-addons' node objects (%v): the fence of %s covers the node addresses and --fence-cidr only, not the addresses the storage driver reports", err, site))
+		}
+		extra = append(extra, driver...)
+		cidrs, err := fencing.SiteCIDRs(nodes, extra)
 		if err != nil {
 			return nil, &BlockedError{Err: fmt.Errorf("--fence network, site %s: %w (nothing was changed)", site, err)}
 		}
@@ -845,6 +857,7 @@ func needs(cfg Config, p *plan.Plan) []need {
 	}
 	if (actions[plan.ActionFailover] || actions[plan.ActionStart]) && cfg.Fence == FenceNetwork {
 		out = append(out, need{"list", "csiaddons.openshift.io", "networkfenceclasses", "", "", ""},
+			need{"list", "csiaddons.openshift.io", "csiaddonsnodes", "", "", ""},
 			need{"create", "csiaddons.openshift.io", "networkfences", "", "", ""},
 			need{"get", "csiaddons.openshift.io", "networkfences", "", "", ""})
 	}
