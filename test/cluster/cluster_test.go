@@ -65,16 +65,17 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	copyFile("hack/build-tools.sh")
 	copyFile("test/tools/go.work")
 	copyFile("test/tools/go.work.sum")
-	for _, m := range []string{"cluster", "kwok", "krew", "kubevirt"} {
-		copyFile("test/tools/" + m + "/go.mod")
-		copyFile("test/tools/" + m + "/go.sum")
+	// Every tools module's go.mod and go.sum, and the project's own mains in them: all
+	// are part of the keys.
+	for _, glob := range []string{"test/tools/*/go.mod", "test/tools/*/go.sum", "test/tools/*/cmd/*/*.go"} {
+		files, _ := filepath.Glob(filepath.Join(root, glob))
+		for _, f := range files {
+			rel, _ := filepath.Rel(root, f)
+			copyFile(rel)
+		}
 	}
-	// The project's own mains in the tools modules are part of the keys.
-	gens, _ := filepath.Glob(filepath.Join(root, "test/tools/*/cmd/*/*.go"))
-	for _, g := range gens {
-		rel, _ := filepath.Rel(root, g)
-		copyFile(rel)
-	}
+	// The keys by their name without the hash: kube, kwok, krew, kubevirt and the
+	// objects generator first, in this order, then the others.
 	keys := func() []string {
 		out, err := exec.Command("bash", filepath.Join(tmp, "hack/build-tools.sh"), "keys").Output()
 		if err != nil {
@@ -83,6 +84,10 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 		return strings.Fields(string(out))
 	}
 	before := keys()
+	if len(before) < 5 || !strings.HasPrefix(before[0], "kube-") || !strings.HasPrefix(before[1], "kwok-") || !strings.HasPrefix(before[2], "krew-") ||
+		!strings.HasPrefix(before[3], "kubevirt-v") || !strings.HasPrefix(before[4], "kubevirt-objects-") {
+		t.Fatalf("keys in an unexpected order: %v", before)
+	}
 	gomod := filepath.Join(tmp, "test/tools/kubevirt/go.mod")
 	f, err := os.OpenFile(gomod, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -93,7 +98,7 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	}
 	f.Close()
 	after := keys()
-	if len(before) != 5 || len(after) != 5 {
+	if len(after) != len(before) {
 		t.Fatalf("keys: %v / %v", before, after)
 	}
 	// kube, kubevirt and the objects generator share the workspace's build list.
@@ -139,5 +144,20 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	appendTo("test/tools/go.work", "\nreplace example.com/edited => example.com/edited v1.0.1\n")
 	if k := keys(); k[0] == edited[0] || k[3] == edited[3] || k[1] != edited[1] {
 		t.Errorf("an edited go.work keeps a workspace key: %v -> %v", edited, k)
+	}
+	// GoReleaser and the image builder are each their own module, and the image builder
+	// is this project's code.
+	for _, c := range []struct{ file, key string }{
+		{"test/tools/goreleaser/go.mod", "goreleaser-"},
+		{"test/tools/image/cmd/sitefail-image/main.go", "image-"},
+	} {
+		prev := keys()
+		appendTo(c.file, "\n// edited\n")
+		next := keys()
+		for i := range prev {
+			if changed := prev[i] != next[i]; changed != strings.HasPrefix(prev[i], c.key) {
+				t.Errorf("an edited %s: key %s -> %s", c.file, prev[i], next[i])
+			}
+		}
 	}
 }
