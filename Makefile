@@ -12,7 +12,7 @@ BIN       := bin/kubectl-sitefail
 export CGO_ENABLED := 0
 export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
 
-.PHONY: all build test unit fuzz e2e lint bench demo tools dist clean sim
+.PHONY: all build test unit fuzz e2e lint bench demo tools dist image clean sim
 
 all: build
 
@@ -76,9 +76,15 @@ demo: build tools
 GORELEASER_ENV := $(if $(shell git remote 2>/dev/null),,GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=remote.origin.url GIT_CONFIG_VALUE_0=https://github.com/sitefail/kubectl-sitefail.git)
 
 ## dist: GoReleaser's snapshot release (archives for every platform, checksums.txt, the
-## krew manifest dist/krew/sitefail.yaml).
+## krew manifest dist/krew/sitefail.yaml), then the image from its linux/amd64 binary.
 dist:
 	$(GORELEASER_ENV) $$(hack/build-tools.sh goreleaser)/goreleaser release --snapshot --clean
+	hack/image.sh dist/kubectl-sitefail_linux_amd64_v1/kubectl-sitefail
+
+## image: dist/image.tar (an OCI layout, also loadable by docker load) and dist/image/,
+## from make build's binary and kubectl built from source; no Docker, no base image.
+image: build
+	hack/image.sh $(BIN)
 
 clean:
 	rm -rf bin dist .demo

@@ -127,15 +127,16 @@ krew|all)
 goreleaser|all)
 	spawn build goreleaser "$cache/goreleaser-$goreleaser_key" github.com/goreleaser/goreleaser/v2
 	;;&
-image)
+image|all)
 	# The image builder and crane; kubectl for the image comes from the kubectl target.
-	build image "$cache/image-$image_key" ./cmd/sitefail-image github.com/google/go-containerregistry/cmd/crane
-	;;
-kubectl)
-	# For the image, and where the machine has no kubectl of its own.
-	ldflags=$kubectl_ldflags build cluster "$cache/kubectl-$kubectl_key" k8s.io/kubernetes/cmd/kubectl
-	;;
-cluster|kwok|krew|kubevirt|fencing|goreleaser|all) ;;
+	spawn build image "$cache/image-$image_key" ./cmd/sitefail-image github.com/google/go-containerregistry/cmd/crane
+	;;&
+kubectl|all)
+	# For the image (test/dist tests it), and where the machine has no kubectl of its own.
+	build_kubectl() { ldflags=$kubectl_ldflags build cluster "$cache/kubectl-$kubectl_key" k8s.io/kubernetes/cmd/kubectl; }
+	spawn build_kubectl
+	;;&
+cluster|kwok|krew|kubevirt|fencing|goreleaser|image|kubectl|all) ;;
 *) echo "usage: $0 cluster|kwok|krew|kubevirt|fencing|kubectl|goreleaser|image|all|keys" >&2; exit 2 ;;
 esac
 failed=0
