@@ -13,8 +13,10 @@ repo=ghcr.io/sitefail/kubectl-sitefail
 version=$("$plugin" version | cut -d' ' -f2)
 ref=${IMAGE_REF:-$repo:$version}
 out=${IMAGE_OUT:-dist}
-tools=$(hack/build-tools.sh image)
-kubectl=$(hack/build-tools.sh kubectl)/kubectl
+# Under make test the tools are built already: build-tools.sh would relink the shared bin
+# directory while the end-to-end shards start binaries from it.
+tools=${SITEFAIL_TOOLS_BIN:-$(hack/build-tools.sh image)}
+kubectl=${SITEFAIL_TOOLS_BIN:-$(hack/build-tools.sh kubectl)}/kubectl
 "$tools/sitefail-image" build -plugin "$plugin" -kubectl "$kubectl" -o "$out/image.tar" -layout "$out/image" \
 	-ref "$ref" -version "$version" -revision "$(git rev-parse HEAD)" \
 	-source https://github.com/sitefail/kubectl-sitefail -epoch "$(git log -1 --format=%ct)"
