@@ -3,8 +3,6 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/sitefail/kubectl-sitefail/pkg/plugin.Version=$(VERSION)
 BIN       := bin/kubectl-sitefail
-DIST_VERSION ?= $(shell git describe --tags --exact-match 2>/dev/null || echo v0.1.0)
-PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 
 # One set of build flags for every build a target makes: lint, the unit tests, the e2e
 # binaries, test/dist's release build and the test cluster's tools then share each
@@ -14,7 +12,7 @@ PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 export CGO_ENABLED := 0
 export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
 
-.PHONY: all build test unit fuzz e2e lint bench demo tools dist clean sim
+.PHONY: all build test unit fuzz e2e lint bench demo tools dist image clean sim
 
 all: build
 
@@ -73,9 +71,20 @@ bench: tools
 demo: build tools
 	SITEFAIL_TOOLS_BIN=$$(hack/build-tools.sh all) $(GO) run ./test/cmd/stretched-cluster -walkthrough -plugin-dir $(CURDIR)/bin -kubeconfig-link $(CURDIR)/.demo/kubeconfig
 
-## dist: release archives for every platform, SHA256SUMS, and krew/sitefail.yaml with real sums.
+# GoReleaser reads the commit (whose time dates every file it writes) only in a clone with
+# a remote; in one without (a copy, a local clone) it is given the project's own.
+GORELEASER_ENV := $(if $(shell git remote 2>/dev/null),,GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=remote.origin.url GIT_CONFIG_VALUE_0=https://github.com/sitefail/kubectl-sitefail.git)
+
+## dist: GoReleaser's snapshot release (archives for every platform, checksums.txt, the
+## krew manifest dist/krew/sitefail.yaml), then the image from its linux/amd64 binary.
 dist:
-	VERSION=$(DIST_VERSION) hack/dist.sh
+	$(GORELEASER_ENV) $$(hack/build-tools.sh goreleaser)/goreleaser release --snapshot --clean
+	hack/image.sh dist/kubectl-sitefail_linux_amd64_v1/kubectl-sitefail
+
+## image: dist/image.tar (an OCI layout, also loadable by docker load) and dist/image/,
+## from make build's binary and kubectl built from source; no Docker, no base image.
+image: build
+	hack/image.sh $(BIN)
 
 clean:
 	rm -rf bin dist .demo

@@ -2,7 +2,7 @@
 # Builds the test cluster's binaries from the pinned tools modules and caches them by
 # version, so that only the first run on a machine pays the cold build.
 # Prints the directory that holds them.
-#   hack/build-tools.sh cluster|kwok|krew|kubevirt|fencing|kubectl|all|keys
+#   hack/build-tools.sh cluster|kwok|krew|kubevirt|fencing|kubectl|goreleaser|image|all|keys
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +11,8 @@ kube_version=v1.34.4
 kwok_version=v0.7.0
 krew_version=v0.4.4
 kubevirt_version=v1.8.0
+goreleaser_version=v2.15.1
+ggcr_version=v0.21.3
 # Each cache directory is keyed by the version and a hash of what resolves its build: a
 # changed pin or replace rebuilds, where a version alone would silently reuse the old
 # binaries. The control plane and KubeVirt resolve as one workspace (test/tools/go.work),
@@ -28,12 +30,24 @@ krew_key=$krew_version-$(hash krew/go.mod krew/go.sum)
 kubevirt_key=$kubevirt_version-$(hash $workspace 'kubevirt/cmd/kubevirt/*.go')
 kubevirt_objects=$(hash $workspace 'kubevirt/cmd/kubevirt-objects/*.go')
 fencing_key=$(hash fencing/go.mod fencing/go.sum)
+goreleaser_key=$goreleaser_version-$(hash goreleaser/go.mod goreleaser/go.sum)
+image_key=$ggcr_version-$(hash image/go.mod image/go.sum 'image/cmd/*/*.go')
+# kubectl goes into images, where `kubectl version` must say what it is (unstamped it says
+# v0.0.0-master and warns of a skew with every server): stamped as Kubernetes' own build
+# stamps it, so it has a directory of its own.
+kubectl_ldflags=$ldflags
+for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+	kubectl_ldflags+=" -X $p.gitVersion=$kube_version -X $p.gitMajor=${kube_version:1:1} -X $p.gitMinor=$(echo "$kube_version" | cut -d. -f2) -X $p.gitTreeState=clean"
+done
+kubectl_key=$kube_version-$(ldflags=$kubectl_ldflags hash $workspace)
 
 build() { # dir outdir pkg...
 	local dir=$1 out=$2; shift 2
 	mkdir -p "$out"
 	for pkg in "$@"; do
 		local name=${pkg##*/}
+		# A major-version suffix is not the command's name (go install names it alike).
+		case $name in v[0-9]*) name=${pkg%/*} name=${name##*/} ;; esac
 		if [ ! -x "$out/$name" ]; then
 			echo "building $name into $out" >&2
 			# Stripped: a test binary's symbols are never read, and the linker skips
@@ -58,7 +72,8 @@ names() {
 what=${1:-all}
 if [ "$what" = keys ]; then
 	# The cache directories this tree would use, one per line (tested by test/cluster).
-	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects" "fencing-crds-$fencing_key"
+	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects" "fencing-crds-$fencing_key" \
+		"goreleaser-$goreleaser_key" "image-$image_key" "kubectl-$kubectl_key"
 	exit 0
 fi
 # The tools modules build side by side: most of a cold build is downloading modules and
@@ -109,12 +124,20 @@ fencing|all)
 krew|all)
 	spawn build krew "$cache/krew-$krew_key" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
 	;;&
-kubectl)
-	# Only where the machine has no kubectl of its own.
-	build cluster "$cache/kube-$kube_key" k8s.io/kubernetes/cmd/kubectl
-	;;
-cluster|kwok|krew|kubevirt|fencing|all) ;;
-*) echo "usage: $0 cluster|kwok|krew|kubevirt|fencing|kubectl|all|keys" >&2; exit 2 ;;
+goreleaser|all)
+	spawn build goreleaser "$cache/goreleaser-$goreleaser_key" github.com/goreleaser/goreleaser/v2
+	;;&
+image|all)
+	# The image builder and crane; kubectl for the image comes from the kubectl target.
+	spawn build image "$cache/image-$image_key" ./cmd/sitefail-image github.com/google/go-containerregistry/cmd/crane
+	;;&
+kubectl|all)
+	# For the image (test/dist tests it), and where the machine has no kubectl of its own.
+	build_kubectl() { ldflags=$kubectl_ldflags build cluster "$cache/kubectl-$kubectl_key" k8s.io/kubernetes/cmd/kubectl; }
+	spawn build_kubectl
+	;;&
+cluster|kwok|krew|kubevirt|fencing|goreleaser|image|kubectl|all) ;;
+*) echo "usage: $0 cluster|kwok|krew|kubevirt|fencing|kubectl|goreleaser|image|all|keys" >&2; exit 2 ;;
 esac
 failed=0
 for pid in "${pids[@]}"; do
@@ -126,7 +149,8 @@ done
 bin="$cache/bin"
 mkdir -p "$bin"
 for d in "$cache/kube-$kube_key" "$cache/kwok-$kwok_key" "$cache/krew-$krew_key" \
-	"$cache/kubevirt-$kubevirt_key" "$cache/kubevirt-objects-$kubevirt_objects"; do
+	"$cache/kubevirt-$kubevirt_key" "$cache/kubevirt-objects-$kubevirt_objects" "$cache/goreleaser-$goreleaser_key" \
+	"$cache/image-$image_key" "$cache/kubectl-$kubectl_key"; do
 	[ -d "$d" ] || continue
 	for f in "$d"/*; do
 		case $f in *.tmp) continue ;; esac

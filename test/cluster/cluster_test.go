@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,16 +66,17 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	copyFile("hack/build-tools.sh")
 	copyFile("test/tools/go.work")
 	copyFile("test/tools/go.work.sum")
-	for _, m := range []string{"cluster", "kwok", "krew", "kubevirt", "fencing"} {
-		copyFile("test/tools/" + m + "/go.mod")
-		copyFile("test/tools/" + m + "/go.sum")
+	// Every tools module's go.mod and go.sum, and the project's own mains in them: all
+	// are part of the keys.
+	for _, glob := range []string{"test/tools/*/go.mod", "test/tools/*/go.sum", "test/tools/*/cmd/*/*.go"} {
+		files, _ := filepath.Glob(filepath.Join(root, glob))
+		for _, f := range files {
+			rel, _ := filepath.Rel(root, f)
+			copyFile(rel)
+		}
 	}
-	// The project's own mains in the tools modules are part of the keys.
-	gens, _ := filepath.Glob(filepath.Join(root, "test/tools/*/cmd/*/*.go"))
-	for _, g := range gens {
-		rel, _ := filepath.Rel(root, g)
-		copyFile(rel)
-	}
+	// The keys by their name without the hash: kube, kwok, krew, kubevirt and the
+	// objects generator first, in this order, then the others.
 	keys := func() []string {
 		out, err := exec.Command("bash", filepath.Join(tmp, "hack/build-tools.sh"), "keys").Output()
 		if err != nil {
@@ -83,6 +85,10 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 		return strings.Fields(string(out))
 	}
 	before := keys()
+	if len(before) < 5 || !strings.HasPrefix(before[0], "kube-") || !strings.HasPrefix(before[1], "kwok-") || !strings.HasPrefix(before[2], "krew-") ||
+		!strings.HasPrefix(before[3], "kubevirt-v") || !strings.HasPrefix(before[4], "kubevirt-objects-") {
+		t.Fatalf("keys in an unexpected order: %v", before)
+	}
 	gomod := filepath.Join(tmp, "test/tools/kubevirt/go.mod")
 	f, err := os.OpenFile(gomod, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -93,7 +99,7 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	}
 	f.Close()
 	after := keys()
-	if len(before) != 6 || len(after) != 6 {
+	if len(after) != len(before) {
 		t.Fatalf("keys: %v / %v", before, after)
 	}
 	// kube, kubevirt and the objects generator share the workspace's build list.
@@ -102,7 +108,11 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 			t.Errorf("an edited kubevirt go.mod keeps the workspace key %s", before[i])
 		}
 	}
-	for _, i := range []int{1, 2, 5} {
+	fencing := slices.IndexFunc(before, func(k string) bool { return strings.HasPrefix(k, "fencing-crds-") })
+	if fencing < 0 {
+		t.Fatalf("no fencing CRDs key: %v", before)
+	}
+	for _, i := range []int{1, 2, fencing} {
 		if before[i] != after[i] {
 			t.Errorf("a key outside the workspace changed with the kubevirt module: %s -> %s", before[i], after[i])
 		}
@@ -133,7 +143,7 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	}
 	// The fencing CRDs come from the modules its go.sum pins: a new pin copies them again.
 	appendTo("test/tools/fencing/go.sum", "example.com/edited v1.0.1 h1:AAAA=\n")
-	if k := keys(); k[5] == edited[5] || k[0] != edited[0] || k[2] != edited[2] {
+	if k := keys(); k[fencing] == edited[fencing] || k[0] != edited[0] || k[2] != edited[2] {
 		t.Errorf("an edited fencing go.sum: keys %v -> %v, want only the fencing CRDs' changed", edited, k)
 	}
 	appendTo("test/tools/krew/go.mod", "\nreplace example.com/edited => example.com/edited v1.0.1\n")
@@ -144,5 +154,20 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	appendTo("test/tools/go.work", "\nreplace example.com/edited => example.com/edited v1.0.1\n")
 	if k := keys(); k[0] == edited[0] || k[3] == edited[3] || k[1] != edited[1] {
 		t.Errorf("an edited go.work keeps a workspace key: %v -> %v", edited, k)
+	}
+	// GoReleaser and the image builder are each their own module, and the image builder
+	// is this project's code.
+	for _, c := range []struct{ file, key string }{
+		{"test/tools/goreleaser/go.mod", "goreleaser-"},
+		{"test/tools/image/cmd/sitefail-image/main.go", "image-"},
+	} {
+		prev := keys()
+		appendTo(c.file, "\n// edited\n")
+		next := keys()
+		for i := range prev {
+			if changed := prev[i] != next[i]; changed != strings.HasPrefix(prev[i], c.key) {
+				t.Errorf("an edited %s: key %s -> %s", c.file, prev[i], next[i])
+			}
+		}
 	}
 }
