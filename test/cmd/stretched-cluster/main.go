@@ -26,6 +26,7 @@ func main() {
 	verbose := flag.Bool("v", false, "log component starts")
 	walk := flag.Bool("walkthrough", false, "drive the plugin through a relocate, a site loss, a failover and a failback before waiting")
 	pluginDir := flag.String("plugin-dir", "", "directory holding kubectl-sitefail (put first on PATH for the walk-through)")
+	timeline := flag.String("timeline", "", "after the walk-through, write its failover's SVG timeline (report --html) to this file and stop")
 	flag.Parse()
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -64,6 +65,13 @@ func main() {
 	if *walk {
 		if err := walkthrough(ctx, env, kc, *pluginDir, *primary, *dr); err != nil {
 			fail(err)
+		}
+		if *timeline != "" {
+			if err := writeTimeline(ctx, kc, *pluginDir, *timeline); err != nil {
+				fail(err)
+			}
+			fmt.Printf("\nWrote %s.\n", *timeline)
+			return
 		}
 	}
 	fmt.Printf(`

@@ -1,17 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/plugin"
+	"github.com/sitefail/kubectl-sitefail/pkg/record"
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
 	"github.com/sitefail/kubectl-sitefail/test/stretched"
 )
@@ -93,4 +97,58 @@ func walkthrough(ctx context.Context, env *stretched.Env, kubeconfig, pluginDir,
 		return err
 	}
 	return run("status", "-A", "--tier", "1")
+}
+
+// writeTimeline writes the SVG timeline of the walk-through's failover, as `report
+// --html` draws it, to file: the README's picture, made from the demo so that it
+// follows the renderer.
+func writeTimeline(ctx context.Context, kubeconfig, pluginDir, file string) error {
+	sitefail := func(args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "kubectl", append([]string{"sitefail"}, args...)...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+pluginDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("kubectl sitefail %s: %w", strings.Join(args, " "), err)
+		}
+		return out, nil
+	}
+	out, err := sitefail("history", "-o", "json")
+	if err != nil {
+		return err
+	}
+	var list struct {
+		Items []record.Listed `json:"items"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		return fmt.Errorf("history -o json: %w", err)
+	}
+	id := ""
+	for _, r := range list.Items {
+		if r.Kind == record.KindFailover {
+			id = r.ID
+			break
+		}
+	}
+	if id == "" {
+		return errors.New("the walk-through left no failover record")
+	}
+	page, err := sitefail("report", id, "-o", "html")
+	if err != nil {
+		return err
+	}
+	start, end := bytes.Index(page, []byte("<svg")), bytes.LastIndex(page, []byte("</svg>"))
+	if start < 0 || end < start {
+		return fmt.Errorf("report %s -o html holds no SVG timeline", id)
+	}
+	svg := append([]byte(`<?xml version="1.0" encoding="UTF-8"?>`+"\n"), page[start:end+len("</svg>")]...)
+	// The page styles the timeline's classes; a picture on its own carries them inside.
+	if s, e := bytes.Index(page, []byte("<style>")), bytes.Index(page, []byte("</style>")); s >= 0 && e > s {
+		style := page[s : e+len("</style>")]
+		open := bytes.IndexByte(svg[len(`<?xml version="1.0" encoding="UTF-8"?>`)+1:], '>') + len(`<?xml version="1.0" encoding="UTF-8"?>`) + 2
+		svg = append(svg[:open:open], append(append([]byte("\n"), style...), svg[open:]...)...)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(file, append(svg, '\n'), 0o644)
 }
