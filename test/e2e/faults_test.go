@@ -78,7 +78,7 @@ func TestMoveThroughAFaultyAPIServer(t *testing.T) {
 			wantStarts, wantMigs = 1, 1
 		}
 		if c.Starts != wantStarts || c.Migrations != wantMigs || siteOf(t, "faults", v.Name) != "DR" {
-			t.Errorf("%s: %d starts, %d migrations on %q; want %d and %d on DR", v.Name, c.Starts, c.Migrations, siteOf(t, "faults", v.Name), wantStarts, wantMigs)
+			t.Errorf("%s: %d starts, %d migrations on %q; want %d and %d on DR\n%s", v.Name, c.Starts, c.Migrations, siteOf(t, "faults", v.Name), wantStarts, wantMigs, r)
 		}
 	}
 }
