@@ -165,16 +165,7 @@ func incidentVMs(t *testing.T, ns string, vms ...stretched.VMSpec) {
 	for i := range vms {
 		vms[i].Namespace, vms[i].Site = ns, "Primary"
 	}
-	// Gone before the next test starts: a VM still shutting down on Primary when a later
-	// test takes Primary down would be caught in that test's failover (TestUIFailover
-	// waited for one in a cold run).
-	t.Cleanup(func() {
-		_ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
-		waitFor(t, 3*time.Minute, "namespace "+ns+" gone", func() bool {
-			_, err := env.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-			return apierrors.IsNotFound(err)
-		})
-	})
+	t.Cleanup(func() { _ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
 	if err := env.CreateVMs(ctx, vms); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
@@ -77,7 +78,13 @@ func TestWitnessSiteQuorumAndRemediation(t *testing.T) {
 		}
 		return true
 	})
-	incidentVMs(t, ns, stretched.VMSpec{Name: "q1", Tier: 1})
+	// Stopped (a Manual VM not started): a plan needs no instance, and one left on
+	// Primary would be caught in a later test's failover of Primary (TestUIFailover
+	// waited for one in a cold run).
+	t.Cleanup(func() { _ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
+	if err := env.CreateVMs(ctx, []stretched.VMSpec{{Namespace: ns, Name: "q1", Tier: 1, Site: "Primary", RunStrategy: kubevirtv1.RunStrategyManual}}); err != nil {
+		t.Fatal(err)
+	}
 
 	p := planFor(t, ns, "--to", "Arbiter", "q1")
 	if !hasIssue(p.Blockers, "WitnessTarget") {
