@@ -7,12 +7,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
@@ -81,7 +83,18 @@ func TestWitnessSiteQuorumAndRemediation(t *testing.T) {
 	// Stopped (a Manual VM not started): a plan needs no instance, and one left on
 	// Primary would be caught in a later test's failover of Primary (TestUIFailover
 	// waited for one in a cold run).
-	t.Cleanup(func() { _ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
+	// The VM itself is deleted and waited for: while its namespace goes, which takes a
+	// minute, a later test's move of every tier-1 VM would include it (TestUIFailover
+	// waited for it).
+	t.Cleanup(func() {
+		vms := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns)
+		_ = vms.Delete(ctx, "q1", metav1.DeleteOptions{})
+		waitFor(t, time.Minute, "VM q1 gone", func() bool {
+			_, err := vms.Get(ctx, "q1", metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+		_ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	})
 	if err := env.CreateVMs(ctx, []stretched.VMSpec{{Namespace: ns, Name: "q1", Tier: 1, Site: "Primary", RunStrategy: kubevirtv1.RunStrategyManual}}); err != nil {
 		t.Fatal(err)
 	}
