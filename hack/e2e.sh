@@ -23,7 +23,7 @@ shards=(
 	'^(TestCrashAtEveryPointFinishesOnce|TestKubeVirtBehaviour|TestLifecycleN20.*)$'
 	'^(TestMoveSurvivesControlPlaneRestarts|TestMoveThroughAFaultyAPIServer|TestSafety(SiteComesBackMidFailover|RerunWhileRestartsBoot))$'
 	'^(TestSafety(ManualInterruptedBetweenReleaseAndStart|LockTakenOverMidMove)|TestIncident(SiteBackAfterPowerLoss|SourceSiteDiesMidMigration)|TestConcurrentEditIsKept)$'
-	'^(TestFailoverProvenByFenceAgents|TestFenceNetworkFailoverAndFailback|TestMoveRecordsHistoryAndReport|TestIncidentMigrationTargetNeverRuns|TestLifecycleC1.*)$'
+	'^(TestFailoverProvenByFenceAgents|TestFenceNetworkFailoverAndFailback|TestMoveRecordsHistoryAndReport|TestIncidentMigrationTargetNeverRuns|TestWitnessSiteQuorumAndRemediation|TestLifecycleC1.*)$'
 	'^(TestLifecycle(H2|C2).*|TestShippedRolesAreEnoughAndNoMore|TestDrillDryRunServerWithTheDrillCheckAccount|TestIncidentVMShuttingDownWhenItsSiteDies)$'
 )
 rest=$(IFS='|'; echo "${shards[*]}")

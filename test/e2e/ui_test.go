@@ -17,6 +17,8 @@ import (
 // TestUIFailover runs `kubectl sitefail ui` in a real terminal (tmux), takes the Primary
 // site down, checks that the stranded VMs are flagged, and fails tier 1 over from the
 // keyboard. It runs last: it needs tier 1 back on Primary, where TestFailback left it.
+// The ui shows prod only: a tier-1 VM another test left behind in its own namespace
+// was caught in this failover twice (5/6 done, never DONE).
 func TestUIFailover(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux is not installed")
@@ -30,7 +32,7 @@ func TestUIFailover(t *testing.T) {
 		}
 		return string(out)
 	}
-	cmdline := "env KUBECONFIG=" + env.Kubeconfig + " PATH=" + binDir + ":" + os.Getenv("PATH") + " SITEFAIL_CONFIG=/nonexistent/none.yaml kubectl sitefail ui -A; sleep 60"
+	cmdline := "env KUBECONFIG=" + env.Kubeconfig + " PATH=" + binDir + ":" + os.Getenv("PATH") + " SITEFAIL_CONFIG=/nonexistent/none.yaml kubectl sitefail ui -n prod; sleep 60"
 	tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmdline)
 	defer exec.Command("tmux", "kill-session", "-t", session).Run()
 	screen := func() string { return tmux("capture-pane", "-t", session, "-p") }
