@@ -387,8 +387,7 @@ func (e *Executor) waitHandedOver(ctx, stop context.Context, st *plan.Step, why 
 		return e.diedAfterHandOff(ctx, stop, st, why, died)
 	}
 	if errors.Is(err, errTimeout) {
-		return fmt.Errorf("not Ready on the target within --ready-timeout=%s: %s", e.cfg.ReadyTimeout,
-			whereStuck(e.cluster.Instance(st.Namespace, st.Name), st, ""))
+		return e.notReadyInTime(st, "")
 	}
 	if err != nil {
 		return err
@@ -658,10 +657,15 @@ func (e *Executor) waitReadyOnTarget(stop context.Context, st *plan.Step, oldUID
 		return readyOnTarget(i, st, oldUID), nil
 	})
 	if errors.Is(err, errTimeout) {
-		return fmt.Errorf("not Ready on the target within --ready-timeout=%s: %s", e.cfg.ReadyTimeout,
-			whereStuck(e.cluster.Instance(st.Namespace, st.Name), st, oldUID))
+		return e.notReadyInTime(st, oldUID)
 	}
 	return err
+}
+
+// notReadyInTime is the step's error when --ready-timeout passed, with where it stands.
+func (e *Executor) notReadyInTime(st *plan.Step, oldUID string) error {
+	return fmt.Errorf("not Ready on the target within --ready-timeout=%s: %s", e.cfg.ReadyTimeout,
+		whereStuck(e.cluster.Instance(st.Namespace, st.Name), st, oldUID))
 }
 
 // whereStuck says where a VM that did not turn Ready in time stands, and what to look
