@@ -82,9 +82,18 @@ func testNode(name, site string) *corev1.Node {
 // runCmd runs the root command against fake clients and returns stdout, stderr, error.
 func runCmd(t *testing.T, kube *kubefake.Clientset, objs []runtime.Object, args ...string) (string, string, error) {
 	t.Helper()
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), fencing.WithListKinds(map[schema.GroupVersionResource]string{
+	return runCmdWith(t, kube, fakeDynamic(objs...), args...)
+}
+
+// fakeDynamic is the dynamic client of runCmd, for a test that adds reactors to it.
+func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), fencing.WithListKinds(map[schema.GroupVersionResource]string{
 		kubevirt.VMs: "VirtualMachineList", kubevirt.VMIs: "VirtualMachineInstanceList", kubevirt.Migrations: "VirtualMachineInstanceMigrationList", kubevirt.KubeVirts: "KubeVirtList", snapshot.DataVolumes: "DataVolumeList",
 	}), objs...)
+}
+
+func runCmdWith(t *testing.T, kube *kubefake.Clientset, dyn *dynamicfake.FakeDynamicClient, args ...string) (string, string, error) {
+	t.Helper()
 	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
 	cmd := NewRootCommand(streams, &fakeFactory{c: &Clients{Kube: kube, Dynamic: dyn, Context: "test"}, ns: "prod"})
 	if args[0] != "__complete" {
