@@ -1,17 +1,24 @@
 package move
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
+	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
@@ -133,5 +140,52 @@ func TestStartOfAReleasedVMNeedsTheSameProofAsItsFailover(t *testing.T) {
 	p = guardPlan(t, s, plan.Request{All: true})
 	if _, err := Guard(Config{Keys: s.Keys}, s, p); err != nil || !p.ProvenDown("Primary") {
 		t.Fatalf("fenced: proven %v, %v", p.ProvenDown("Primary"), err)
+	}
+}
+
+// Found by review (issue 21): the viewer role lists NetworkFences but may not get one.
+// A move onto a site this tool fenced must still find the fence, through the list, and
+// apply the guard; a fence that can be neither got nor listed stops the move.
+func TestTargetFenceFoundByListWhenGetIsForbidden(t *testing.T) {
+	ctx := context.Background()
+	s := guardSnapshot(snapshot.NodeReady)
+	for i := range s.Nodes {
+		s.Nodes[i].Fence = fencing.Node{Name: s.Nodes[i].Name, Ready: true, ReadySince: time.Now().Add(-time.Hour)}
+	}
+	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
+	p := guardPlan(t, s, plan.Request{All: true})
+	ours := fencing.NewNetworkFence("DR", "sf-1", fencing.Class{Name: "c", Driver: "d"}, []string{"10.0.0.1/32"})
+	foreign := ours.DeepCopy()
+	foreign.SetLabels(nil)
+	forbidden := func(verb string) k8stesting.ReactionFunc {
+		return func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: fencing.NetworkFences.Group, Resource: fencing.NetworkFences.Resource}, "", errors.New(verb+" denied"))
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		fence      *unstructured.Unstructured
+		listDenied bool
+		want       string // "" : the fence is found and may be lifted
+	}{
+		{"ours, found by list", ours, false, ""},
+		{"somebody else's, found by list", foreign, false, "was not made by kubectl sitefail"},
+		{"neither get nor list", ours, true, "cannot tell whether DR's storage is fenced"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+				fencing.WithListKinds(map[schema.GroupVersionResource]string{kubevirt.VMIs: "VirtualMachineInstanceList"}), tc.fence.DeepCopy())
+			dyn.PrependReactor("get", "networkfences", forbidden("get"))
+			if tc.listDenied {
+				dyn.PrependReactor("list", "networkfences", forbidden("list"))
+			}
+			u, err := targetFence(ctx, Config{Dynamic: dyn, Keys: s.Keys}, s, p)
+			switch {
+			case tc.want == "" && (err != nil || u == nil || u.GetName() != fencing.FenceName("DR")):
+				t.Fatalf("got %v, %v; want the fence, found by list", u, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v; want %q", err, tc.want)
+			}
+		})
 	}
 }
