@@ -155,3 +155,34 @@ func TestDryRunKeepsNoRecord(t *testing.T) {
 		t.Fatal("a dry run keeps a record")
 	}
 }
+
+// Found by review (issue 22): a save that began just before the lock was lost stops
+// there. The record is written in parts; once the lock is lost mid-save, no further
+// part is written over what a move that took the lock over may be writing.
+func TestRecordSaveUnderWayStopsWhenTheLockIsLost(t *testing.T) {
+	kube, _ := reviewer(func(*authorizationv1.ResourceAttributes) bool { return true })
+	cfg := Config{Kube: kube, LockNamespace: "kube-system", DryRun: DryRunNone, Records: &Records{Keep: 50}}
+	store := checkRecords(context.Background(), cfg)
+	store.PartSize = 64 // a record of several parts
+	lost := make(chan struct{})
+	armed, writes := false, 0
+	kube.PrependReactor("*", "configmaps", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if v := a.GetVerb(); !armed || v != "create" && v != "update" {
+			return false, nil, nil
+		}
+		writes++
+		if writes == 1 {
+			// The lock is lost while this part is on its way; the move's watcher of
+			// the lock cancels the save's requests.
+			close(lost)
+			time.Sleep(time.Second)
+		}
+		return false, nil, nil
+	})
+	rec := startRecording(context.Background(), cfg, store, twoTierPlan(), "sf-1", "alice", valid, lost)
+	armed = true
+	rec.finish(&executor.Report{}, nil, false)
+	if writes != 1 {
+		t.Fatalf("%d record writes once the lock was lost mid-save; want only the one under way", writes)
+	}
+}

@@ -156,9 +156,17 @@ func labelValue(v string) string {
 }
 
 func (s *Store) put(ctx context.Context, cm *corev1.ConfigMap) error {
+	// A cancelled save sends nothing more, whatever the client does with ctx: the caller
+	// cancels it when the move's lock is lost, and the next writer owns the record.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	cms := s.Kube.CoreV1().ConfigMaps(s.Namespace)
 	_, err := cms.Create(ctx, cm, metav1.CreateOptions{})
 	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	// The one writer holds the move lock: an unconditional update is ours to make.
