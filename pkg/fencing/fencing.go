@@ -62,6 +62,31 @@ var (
 // OutOfServiceTaint is Kubernetes' non-graceful node shutdown taint.
 const OutOfServiceTaint = "node.kubernetes.io/out-of-service"
 
+// OutOfServiceByAnnotation, on a node, records the out-of-service taint this tool added:
+// the move's ID and the taint's timeAdded. A taint whose timeAdded differs was added by
+// somebody else, even if this tool's once stood there.
+const OutOfServiceByAnnotation = "sitefail.io/out-of-service-by"
+
+// OutOfServiceBy is the annotation's value for a taint added at added by move moveID.
+func OutOfServiceBy(moveID string, added time.Time) string {
+	return moveID + "@" + added.UTC().Format(time.RFC3339)
+}
+
+// OutOfServiceNote names the node's out-of-service taint, whose it is, and the command
+// that removes it. This tool's may be removed once the node is repaired; somebody else's
+// fenced the node for a reason this tool does not know, and it never removes one.
+func (n Node) OutOfServiceNote() string {
+	by := "somebody other than this tool added it"
+	if !n.OutOfServiceAdded.IsZero() {
+		by += " at " + n.OutOfServiceAdded.UTC().Format(time.RFC3339)
+	}
+	by += "; find out why before you remove it"
+	if n.OutOfServiceMove != "" {
+		by = fmt.Sprintf("kubectl sitefail's move %s added it at %s (--fence out-of-service); remove it once the node is repaired", n.OutOfServiceMove, n.OutOfServiceAdded.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("node %s carries %s: %s (kubectl taint node %s %s-)", n.Name, OutOfServiceTaint, by, n.Name, OutOfServiceTaint)
+}
+
 // nodeNameAnnotation names the node of a remediation whose own name differs (medik8s).
 const nodeNameAnnotation = "remediation.medik8s.io/node-name"
 
@@ -79,6 +104,11 @@ type Node struct {
 	LeaseRenewed time.Time
 	// OutOfService: the node carries the out-of-service taint.
 	OutOfService bool
+	// OutOfServiceAdded is the taint's timeAdded (zero when it has none).
+	OutOfServiceAdded time.Time
+	// OutOfServiceMove names the move of this tool that added the taint; empty when
+	// somebody else added it.
+	OutOfServiceMove string
 	// Created is the Node object's creation time: a remediation older than it was made
 	// for an earlier node of the same name.
 	Created time.Time

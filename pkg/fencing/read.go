@@ -3,6 +3,8 @@ package fencing
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,8 +33,16 @@ func NodeFrom(n *corev1.Node) Node {
 		}
 	}
 	for _, t := range n.Spec.Taints {
-		if t.Key == OutOfServiceTaint {
-			out.OutOfService = true
+		if t.Key != OutOfServiceTaint {
+			continue
+		}
+		out.OutOfService = true
+		if t.TimeAdded != nil {
+			out.OutOfServiceAdded = t.TimeAdded.Time
+			by := n.Annotations[OutOfServiceByAnnotation]
+			if id, at, ok := strings.Cut(by, "@"); ok && id != "" && at == t.TimeAdded.UTC().Format(time.RFC3339) {
+				out.OutOfServiceMove = id
+			}
 		}
 	}
 	return out

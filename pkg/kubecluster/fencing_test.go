@@ -90,3 +90,31 @@ func TestReleaseOnEvidenceRereadsTheEvidence(t *testing.T) {
 		t.Fatalf("confirmed by hand: %v", err)
 	}
 }
+
+// Issue 21: the out-of-service taint this tool adds is recorded on the node with its
+// timeAdded and the move's ID, so that a move back names it as this tool's. A taint
+// somebody put back afterwards (a new timeAdded) is theirs, whatever the annotation says.
+func TestOutOfServiceTaintRecordsWhoAddedIt(t *testing.T) {
+	kube := fake.NewClientset(downNode("p1", "10.0.0.1"))
+	c := &Cluster{siteKey: "site", kube: kube, dyn: evidenceDyn(), moveID: "sf-7", nodeSite: map[string]string{"p1": "Primary"}}
+	ctx := context.Background()
+	if err := c.FenceNodes(ctx, "Primary", []string{"p1"}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := kube.CoreV1().Nodes().Get(ctx, "p1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fencing.NodeFrom(n); !got.OutOfService || got.OutOfServiceMove != "sf-7" || got.OutOfServiceAdded.IsZero() {
+		t.Fatalf("the tool's own taint: %+v; want it named as move sf-7's", got)
+	}
+	for i := range n.Spec.Taints {
+		if n.Spec.Taints[i].Key == fencing.OutOfServiceTaint {
+			later := metav1.NewTime(n.Spec.Taints[i].TimeAdded.Add(time.Hour))
+			n.Spec.Taints[i].TimeAdded = &later
+		}
+	}
+	if got := fencing.NodeFrom(n); !got.OutOfService || got.OutOfServiceMove != "" {
+		t.Fatalf("a taint somebody added later: %+v; want it not the tool's", got)
+	}
+}

@@ -455,7 +455,14 @@ func (c *Cluster) FenceNodes(ctx context.Context, site string, nodes []string) e
 					return nil
 				}
 			}
-			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: OutOfServiceTaint, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute})
+			// The node keeps who added the taint, and when: a move back names the taint
+			// as this tool's, and never mistakes somebody else's taint for it.
+			added := metav1.Now()
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: OutOfServiceTaint, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute, TimeAdded: &added})
+			if n.Annotations == nil {
+				n.Annotations = map[string]string{}
+			}
+			n.Annotations[fencing.OutOfServiceByAnnotation] = fencing.OutOfServiceBy(c.moveID, added.Time)
 			_, err = c.kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{DryRun: c.dryRun})
 			return err
 		})

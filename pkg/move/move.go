@@ -574,7 +574,7 @@ func targetFence(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.
 			missing = append(missing, fmt.Sprintf("node %s has no kubevirt.io/schedulable=true: its virt-handler is not up yet, and nothing shows what runs there", n.Name))
 		}
 		if n.Fence.OutOfService {
-			missing = append(missing, fmt.Sprintf("node %s still carries the out-of-service taint: once it is repaired, kubectl taint node %s %s-", n.Name, n.Name, fencing.OutOfServiceTaint))
+			missing = append(missing, n.Fence.OutOfServiceNote())
 		}
 	}
 	onSite := map[string]bool{}

@@ -6,6 +6,7 @@ package plan
 import (
 	"fmt"
 	"github.com/sitefail/kubectl-sitefail/pkg/journal"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -401,6 +402,9 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		p.Blockers = append(p.Blockers, Issue{Code: "InsufficientCapacity", Overridable: true,
 			Message: fmt.Sprintf("site %s has %dm CPU and %s memory free on Ready nodes; the VMs this move starts there request %dm CPU and %s",
 				req.To, p.Capacity.FreeCPUMilli, HumanBytes(p.Capacity.FreeMemoryBytes), p.Capacity.NeedCPUMilli, HumanBytes(p.Capacity.NeedMemoryBytes))})
+	}
+	if starts := slices.ContainsFunc(p.Steps, func(st Step) bool { return st.Starts() }); starts {
+		p.Blockers, p.Warnings = outOfServiceTarget(s, req.To, p.Blockers, p.Warnings)
 	}
 	if s.RolloutStrategy == "" && countAction(p.Steps, ActionMigrate) > 0 {
 		p.Warnings = append(p.Warnings, Issue{Code: "RolloutStrategyUnknown",
@@ -993,11 +997,40 @@ func fitsAny(vm *snapshot.VM, siteKey, to string, nodes []*corev1.Node) bool {
 	return false
 }
 
+// outOfServiceTarget names the target's Ready nodes that carry the out-of-service
+// taint. No launcher tolerates it, so they take no VM until it is removed (a failback
+// after --fence out-of-service). Whose taint it is decides the advice: this tool's may
+// be removed once the node is repaired; somebody else's fenced the node for a reason
+// this tool does not know. Only a target left with no untainted node blocks the move.
+func outOfServiceTarget(s *snapshot.Snapshot, to string, blockers, warnings []Issue) ([]Issue, []Issue) {
+	var tainted []string
+	free := 0
+	for _, n := range s.Nodes {
+		if n.Site != to || !n.Schedulable() {
+			continue
+		}
+		if !n.Fence.OutOfService {
+			free++
+			continue
+		}
+		tainted = append(tainted, n.Fence.OutOfServiceNote())
+	}
+	if len(tainted) == 0 {
+		return blockers, warnings
+	}
+	issue := Issue{Code: "TargetOutOfService", Message: fmt.Sprintf("no VM starts on these nodes of %s until the taint is gone: %s", to, strings.Join(tainted, "; "))}
+	if free == 0 {
+		return append(blockers, issue), warnings
+	}
+	return blockers, append(warnings, issue)
+}
+
 func capacity(s *snapshot.Snapshot, site string, steps []Step) Capacity {
 	c := Capacity{Site: site}
 	onTarget := map[string]bool{}
 	for _, n := range s.Nodes {
-		if n.Site == site && n.Schedulable() {
+		// An out-of-service node takes no launcher (no launcher tolerates its taint).
+		if n.Site == site && n.Schedulable() && !n.Fence.OutOfService {
 			c.FreeCPUMilli += n.CPUMilli
 			c.FreeMemoryBytes += n.MemoryBytes
 			onTarget[n.Name] = true

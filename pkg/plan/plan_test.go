@@ -523,3 +523,45 @@ func TestRerunAfterAMigrationWaitsForTheSameInstance(t *testing.T) {
 		}
 	}
 }
+
+// Issue 21: a move back to a site that --fence out-of-service tainted. No launcher
+// tolerates the taint, so those nodes take no VM and hold no capacity; the plan names
+// each taint, says whose it is (this tool's, recorded on the node with its timeAdded,
+// or somebody else's) and the command that removes it. Only a target with no untainted
+// node blocks.
+func TestOutOfServiceTargetNamesWhoseTaintItIs(t *testing.T) {
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	taint := func(n *snapshot.Node, move string) {
+		n.Taints = append(n.Taints, corev1.Taint{Key: "node.kubernetes.io/out-of-service", Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute})
+		n.Fence.Name, n.Fence.OutOfService, n.Fence.OutOfServiceAdded, n.Fence.OutOfServiceMove = n.Name, true, at, move
+	}
+	s := twoSites(snapshot.NodeReady)
+	taint(&s.Nodes[2], "sf-20261202-1")
+	taint(&s.Nodes[3], "")
+	s.VMs = []snapshot.VM{vm("a", "v", 1, "DR", kubevirtv1.RunStrategyAlways, "p1", true)}
+	s.VMs[0].HomeSite = "DR"
+	p := build(t, s, Request{To: "DR", All: true})
+	var msg string
+	for _, i := range p.Blockers {
+		if i.Code == "TargetOutOfService" {
+			msg = i.Message
+		}
+	}
+	for _, want := range []string{
+		"node d1 carries node.kubernetes.io/out-of-service: kubectl sitefail's move sf-20261202-1 added it at 2026-12-02T10:00:00Z",
+		"kubectl taint node d1 node.kubernetes.io/out-of-service-",
+		"node d2 carries node.kubernetes.io/out-of-service: somebody other than this tool added it at 2026-12-02T10:00:00Z; find out why",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Fatalf("every DR node tainted: blocker %q; want it to say %q (blockers %+v)", msg, want, p.Blockers)
+		}
+	}
+	if p.Capacity.FreeMemoryBytes > 0 || !p.Blocked(true) {
+		t.Fatalf("tainted nodes count as capacity %+v, or --force runs it", p.Capacity)
+	}
+	s.Nodes = append(s.Nodes, node("d3", "DR", snapshot.NodeReady))
+	p = build(t, s, Request{To: "DR", All: true})
+	if hasIssue(p.Blockers, "TargetOutOfService", "") || !hasIssue(p.Warnings, "TargetOutOfService", "") || p.Capacity.FreeMemoryBytes != 32<<30 {
+		t.Fatalf("one untainted DR node left: blockers %+v warnings %+v capacity %+v", p.Blockers, p.Warnings, p.Capacity)
+	}
+}
