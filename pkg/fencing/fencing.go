@@ -210,6 +210,40 @@ func Unproven(ev []Evidence) []string {
 	return out
 }
 
+// Unfinished names the remediations of these nodes that are still at work, each with
+// the command that ends it. A remediation in progress may yet power-cycle or fence its
+// node, so a site is not given its storage back, or VMs, until each is finished
+// (Succeeded set, True or False) or gone. An object whose status says nothing is taken
+// as at work: no status proves it done.
+func Unfinished(nodes []Node, objs Objects) []string {
+	var out []string
+	for _, n := range nodes {
+		for _, k := range []struct {
+			kind, resource string
+			items          []unstructured.Unstructured
+		}{
+			{"FenceAgentsRemediation", FenceAgentsRemediations.Resource, objs.FenceAgentsRemediations},
+			{"StorageBasedRemediation", StorageBasedRemediations.Resource, objs.StorageBasedRemediations},
+			{"SelfNodeRemediation", SelfNodeRemediations.Resource, objs.SelfNodeRemediations},
+		} {
+			for i := range k.items {
+				u := &k.items[i]
+				if !remediates(u, n.Name) {
+					continue
+				}
+				processing, _ := condition(u, "Processing")
+				done, _ := condition(u, "Succeeded")
+				if processing != "True" && (done == "True" || done == "False") {
+					continue
+				}
+				out = append(out, fmt.Sprintf("%s %s/%s of node %s is still at work (Processing=%s, Succeeded=%s): let it finish, or once the node is repaired delete it (kubectl delete %s -n %s %s)",
+					k.kind, u.GetNamespace(), u.GetName(), n.Name, orUnknown(processing), orUnknown(done), k.resource, u.GetNamespace(), u.GetName()))
+			}
+		}
+	}
+	return out
+}
+
 func remediates(u *unstructured.Unstructured, node string) bool {
 	if u.GetDeletionTimestamp() != nil {
 		// A remediation being deleted is over: the node may be back.

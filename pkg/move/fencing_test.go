@@ -189,3 +189,56 @@ func TestTargetFenceFoundByListWhenGetIsForbidden(t *testing.T) {
 		})
 	}
 }
+
+// Issue 21: a failback lifts the storage fence only once the remediations of the site's
+// nodes are finished or gone: one still at work may yet power-cycle or fence its node.
+// The refusal names it and the command that ends it.
+func TestUnfenceWaitsForRemediationsAtWork(t *testing.T) {
+	ctx := context.Background()
+	s := guardSnapshot(snapshot.NodeReady)
+	for i := range s.Nodes {
+		s.Nodes[i].Fence = fencing.Node{Name: s.Nodes[i].Name, Ready: true, ReadySince: time.Now().Add(-time.Hour)}
+	}
+	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
+	p := guardPlan(t, s, plan.Request{All: true})
+	fence := fencing.NewNetworkFence("DR", "sf-1", fencing.Class{Name: "c", Driver: "d"}, []string{"10.0.0.1/32"})
+	far := func(conds ...map[string]any) unstructured.Unstructured {
+		u := farOff("d1", time.Now().Add(-2*time.Hour))
+		u.SetNamespace("medik8s")
+		list := []any{}
+		for _, c := range conds {
+			list = append(list, c)
+		}
+		u.Object["status"] = map[string]any{"conditions": list}
+		return u
+	}
+	for _, tc := range []struct {
+		name string
+		far  *unstructured.Unstructured
+		want string // "" : the fence may be lifted
+	}{
+		{"none", nil, ""},
+		{"finished", ptr(far(map[string]any{"type": "Processing", "status": "False"}, map[string]any{"type": "Succeeded", "status": "True"})), ""},
+		{"failed, and over", ptr(far(map[string]any{"type": "Processing", "status": "False"}, map[string]any{"type": "Succeeded", "status": "False"})), ""},
+		{"at work", ptr(far(map[string]any{"type": "Processing", "status": "True"})), "FenceAgentsRemediation medik8s/d1 of node d1 is still at work (Processing=True, Succeeded=unknown)"},
+		{"no status", ptr(far()), "kubectl delete fenceagentsremediations -n medik8s d1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.Fencing = fencing.Objects{}
+			if tc.far != nil {
+				s.Fencing.FenceAgentsRemediations = []unstructured.Unstructured{*tc.far}
+			}
+			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+				fencing.WithListKinds(map[schema.GroupVersionResource]string{kubevirt.VMIs: "VirtualMachineInstanceList"}), fence.DeepCopy())
+			u, err := targetFence(ctx, Config{Dynamic: dyn, Keys: s.Keys}, s, p)
+			switch {
+			case tc.want == "" && (err != nil || u == nil):
+				t.Fatalf("got %v, %v; want the fence liftable", u, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v; want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

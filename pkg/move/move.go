@@ -578,9 +578,17 @@ func targetFence(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.
 		}
 	}
 	onSite := map[string]bool{}
+	var siteNodes []fencing.Node
 	for _, n := range s.Nodes {
 		if n.Site == site {
 			onSite[n.Name] = true
+			siteNodes = append(siteNodes, n.Fence)
+		}
+	}
+	missing = append(missing, fencing.Unfinished(siteNodes, s.Fencing)...)
+	for _, kind := range s.FencingUnread {
+		if strings.Contains(kind, "remediations") {
+			missing = append(missing, fmt.Sprintf("the remediations of its nodes could not all be read (%s): grant list on them, so that none still at work is missed", kind))
 		}
 	}
 	// Every namespace, whatever the move's scope: a guest of any VM that still runs on
