@@ -102,6 +102,10 @@ type Node struct {
 	// LeaseRenewed is when the node's kubelet last renewed its kube-node-lease Lease
 	// (zero when unknown): a site that lost its power goes silent at once.
 	LeaseRenewed time.Time
+	// StorageHeartbeat is when Storage Based Remediation's agents last reported the
+	// node's heartbeat on the shared storage as written (SBRStorageUnhealthy=False);
+	// zero when they report it missing, or run not at all.
+	StorageHeartbeat time.Time
 	// OutOfService: the node carries the out-of-service taint.
 	OutOfService bool
 	// OutOfServiceAdded is the taint's timeAdded (zero when it has none).
@@ -435,7 +439,15 @@ func Partitioned(nodes []Node, now time.Time) string {
 	var first, last Node
 	var why []string
 	for _, n := range nodes {
-		if n.Ready || n.LeaseRenewed.IsZero() {
+		if n.Ready {
+			continue
+		}
+		// SBR's agents see a node's heartbeat on the shared storage: written after the
+		// node went NotReady, it comes from a node that runs and reaches the disks.
+		if !n.NotReadySince.IsZero() && n.StorageHeartbeat.After(n.NotReadySince.Add(10*time.Second)) {
+			why = append(why, fmt.Sprintf("node %s is NotReady but its storage heartbeat is fresh (SBRStorageUnhealthy=False %s ago, after the node went NotReady): it still writes to the shared storage", n.Name, now.Sub(n.StorageHeartbeat).Round(time.Second)))
+		}
+		if n.LeaseRenewed.IsZero() {
 			continue
 		}
 		// The node controller marks a silent node NotReady a grace period after its last

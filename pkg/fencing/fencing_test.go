@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -177,5 +178,23 @@ func TestProofsAreOrderedStrongestFirst(t *testing.T) {
 	}
 	if got := strings.Join(kinds, ","); got != "NetworkFence,SelfNodeRemediation,Taint" {
 		t.Fatalf("order %s", got)
+	}
+}
+
+// Issue 21: a NotReady node's SBRStorageUnhealthy=False condition is its storage
+// heartbeat, as SBR's agents last saw it; True, or no condition, is none.
+func TestNodeFromReadsTheStorageHeartbeat(t *testing.T) {
+	at := metav1.NewTime(time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC))
+	for _, tc := range []struct {
+		status corev1.ConditionStatus
+		want   bool
+	}{{corev1.ConditionFalse, true}, {corev1.ConditionTrue, false}, {corev1.ConditionUnknown, false}} {
+		n := &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+			{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: at},
+			{Type: "SBRStorageUnhealthy", Status: tc.status, LastHeartbeatTime: at, LastTransitionTime: at},
+		}}}
+		if got := NodeFrom(n).StorageHeartbeat; got.IsZero() == tc.want {
+			t.Errorf("SBRStorageUnhealthy=%s: storage heartbeat %v; want one: %v", tc.status, got, tc.want)
+		}
 	}
 }

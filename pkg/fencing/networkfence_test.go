@@ -197,6 +197,10 @@ func TestPartitionedTellsSilenceApartFromPowerLoss(t *testing.T) {
 		{"kubelet alive", []Node{{Name: "a", NotReadySince: ago(5 * time.Minute), LeaseRenewed: ago(5 * time.Second)}, {Name: "b", NotReadySince: ago(5 * time.Minute), LeaseRenewed: ago(20 * time.Second)}}, "node a is NotReady but its kubelet renewed its lease 5s ago"},
 		{"freshly silent", []Node{{Name: "a", NotReadySince: ago(2 * time.Second), LeaseRenewed: ago(30 * time.Second)}, {Name: "b", NotReadySince: ago(3 * time.Second), LeaseRenewed: ago(31 * time.Second)}}, ""},
 		{"leases unknown", []Node{{Name: "a"}, {Name: "b"}}, ""},
+		// Storage Based Remediation's agents read each node's heartbeat on the shared
+		// storage and report SBRStorageUnhealthy=False while it is written.
+		{"storage heartbeat fresh", []Node{{Name: "a", NotReadySince: ago(5 * time.Minute), StorageHeartbeat: ago(15 * time.Second)}}, "node a is NotReady but its storage heartbeat is fresh (SBRStorageUnhealthy=False 15s ago, after the node went NotReady)"},
+		{"storage heartbeat from before", []Node{{Name: "a", NotReadySince: ago(5 * time.Minute), LeaseRenewed: ago(6 * time.Minute), StorageHeartbeat: ago(6 * time.Minute)}}, ""},
 		{"a Ready node is not silent", []Node{{Name: "a", Ready: true, LeaseRenewed: ago(time.Second)}, {Name: "b", LeaseRenewed: ago(time.Hour)}}, ""},
 	} {
 		got := Partitioned(tc.nodes, now)

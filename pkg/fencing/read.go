@@ -14,6 +14,10 @@ import (
 	"k8s.io/client-go/dynamic"
 )
 
+// sbrStorageUnhealthy is the node condition Storage Based Remediation's agents set from
+// the heartbeats each node writes on the shared storage.
+const sbrStorageUnhealthy = "SBRStorageUnhealthy"
+
 // NodeFrom reduces a Node to what the judgement needs.
 func NodeFrom(n *corev1.Node) Node {
 	out := Node{Name: n.Name, Created: n.CreationTimestamp.Time}
@@ -23,6 +27,12 @@ func NodeFrom(n *corev1.Node) Node {
 		}
 	}
 	for _, c := range n.Status.Conditions {
+		if c.Type == sbrStorageUnhealthy && c.Status == corev1.ConditionFalse {
+			out.StorageHeartbeat = c.LastHeartbeatTime.Time
+			if c.LastTransitionTime.After(out.StorageHeartbeat) {
+				out.StorageHeartbeat = c.LastTransitionTime.Time
+			}
+		}
 		if c.Type == corev1.NodeReady {
 			out.Ready = c.Status == corev1.ConditionTrue
 			if !out.Ready {
