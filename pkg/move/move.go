@@ -247,26 +247,36 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	if fences, err = planFences(ctx, cfg, s, p, moveID); err != nil {
 		return nil, err
 	}
-	if err := unfenceTarget(ctx, cfg, s, p); err != nil {
-		return nil, lockLostOr(lk, err)
+	// The record starts before the first write, a storage fence's included: a move that
+	// a fence stopped, or whose plan the fence changed, leaves its account too.
+	rec := startRecording(ctx, cfg, store, p, moveID, actor, lk.Valid, lk.Lost())
+	stopped := func(err error) (*executor.Report, error) {
+		err = lockLostOr(lk, err)
+		var lost *LockLostError
+		rec.finish(nil, err, errors.As(err, &lost))
+		return nil, err
+	}
+	if err := unfenceTarget(ctx, cfg, s, p, rec.storageFence); err != nil {
+		return stopped(err)
 	}
 	if len(fences) > 0 {
 		// The storage fence comes before any VM is touched: it is what the releases
 		// rest on. Then the plan is built again, from evidence that now includes it.
-		if err := applyFences(ctx, cfg, fences); err != nil {
-			return nil, lockLostOr(lk, err)
+		if err := applyFences(ctx, cfg, fences, rec.storageFence); err != nil {
+			return stopped(err)
 		}
 		if cfg.DryRun == DryRunNone {
 			if s, err = snapshot.Read(ctx, src); err != nil {
-				return nil, err
+				return stopped(err)
 			}
 			if p, err = plan.Build(s, cfg.Request); err != nil {
-				return nil, err
+				return stopped(err)
 			}
+			rec.replan(p)
 			for _, f := range fences {
 				if !p.ProvenDown(f.site) && !contains(cfg.ConfirmedDown, f.site) {
-					return nil, fmt.Errorf("NetworkFence %s reports success, but it does not prove every node of %s down (%s): nothing was released; check the fence's addresses (kubectl get networkfence %s -o yaml)",
-						f.obj.GetName(), f.site, strings.Join(fencing.Unproven(p.Fencing[f.site].Nodes), ", "), f.obj.GetName())
+					return stopped(fmt.Errorf("NetworkFence %s reports success, but it does not prove every node of %s down (%s): nothing was released; check the fence's addresses (kubectl get networkfence %s -o yaml)",
+						f.obj.GetName(), f.site, strings.Join(fencing.Unproven(p.Fencing[f.site].Nodes), ", "), f.obj.GetName()))
 				}
 			}
 			// The wait for the driver may have been long: the plan built after it is
@@ -279,23 +289,23 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 			}
 			for _, site := range append(p.NeedsFailover(), p.GuardedSites()...) {
 				if !s.SiteAlive(site) && !fenced[site] && !contains(cfg.ConfirmedDown, site) {
-					return nil, &BlockedError{Err: fmt.Errorf("site %s went down while its storage fence was awaited: it is not fenced; run the move again to fence it too, or pass --confirm-site-down=%s (no VM was touched)", site, site)}
+					return stopped(&BlockedError{Err: fmt.Errorf("site %s went down while its storage fence was awaited: it is not fenced; run the move again to fence it too, or pass --confirm-site-down=%s (no VM was touched)", site, site)})
 				}
 			}
 			if p.Blocked(cfg.Force) {
-				return nil, &BlockedError{Plan: p, Err: errors.New("the plan built after the storage fence is blocked; no VM was touched (see the blockers above)")}
+				return stopped(&BlockedError{Plan: p, Err: errors.New("the plan built after the storage fence is blocked; no VM was touched (see the blockers above)")})
 			}
 			if err := refuseFailover(cfg, p); err != nil {
-				return nil, err
+				return stopped(err)
 			}
 			if deadNodes, err = Guard(cfg, s, p); err != nil {
-				return nil, err
+				return stopped(err)
 			}
 			if err := CoversDeadNodesEverywhere(ctx, cfg, p, deadNodes); err != nil {
-				return nil, err
+				return stopped(err)
 			}
 			if _, err := CheckAccess(ctx, cfg, p, allowed); err != nil {
-				return nil, err
+				return stopped(err)
 			}
 		}
 	}
@@ -330,20 +340,19 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 			}
 		}})
 	if err != nil {
-		return nil, err
+		return stopped(err)
 	}
 	cluster, err := kubecluster.WithCrashPoint(kc, os.Getenv(kubecluster.CrashEnv))
 	if err != nil {
-		return nil, err
+		return stopped(err)
 	}
 	if err := kc.Watch(ctx); err != nil {
-		return nil, err
+		return stopped(err)
 	}
 	defer kc.Stop()
 	if cfg.OnStart != nil {
 		cfg.OnStart(moveID, actor, p)
 	}
-	rec := startRecording(ctx, cfg, store, p, moveID, actor, lk.Valid, lk.Lost())
 	ex := executor.New(cluster, executor.Config{
 		MoveID: moveID, Actor: actor, MaxInFlight: cfg.Request.MaxInFlight, MaxPerNode: cfg.MaxPerNode, Rate: cfg.Rate,
 		MaxMigrations: s.MigrationsPerCluster,
@@ -490,13 +499,18 @@ func DescribeFences(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *pl
 
 // applyFences creates each fence and waits for the storage driver's success. A failed
 // fence stops the move before any VM is touched.
-func applyFences(ctx context.Context, cfg Config, fences []siteFence) error {
+func applyFences(ctx context.Context, cfg Config, fences []siteFence, note func(string)) error {
 	timeout := cfg.NetworkFence.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
 	}
 	for _, f := range fences {
 		res, err := fencing.Fence(ctx, cfg.Dynamic, f.obj, timeout, cfg.DryRun == DryRunServer)
+		if err != nil {
+			note(fmt.Sprintf("fencing site %s with NetworkFence %s failed: %v", f.site, f.obj.GetName(), err))
+		} else {
+			note(fmt.Sprintf("site %s fenced: NetworkFence %s (uid %s) reported %q", f.site, res.Name, res.UID, res.Message))
+		}
 		if errors.Is(err, fencing.ErrFenceFailed) {
 			return fmt.Errorf("--fence network, site %s: %w; no VM was touched. Fix the storage driver's problem, delete the failed fence (kubectl delete networkfence %s), then run the move again", f.site, err, f.obj.GetName())
 		}
@@ -614,7 +628,7 @@ func targetFence(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.
 
 // unfenceTarget lifts this tool's fence of the target site before any VM goes there:
 // Unfenced, the driver's success awaited, then the fence deleted.
-func unfenceTarget(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.Plan) error {
+func unfenceTarget(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.Plan, note func(string)) error {
 	u, err := targetFence(ctx, cfg, s, p)
 	if err != nil || u == nil {
 		return err
@@ -632,8 +646,10 @@ func unfenceTarget(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *pla
 	}
 	res, _, err := fencing.Unfence(ctx, cfg.Dynamic, site, timeout)
 	if err != nil {
+		note(fmt.Sprintf("lifting site %s's NetworkFence %s failed: %v", site, u.GetName(), err))
 		return fmt.Errorf("lifting site %s's storage fence: %w; no VM was moved", site, err)
 	}
+	note(fmt.Sprintf("site %s's storage fence lifted: NetworkFence %s (uid %s) reported %q and was deleted", site, res.Name, u.GetUID(), res.Message))
 	if cfg.OnWarning != nil {
 		cfg.OnWarning(fmt.Sprintf("site %s's storage fence is lifted: NetworkFence %s reported %q and was deleted", site, res.Name, res.Message))
 	}

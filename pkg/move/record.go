@@ -129,6 +129,22 @@ func (r *recording) writeAfterTiers() {
 	}
 }
 
+// replan takes the plan built again after a storage fence.
+func (r *recording) replan(p *plan.Plan) {
+	if r != nil {
+		r.rec.Replan(p, time.Now())
+	}
+}
+
+// storageFence notes what a storage fence did, and writes the record at once: it is the
+// move's first write, and a move it stops goes no further.
+func (r *recording) storageFence(note string) {
+	if r != nil {
+		r.rec.StorageFence(note)
+		r.save("storage fence")
+	}
+}
+
 func (r *recording) event(e executor.Event) {
 	if r != nil {
 		r.rec.Event(e)

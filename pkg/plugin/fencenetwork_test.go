@@ -16,6 +16,9 @@ import (
 
 	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+	"github.com/sitefail/kubectl-sitefail/pkg/lock"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/record"
 )
 
 // addressed gives a test node an InternalIP, which a storage fence covers.
@@ -104,6 +107,23 @@ func TestSiteThatDiesDuringTheFenceWaitIsNotReleased(t *testing.T) {
 	}
 	if _, err := dyn.Resource(fencing.NetworkFences).Get(context.Background(), fencing.FenceName("Primary"), metav1.GetOptions{}); err != nil {
 		t.Fatalf("Primary's fence was made first: %v", err)
+	}
+	// The fence was this move's first write: its record tells of it, and of the stop
+	// (found by review: the record used to start after the fence).
+	st, err := (&record.Store{Kube: kube, Namespace: lock.DefaultNamespace}).Latest(context.Background())
+	if err != nil || st == nil {
+		t.Fatalf("no record of a move that fenced a site: %v", err)
+	}
+	run := st.Record.Runs[len(st.Record.Runs)-1]
+	if run.Outcome != record.OutcomeFailed || !strings.Contains(run.Stopped, "site Edge went down") ||
+		len(run.Evidence.StorageFences) != 1 || !strings.Contains(run.Evidence.StorageFences[0], "site Primary fenced: NetworkFence sitefail-primary") {
+		t.Fatalf("record of the stopped move: outcome %s, stopped %q, storage fences %q", run.Outcome, run.Stopped, run.Evidence.StorageFences)
+	}
+	// It holds the plan built after the fence, which the refusal was about.
+	for _, v := range run.VMs {
+		if v.VM == "prod/till" && v.Action != plan.ActionFailover {
+			t.Fatalf("the record keeps the plan from before the fence: %+v", v)
+		}
 	}
 }
 

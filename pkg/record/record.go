@@ -104,8 +104,11 @@ type Evidence struct {
 	// Proven names the sites whose fencing evidence stood in for a confirmation.
 	Proven  []string                `json:"proven,omitempty"`
 	Fencing map[string]fencing.Site `json:"fencing,omitempty"`
-	// Fence is how VMs were released: pod or out-of-service.
+	// Fence is how VMs were released: pod, out-of-service or network.
 	Fence string `json:"fence,omitempty"`
+	// StorageFences says what --fence network did to storage fences, in order: each
+	// NetworkFence made or lifted, with its uid and the driver's answer, or why not.
+	StorageFences []string `json:"storageFences,omitempty"`
 }
 
 // Tier is one tier of one run.

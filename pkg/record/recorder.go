@@ -39,6 +39,7 @@ type Recorder struct {
 	starts map[string]bool
 	// tierDone is signalled when a tier finishes: the record is worth writing then.
 	tierDone chan struct{}
+	info     RunInfo
 }
 
 // NewRecorder starts a run. prev is the record this run resumes (nil for a new move),
@@ -66,8 +67,20 @@ func NewRecorder(prev *Record, info RunInfo, p *plan.Plan, now time.Time) *Recor
 		r.rec = &Record{APIVersion: APIVersion, Kind: Kind, ID: info.MoveID, MoveKind: kind, Drill: info.Drill,
 			Selection: p.Selection, From: union(nil, p.SourceSites), To: p.Request.To}
 	}
-	run := Run{MoveID: info.MoveID, Actor: info.Actor, Command: info.Command, Version: info.Version, Decided: *stamp(now), Outcome: OutcomeRunning,
-		Evidence: evidence(info, p), Tiers: []Tier{}, VMs: make([]VM, 0, len(p.Steps))}
+	r.info = info
+	r.rec.Runs = append(r.rec.Runs, Run{MoveID: info.MoveID, Actor: info.Actor, Command: info.Command, Version: info.Version, Outcome: OutcomeRunning})
+	r.plan(p, now)
+	return r
+}
+
+// plan sets the run's VMs, tiers and evidence from p, decided at now. No event has
+// reached the run yet.
+func (r *Recorder) plan(p *plan.Plan, now time.Time) {
+	run := r.run()
+	fences := run.Evidence.StorageFences
+	run.Decided, run.Evidence, run.Tiers, run.VMs = *stamp(now), evidence(r.info, p), []Tier{}, make([]VM, 0, len(p.Steps))
+	run.Evidence.StorageFences = fences
+	r.vms, r.tiers, r.starts = map[string]int{}, map[int]int{}, map[string]bool{}
 	wave := waves(p)
 	for _, st := range p.Steps {
 		r.vms[st.Key()] = len(run.VMs)
@@ -76,14 +89,28 @@ func NewRecorder(prev *Record, info RunInfo, p *plan.Plan, now time.Time) *Recor
 		if _, ok := r.tiers[st.Tier]; !ok {
 			r.tiers[st.Tier] = len(run.Tiers)
 			t := Tier{Tier: st.Tier}
-			if d, ok := objective(info.Objective, st.Tier); ok {
+			if d, ok := objective(r.info.Objective, st.Tier); ok {
 				t.ObjectiveSeconds = d.Seconds()
 			}
 			run.Tiers = append(run.Tiers, t)
 		}
 	}
-	r.rec.Runs = append(r.rec.Runs, run)
-	return r
+}
+
+// Replan replaces the run's plan with p, decided at now: the plan built again after
+// --fence network's wait, before any VM was touched.
+func (r *Recorder) Replan(p *plan.Plan, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.plan(p, now)
+}
+
+// StorageFence notes what the run did to a storage fence, before any VM was touched.
+func (r *Recorder) StorageFence(note string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	run := r.run()
+	run.Evidence.StorageFences = append(run.Evidence.StorageFences, note)
 }
 
 func objective(o func(int) (time.Duration, bool), tier int) (time.Duration, bool) {

@@ -212,6 +212,9 @@ func evidenceLines(ev Evidence) []string {
 	if ev.Fence != "" {
 		out = append(out, "Released with --fence "+ev.Fence)
 	}
+	for _, f := range ev.StorageFences {
+		out = append(out, "Storage fence: "+f)
+	}
 	return out
 }
 
