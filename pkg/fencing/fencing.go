@@ -118,6 +118,15 @@ type Node struct {
 	Created time.Time
 }
 
+// LeaseAge is how long before now the node's kubelet last renewed its lease, to the
+// second; "-" when unknown (the leases are read only while a node is not Ready).
+func (n Node) LeaseAge(now time.Time) string {
+	if n.LeaseRenewed.IsZero() {
+		return "-"
+	}
+	return now.Sub(n.LeaseRenewed).Round(time.Second).String()
+}
+
 // downSince reports whether the node has stayed NotReady since at, when a fence
 // succeeded. A node that was Ready after its fence may have run anything since: an old
 // FAR left behind after someone powered the node back on proves nothing about today.
@@ -163,6 +172,22 @@ func (e Evidence) Best() Strength {
 		}
 	}
 	return best
+}
+
+// Summary is the strongest proof in a few words ("strong: FenceAgentsRemediation
+// far-1"), or why nothing counts: the one line that sites -o wide and the ui show for a
+// node.
+func (e Evidence) Summary() string {
+	best := e.Best()
+	for _, p := range e.Proofs {
+		if p.Strength == best && best != None {
+			return fmt.Sprintf("%s: %s %s", p.StrengthName, p.Kind, p.Name)
+		}
+	}
+	if len(e.Proofs) > 0 {
+		return "none counts (" + e.Proofs[0].Kind + ": " + e.Proofs[0].Detail + ")"
+	}
+	return "none"
 }
 
 // Judge collects the evidence for each node, in the nodes' order. Every object that
@@ -417,6 +442,16 @@ type Site struct {
 	// Partition says why the site looks partitioned rather than powered off (see
 	// Partitioned); "" when nothing does.
 	Partition string `json:"possiblyPartitioned,omitempty"`
+}
+
+// Node is the evidence found about one node of the site.
+func (s Site) Node(name string) (Evidence, bool) {
+	for _, e := range s.Nodes {
+		if e.Node == name {
+			return e, true
+		}
+	}
+	return Evidence{}, false
 }
 
 // JudgeSite judges a site's nodes. A site without nodes is never proven.

@@ -198,3 +198,30 @@ func TestNodeFromReadsTheStorageHeartbeat(t *testing.T) {
 		}
 	}
 }
+
+// Each node's line in sites -o wide and the ui names the proof its judgement rests on,
+// or why nothing counts, so that a FAR that failed is not mistaken for no FAR at all.
+func TestSummaryNamesTheStrongestProofOrWhyNoneCounts(t *testing.T) {
+	nodes := []Node{down("p1", "10.0.1.1"), down("p2", "10.0.1.2"), down("p3", "10.0.1.3")}
+	fs := JudgeSite(nodes, Objects{FenceAgentsRemediations: []unstructured.Unstructured{
+		farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True"),
+		farObj("p2", "off", "FenceAgentActionSucceeded", "False", "Succeeded", "False"),
+	}}, nil)
+	for node, want := range map[string]string{
+		"p1": "strong: FenceAgentsRemediation p1",
+		"p2": "none counts (FenceAgentsRemediation: not finished: FenceAgentActionSucceeded=False, Succeeded=False)",
+		"p3": "none",
+		"p9": "none",
+	} {
+		if ev, _ := fs.Node(node); ev.Summary() != want {
+			t.Errorf("%s: %q, want %q", node, ev.Summary(), want)
+		}
+	}
+	now := time.Now()
+	if got := (Node{LeaseRenewed: now.Add(-90*time.Second - 300*time.Millisecond)}).LeaseAge(now); got != "1m30s" {
+		t.Errorf("lease age %q", got)
+	}
+	if got := (Node{}).LeaseAge(now); got != "-" {
+		t.Errorf("unknown lease age %q", got)
+	}
+}

@@ -135,11 +135,7 @@ func SitesReport(s *snapshot.Snapshot) []SiteReport {
 			}
 		}
 		if r.Site != Unlabeled && r.Nodes.Ready < r.Nodes.Total {
-			var nodes []fencing.Node
-			for _, n := range r.NodeList {
-				nodes = append(nodes, n.Fence)
-			}
-			fs := fencing.JudgeSite(nodes, s.Fencing, s.FencingUnread)
+			fs := s.SiteFencing(r.Site)
 			r.Fencing = &fs
 		}
 		switch {
@@ -242,11 +238,7 @@ func (so *sitesOptions) run(ctx context.Context) error {
 			if n.KubeVirtUnschedulable {
 				state += ",KubeVirtUnschedulable"
 			}
-			lease := "-"
-			if !n.Fence.LeaseRenewed.IsZero() {
-				lease = time.Since(n.Fence.LeaseRenewed).Round(time.Second).String()
-			}
-			rows = append(rows, []string{n.Name, r.Site, state, cores(n.CPUMilli), plan.HumanBytes(n.MemoryBytes), lease, nodeFencing(r.Fencing, n.Name)})
+			rows = append(rows, []string{n.Name, r.Site, state, cores(n.CPUMilli), plan.HumanBytes(n.MemoryBytes), n.Fence.LeaseAge(time.Now()), nodeFencing(r.Fencing, n.Name)})
 		}
 	}
 	return table(so.Out, []string{"NODE", "SITE", "STATUS", "CPU", "MEMORY", "LEASE-AGE", "FENCING"}, rows)
@@ -333,21 +325,8 @@ func nodeFencing(fs *fencing.Site, node string) string {
 	if fs == nil {
 		return "-"
 	}
-	for _, ev := range fs.Nodes {
-		if ev.Node != node {
-			continue
-		}
-		best := ev.Best()
-		for _, p := range ev.Proofs {
-			if p.Strength == best && best != fencing.None {
-				return fmt.Sprintf("%s: %s %s", p.StrengthName, p.Kind, p.Name)
-			}
-		}
-		if len(ev.Proofs) > 0 {
-			return "none counts (" + ev.Proofs[0].Kind + ": " + ev.Proofs[0].Detail + ")"
-		}
-	}
-	return "none"
+	ev, _ := fs.Node(node)
+	return ev.Summary()
 }
 
 // printFencingNotes says, for each site with no Ready node, whether a failover from it

@@ -42,7 +42,9 @@ func newUICommand(o *Options) *cobra.Command {
 		Long: `A live view of every VM per site, fed by watches, with each site's health. Pick a tier
 (1-9) or the VM under the cursor, a target site (t), see the plan (p) with its blockers
 and warnings, and move (m): the same planner and executor as 'plan' and 'move'. A
-failover asks you to type the dead site's name. Press ? for the keys.
+failover shows the dead site's fencing evidence node by node, as 'sites -o wide'
+does, and asks you to type the site's name; n shows a site's nodes and their
+evidence, read afresh. Press ? for the keys.
 
 Works at 80x24 and honours NO_COLOR.`,
 		Example: `  kubectl sitefail ui -A

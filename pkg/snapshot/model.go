@@ -258,3 +258,16 @@ func (s *Snapshot) SiteAlive(site string) bool {
 	}
 	return false
 }
+
+// SiteFencing judges the fencing evidence of every node of the site, as a failover of
+// it would: sites and the ui show the same judgement. It means something only for a
+// snapshot read in full (one assembled from watch caches has no evidence).
+func (s *Snapshot) SiteFencing(site string) fencing.Site {
+	var nodes []fencing.Node
+	for _, n := range s.Nodes {
+		if n.Site == site {
+			nodes = append(nodes, n.Fence)
+		}
+	}
+	return fencing.JudgeSite(nodes, s.Fencing, s.FencingUnread)
+}

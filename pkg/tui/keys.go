@@ -10,7 +10,7 @@ type keyMap struct {
 	Left, Right, Up, Down, PageUp, PageDown key.Binding
 	Detail, Filter, Mark, Tier, VMSel       key.Binding
 	Target, Plan, Move, Cancel, Back        key.Binding
-	History, Help, Quit                     key.Binding
+	History, Nodes, Help, Quit              key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -22,6 +22,7 @@ func newKeyMap() keyMap {
 		PageUp:   key.NewBinding(key.WithKeys("pgup", "ctrl+u"), key.WithHelp("pgup", "page up")),
 		PageDown: key.NewBinding(key.WithKeys("pgdown", "ctrl+d"), key.WithHelp("pgdn", "page down")),
 		Detail:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
+		Nodes:    key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "nodes")),
 		Filter:   key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
 		Mark:     key.NewBinding(key.WithKeys(" ", "space"), key.WithHelp("space", "mark vm")),
 		Tier:     key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6", "7", "8", "9"), key.WithHelp("1-9", "tier")),
@@ -39,14 +40,14 @@ func newKeyMap() keyMap {
 
 // ShortHelp is the footer, less help and quit, which the footer always shows.
 func (k keyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Move, k.Plan, k.Tier, k.Target, k.Mark, k.Cancel, k.Back, k.Detail, k.Filter, k.History}
+	return []key.Binding{k.Move, k.Plan, k.Nodes, k.Tier, k.Target, k.Mark, k.Cancel, k.Back, k.Detail, k.Filter, k.History}
 }
 
 // FullHelp is the help screen, a column per group.
 func (k keyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Left, k.Right, k.Up, k.Down, k.PageUp, k.PageDown},
-		{k.Detail, k.Filter, k.Mark, k.Tier, k.VMSel, k.Target},
+		{k.Detail, k.Nodes, k.Filter, k.Mark, k.Tier, k.VMSel, k.Target},
 		{k.Plan, k.Move, k.Cancel, k.Back, k.History, k.Help, k.Quit},
 	}
 }

@@ -48,6 +48,8 @@ type Options struct {
 	History func(ctx context.Context) ([]HistoryEntry, error)
 	// Report renders one record as text for the viewport.
 	Report func(ctx context.Context, id string) (string, error)
+	// Now is the clock lease ages are measured against; tests replace it.
+	Now func() time.Time
 }
 
 // HistoryEntry is one move record in the history view.
@@ -74,6 +76,18 @@ type (
 		Plan *plan.Plan
 		Err  error
 		Seq  int
+		// Snapshot is the read the plan was made from, at At: its nodes' leases stand
+		// beside the plan's fencing judgement.
+		Snapshot *snapshot.Snapshot
+		At       time.Time
+	}
+	// NodesMsg carries the full read behind the nodes pane; Seq says which request it
+	// answers.
+	NodesMsg struct {
+		Snapshot *snapshot.Snapshot
+		At       time.Time
+		Err      error
+		Seq      int
 	}
 	// EventsMsg carries the recent Events of the VM in the detail pane.
 	EventsMsg struct {
@@ -152,6 +166,9 @@ type Model struct {
 	// planSeq numbers plan requests; planPending: the full read is under way.
 	planSeq     int
 	planPending bool
+	// planSnap is the read the plan was made from, at planAt.
+	planSnap *snapshot.Snapshot
+	planAt   time.Time
 
 	log      []string
 	done     int
@@ -165,6 +182,15 @@ type Model struct {
 	eventsVM string
 	events   []string
 	eventErr error
+
+	// The nodes pane: the focused site's nodes, their kubelets' lease ages and their
+	// fencing evidence, from a full read at nodesAt (the watches hold neither the
+	// fencing tools' objects nor the leases).
+	nodes     bool
+	nodesSnap *snapshot.Snapshot
+	nodesAt   time.Time
+	nodesErr  error
+	nodesSeq  int
 
 	// The history view: the records, the cursor among them, and the one opened.
 	history    bool
@@ -182,6 +208,9 @@ func New(o Options) *Model {
 	}
 	if o.Mode == "" {
 		o.Mode = plan.ModeAuto
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	m := &Model{opts: o, width: 80, height: 24, keys: newKeyMap(), help: help.New(), marked: map[string]bool{}}
 	m.help.ShortSeparator = "  "
@@ -327,6 +356,11 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case PlanMsg:
 		if msg.Seq == m.planSeq && m.stage == planning {
 			m.plan, m.planErr, m.planPending = msg.Plan, msg.Err, false
+			m.planSnap, m.planAt = msg.Snapshot, msg.At
+		}
+	case NodesMsg:
+		if msg.Seq == m.nodesSeq {
+			m.nodesSnap, m.nodesAt, m.nodesErr = msg.Snapshot, msg.At, msg.Err
 		}
 	case EventsMsg:
 		if msg.VM == m.eventsVM {
@@ -392,14 +426,15 @@ func (m *Model) enableKeys() {
 	k.Plan.SetEnabled(act && idle)
 	k.Move.SetEnabled(act && m.movable())
 	k.Cancel.SetEnabled(m.stopMove != nil)
-	k.Back.SetEnabled(m.stage == planning || m.stage == finished || m.stage == confirming || m.detail || len(m.marked) > 0 || m.filter.Value() != "")
+	k.Back.SetEnabled(m.stage == planning || m.stage == finished || m.stage == confirming || m.detail || m.nodes || len(m.marked) > 0 || m.filter.Value() != "")
 	k.Quit.SetEnabled(m.stage != moving)
 	k.Detail.SetEnabled(m.stage != confirming)
+	k.Nodes.SetEnabled(m.stage == browsing)
 	k.Filter.SetEnabled(m.stage != confirming && !m.history)
 	k.History.SetEnabled(m.opts.History != nil && m.stage == browsing && !m.history)
 	if m.history {
 		k.Back.SetEnabled(true)
-		for _, b := range []*key.Binding{&k.Tier, &k.VMSel, &k.Target, &k.Mark, &k.Plan, &k.Move, &k.Left, &k.Right} {
+		for _, b := range []*key.Binding{&k.Tier, &k.VMSel, &k.Target, &k.Mark, &k.Plan, &k.Move, &k.Left, &k.Right, &k.Nodes} {
 			b.SetEnabled(false)
 		}
 	} else {
@@ -455,6 +490,12 @@ func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 		return m.filter.Focus()
 	case key.Matches(k, keys.Detail):
 		return m.toggleDetail()
+	case key.Matches(k, keys.Nodes):
+		return m.toggleNodes()
+	case key.Matches(k, keys.Up) && m.nodes && m.stage == browsing:
+		m.pane.ScrollUp(1)
+	case key.Matches(k, keys.Down) && m.nodes && m.stage == browsing:
+		m.pane.ScrollDown(1)
 	case key.Matches(k, keys.Up):
 		m.moveCursor(-1)
 	case key.Matches(k, keys.Down):
@@ -509,14 +550,16 @@ func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 	return nil
 }
 
-// back closes what is open, innermost first: the plan, the detail pane, the marks,
-// the filter.
+// back closes what is open, innermost first: the plan, the detail or nodes pane, the
+// marks, the filter.
 func (m *Model) back() {
 	switch {
 	case m.stage == planning || m.stage == finished:
 		m.stage, m.plan, m.planErr = browsing, nil, nil
 	case m.detail:
 		m.detail = false
+	case m.nodes:
+		m.nodes = false
 	case len(m.marked) > 0:
 		m.marked = map[string]bool{}
 	case m.filter.Value() != "":
@@ -548,7 +591,15 @@ func (m *Model) filterKey(k tea.KeyMsg) tea.Cmd {
 }
 
 func (m *Model) confirmKey(k tea.KeyMsg) tea.Cmd {
+	// The evidence and the steps may not fit the pane; the text input has no use for
+	// the page keys (ctrl+u it has: it deletes what was typed).
 	switch k.Type {
+	case tea.KeyPgUp:
+		m.pane.HalfPageUp()
+		return nil
+	case tea.KeyPgDown:
+		m.pane.HalfPageDown()
+		return nil
 	case tea.KeyEsc:
 		m.stage = planning
 		m.confirm.Blur()
@@ -562,7 +613,7 @@ func (m *Model) confirmKey(k tea.KeyMsg) tea.Cmd {
 }
 
 func (m *Model) toggleDetail() tea.Cmd {
-	m.detail = !m.detail
+	m.detail, m.nodes = !m.detail, false
 	vm := m.current()
 	if !m.detail || vm == nil || m.opts.Events == nil {
 		return nil
@@ -575,6 +626,42 @@ func (m *Model) toggleDetail() tea.Cmd {
 		defer cancel()
 		ev, err := list(ctx, ns, name)
 		return EventsMsg{VM: key, Events: ev, Err: err}
+	}
+}
+
+// toggleNodes opens the nodes pane from a full read of the cluster when the view can
+// make one (in a command: the screen stays live meanwhile), else from the snapshot; it
+// reads again at each opening, so that what it shows is never older than the operator
+// thinks.
+func (m *Model) toggleNodes() tea.Cmd {
+	m.nodes, m.detail = !m.nodes, false
+	if !m.nodes {
+		return nil
+	}
+	m.pane.GotoTop()
+	m.nodesSeq++
+	m.nodesSnap, m.nodesErr = nil, nil
+	if m.opts.Read == nil {
+		m.nodesSnap, m.nodesAt = m.snap, m.opts.Now()
+		return nil
+	}
+	seq := m.nodesSeq
+	return m.fullRead(func(s *snapshot.Snapshot, at time.Time, err error) tea.Msg {
+		if err != nil {
+			err = fmt.Errorf("reading the cluster for the nodes' leases and fencing evidence: %w", err)
+		}
+		return NodesMsg{Snapshot: s, At: at, Err: err, Seq: seq}
+	})
+}
+
+// fullRead reads the whole cluster in a command and makes done's message of it.
+func (m *Model) fullRead(done func(s *snapshot.Snapshot, at time.Time, err error) tea.Msg) tea.Cmd {
+	read, now := m.opts.Read, m.opts.Now
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := read(ctx)
+		return done(s, now(), err)
 	}
 }
 
@@ -620,6 +707,7 @@ func (m *Model) markedKeys() []string {
 // make one (in a command: the screen stays live meanwhile), else from the snapshot.
 func (m *Model) makePlan() tea.Cmd {
 	m.plan, m.planErr, m.planPending = nil, nil, false
+	m.planSnap = nil
 	if m.snap == nil {
 		return nil
 	}
@@ -640,20 +728,18 @@ func (m *Model) makePlan() tea.Cmd {
 	}
 	if m.opts.Read == nil {
 		m.plan, m.planErr = plan.Build(m.snap, req)
+		m.planSnap, m.planAt = m.snap, m.opts.Now()
 		return nil
 	}
 	m.planPending = true
-	read, seq := m.opts.Read, m.planSeq
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		s, err := read(ctx)
+	seq := m.planSeq
+	return m.fullRead(func(s *snapshot.Snapshot, at time.Time, err error) tea.Msg {
 		if err != nil {
 			return PlanMsg{Err: fmt.Errorf("reading the cluster for the plan: %w", err), Seq: seq}
 		}
 		p, err := plan.Build(s, req)
-		return PlanMsg{Plan: p, Err: err, Seq: seq}
-	}
+		return PlanMsg{Plan: p, Err: err, Seq: seq, Snapshot: s, At: at}
+	})
 }
 
 // confirmWord is what the operator must type: the dead site's name for a failover,

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
@@ -16,6 +17,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
@@ -43,6 +45,7 @@ func testSnapshot(primaryDown bool) *snapshot.Snapshot {
 	for _, n := range []snapshot.Node{{Name: "p1", Site: "Primary", State: state}, {Name: "d1", Site: "DR", State: snapshot.NodeReady}} {
 		n.CPUMilli, n.MemoryBytes = 16000, 64<<30
 		n.Labels = map[string]string{selector.DefaultSiteKey: n.Site}
+		n.Fence = fencing.Node{Name: n.Name, Ready: n.State == snapshot.NodeReady}
 		s.Nodes = append(s.Nodes, n)
 	}
 	add := func(ns, name string, tier int, home, node string, ready, migrating bool) {
@@ -127,10 +130,15 @@ func checkSize(t *testing.T, screen string, w, h int) {
 }
 
 func TestScreens(t *testing.T) {
+	// A dead Primary of two nodes as a full read holds it, on a fixed clock: lease ages
+	// in a golden screen must not depend on when the test runs.
+	at := time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)
+	clock := Options{Now: func() time.Time { return at }}
 	tests := []struct {
 		name string
 		w, h int
 		down bool
+		snap *snapshot.Snapshot
 		opts Options
 		keys []string
 	}{
@@ -139,12 +147,20 @@ func TestScreens(t *testing.T) {
 		{name: "detail-80x24", w: 80, h: 24, keys: []string{"right", "enter"}},
 		{name: "readonly-80x24", w: 80, h: 24, opts: Options{ReadOnly: true}, keys: []string{"p"}},
 		{name: "failover-confirm-80x24", w: 80, h: 24, down: true, keys: []string{"right", "1", "p", "m", "Prim"}},
+		{name: "failover-confirm-fenced-80x24", w: 80, h: 24, snap: deadSite(at, false, 0, "p1", "p2"), opts: clock, keys: []string{"right", "1", "p", "m"}},
+		{name: "nodes-dead-site-80x24", w: 80, h: 24, snap: deadSite(at, false, 0, "p1"), opts: clock, keys: []string{"right", "n"}},
+		{name: "nodes-live-site-80x24", w: 80, h: 24, opts: clock, keys: []string{"n"}},
+		{name: "nodes-dead-site-50x16", w: 50, h: 16, snap: deadSite(at, false, 0, "p1"), opts: clock, keys: []string{"right", "n"}},
 		{name: "help-80x24", w: 80, h: 24, keys: []string{"?"}},
 		{name: "filter-80x24", w: 80, h: 24, keys: []string{"/", "web", "enter"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := newModel(tc.w, tc.h, testSnapshot(tc.down), tc.opts)
+			s := tc.snap
+			if s == nil {
+				s = testSnapshot(tc.down)
+			}
+			m := newModel(tc.w, tc.h, s, tc.opts)
 			keys(m, tc.keys...)
 			screen := m.View()
 			checkSize(t, screen, tc.w, tc.h)

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
 	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/selector"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
@@ -106,14 +108,17 @@ func (st *siteStat) header(site string) string {
 	if st == nil {
 		st = &siteStat{}
 	}
-	health := styleOK.Render("UP")
+	return fmt.Sprintf("%s %s %d/%d nodes cpu %s%% mem %s%%", styleTitle.Render(site), health(st.ready, st.total), st.ready, st.total, pct(st.useCPU, st.cpu), pct(st.useMem, st.mem))
+}
+
+func health(ready, total int) string {
 	switch {
-	case st.ready == 0:
-		health = styleBad.Render("DOWN")
-	case st.ready < st.total:
-		health = styleWarn.Render("DEGRADED")
+	case ready == 0:
+		return styleBad.Render("DOWN")
+	case ready < total:
+		return styleWarn.Render("DEGRADED")
 	}
-	return fmt.Sprintf("%s %s %d/%d nodes cpu %s%% mem %s%%", styleTitle.Render(site), health, st.ready, st.total, pct(st.useCPU, st.cpu), pct(st.useMem, st.mem))
+	return styleOK.Render("UP")
 }
 
 func pct(a, b int64) string {
@@ -162,7 +167,7 @@ func fit(s string, w int) string {
 // the help take all of it.
 func (m *Model) bodyHeight() int { return max(m.height-2, 4) }
 
-func (m *Model) paneOpen() bool { return m.detail || m.history || m.stage != browsing }
+func (m *Model) paneOpen() bool { return m.detail || m.nodes || m.history || m.stage != browsing }
 
 // columnsHeight is the lines the site columns get, their two title lines included.
 func (m *Model) columnsHeight() int {
@@ -195,6 +200,8 @@ func (m *Model) layoutPane() {
 		content = m.progressContent()
 	case m.history:
 		content = m.historyContent()
+	case m.nodes:
+		content = m.nodesContent()
 	default:
 		content = m.detailContent()
 	}
@@ -236,6 +243,8 @@ func (m *Model) View() string {
 		b.WriteString(m.paneView(m.bodyHeight()-1, m.historyStatus()))
 	} else if m.detail && m.stage == browsing {
 		b.WriteString(m.paneView(m.bodyHeight()-1, m.detailStatus()))
+	} else if m.nodes && m.stage == browsing {
+		b.WriteString(m.paneView(m.bodyHeight()-1, m.nodesStatus()))
 	} else {
 		b.WriteString(m.columnsView(m.columnsHeight()))
 		if m.stage != browsing {
@@ -378,7 +387,15 @@ func (m *Model) planContent() string {
 	for _, i := range p.Blockers {
 		b.WriteString("\n" + wrapIndent("BLOCKER "+issueText(i), m.width, "  ", styleBad))
 	}
+	// What a failover rests on comes before the warnings, so that the confirmation
+	// shows it without scrolling.
+	for _, site := range p.NeedsFailover() {
+		b.WriteString("\n" + m.evidence(site, p.Fencing[site], m.planSnap, m.planAt))
+	}
 	for _, i := range p.Warnings {
+		if evidenceSays[i.Code] {
+			continue
+		}
 		b.WriteString("\n" + wrapIndent("warning "+issueText(i), m.width, "  ", styleWarn))
 	}
 	for _, st := range p.Steps {
@@ -387,9 +404,18 @@ func (m *Model) planContent() string {
 	return b.String()
 }
 
+// evidenceSays are the plan's warnings that the FENCING lines say in the view's terms,
+// from the same judgement (the warnings name the CLI's --confirm-site-down): the
+// confirmation has the room for one of the two.
+var evidenceSays = map[string]bool{"FailoverNeedsConfirmation": true, "FailoverProvenByFencing": true, "PossiblyPartitioned": true}
+
 // paneStatus is the line under the plan or progress pane: what to do next.
 func (m *Model) paneStatus() string {
 	switch {
+	case m.stage == confirming && m.pane.TotalLineCount() > m.pane.Height:
+		// The evidence may push the rest below the pane: the operator must know there
+		// is more before typing.
+		return styleBad.Render(fmt.Sprintf("Type %q and press enter to move (esc back, pgup/pgdn more): ", m.confirmWord())) + m.confirm.View()
 	case m.stage == confirming:
 		return styleBad.Render(fmt.Sprintf("Type %q and press enter to move (esc to go back): ", m.confirmWord())) + m.confirm.View()
 	case m.stage == planning && (m.planErr != nil || m.planPending):
@@ -416,16 +442,7 @@ func (m *Model) scrollHint() string {
 // wrapIndent wraps plain text to w cells, each line indented and styled on its own so
 // that no escape sequence spans a line break.
 func wrapIndent(text string, w int, indent string, style lipgloss.Style) string {
-	// Break at spaces only: a flag like --confirm-site-down=DR stays whole.
-	limit := max(w-2*len(indent), 10)
-	var lines []string
-	for _, word := range strings.Fields(text) {
-		if n := len(lines); n > 0 && ansi.StringWidth(lines[n-1])+1+ansi.StringWidth(word) <= limit {
-			lines[n-1] += " " + word
-		} else {
-			lines = append(lines, word)
-		}
-	}
+	lines := wrapWords(text, max(w-2*len(indent), 10))
 	for i, l := range lines {
 		pre := indent
 		if i > 0 {
@@ -434,6 +451,20 @@ func wrapIndent(text string, w int, indent string, style lipgloss.Style) string 
 		lines[i] = pre + style.Render(l)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// wrapWords breaks plain text into lines of at most limit cells, at spaces only: a flag
+// like --confirm-site-down=DR stays whole.
+func wrapWords(text string, limit int) []string {
+	var lines []string
+	for _, word := range strings.Fields(text) {
+		if n := len(lines); n > 0 && ansi.StringWidth(lines[n-1])+1+ansi.StringWidth(word) <= limit {
+			lines[n-1] += " " + word
+		} else {
+			lines = append(lines, word)
+		}
+	}
+	return lines
 }
 
 func issueText(i plan.Issue) string {
@@ -537,6 +568,8 @@ func (m *Model) helpView() string {
 		"",
 		"  A plan acts on the tier picked with 1-9; with 0, on the VMs marked with space,",
 		"  or the one under the cursor. A failover asks for the dead site's name.",
+		"  n reads the site's nodes afresh: lease ages, and the fencing evidence that",
+		"  proves a dead site's nodes off, or its absence (the plan shows it too).",
 		"",
 		"Glyphs",
 		"  ● R running and ready   ◐ s starting   ⇄ M migrating",
@@ -581,4 +614,138 @@ func (m *Model) historyStatus() string {
 		return "record " + m.recordID + m.scrollHint()
 	}
 	return fmt.Sprintf("move history: %d record(s); enter opens one", len(m.records))
+}
+
+func (m *Model) nodesStatus() string {
+	return "esc or n to close (n reopens it with a fresh read)" + m.scrollHint()
+}
+
+// nodesContent is the focused site's nodes, as sites -o wide shows them, from the read
+// made when the pane opened: for a dead site, first what a failover of it would rest
+// on.
+func (m *Model) nodesContent() string {
+	switch {
+	case m.nodesErr != nil:
+		return styleBad.Render(m.nodesErr.Error())
+	case m.nodesSnap == nil:
+		return "reading the cluster for the nodes' leases and fencing evidence..."
+	case m.col >= len(m.cols):
+		return ""
+	}
+	s, site := m.nodesSnap, m.cols[m.col].site
+	var names []string
+	ready := 0
+	for _, n := range s.Nodes {
+		if n.Site == site {
+			names = append(names, n.Name)
+			if n.State == snapshot.NodeReady {
+				ready++
+			}
+		}
+	}
+	var b strings.Builder
+	b.WriteString(fmt.Sprintf("%s %s %d/%d nodes Ready, read at %s", styleTitle.Render(site), health(ready, len(names)), ready, len(names), m.nodesAt.Format("15:04:05")))
+	switch {
+	case ready == 0 && len(names) > 0:
+		b.WriteString("\n" + m.evidence(site, s.SiteFencing(site), s, m.nodesAt))
+	case ready < len(names):
+		// A failover needs the whole site down; the nodes' evidence still says which
+		// are fenced.
+		fs := s.SiteFencing(site)
+		b.WriteString("\n" + nodeRows(names, s, &fs, m.nodesAt, m.width, "  "))
+	default:
+		b.WriteString("\n" + nodeRows(names, s, nil, m.nodesAt, m.width, "  "))
+	}
+	return b.String()
+}
+
+// evidence says what a failover of the dead site rests on, in the words of the
+// judgement it was given (the plan's, or snapshot.SiteFencing's, as sites shows it):
+// every node proven off by strong evidence, or which nodes only the typed name stands
+// for; a possible partition; evidence that could not be read; then each node's
+// strongest proof and lease age as of at, when s was read.
+func (m *Model) evidence(site string, fs fencing.Site, s *snapshot.Snapshot, at time.Time) string {
+	var lines []string
+	if fs.Proven {
+		lines = append(lines, wrapIndent(fmt.Sprintf("FENCING %s PROVEN down: every node has strong evidence", site), m.width, "  ", styleOK))
+	} else {
+		lines = append(lines, wrapIndent(fmt.Sprintf("FENCING %s NOT PROVEN down: no strong evidence for %s. Type its name only once you know its nodes are off: a site still running its VMs would corrupt their disks",
+			site, strings.Join(fencing.Unproven(fs.Nodes), ", ")), m.width, "  ", styleBad))
+	}
+	if fs.Partition != "" {
+		lines = append(lines, wrapIndent("POSSIBLY PARTITIONED rather than powered off: "+fs.Partition+". Its VMs may still run there: fence its nodes before you type its name", m.width, "  ", styleBad))
+	}
+	if len(fs.Unread) > 0 {
+		lines = append(lines, wrapIndent("fencing evidence not read: "+strings.Join(fs.Unread, "; "), m.width, "  ", styleWarn))
+	}
+	names := make([]string, len(fs.Nodes))
+	for i, e := range fs.Nodes {
+		names[i] = e.Node
+	}
+	lines = append(lines, nodeRows(names, s, &fs, at, m.width, "    "))
+	return strings.Join(lines, "\n")
+}
+
+// nodeRows is the node table of sites -o wide, narrowed to what a failover needs: each
+// node's state, its kubelet's lease age as of at, and its strongest proof (fs nil: no
+// node of the site is down, nothing to prove). A node the judgement names that s does
+// not hold was deleted. A proof's explanation wraps under its column rather than being
+// cut: it is the part that says why a FAR does not count.
+func nodeRows(names []string, s *snapshot.Snapshot, fs *fencing.Site, at time.Time, w int, indent string) string {
+	type row struct {
+		name, state, lease, proof string
+		best                      fencing.Strength
+	}
+	rows := []row{{name: "NODE", state: "STATUS", lease: "LEASE-AGE", proof: "FENCING"}}
+	for _, name := range names {
+		r := row{name: name, state: "-", lease: "-", proof: "-"}
+		if s != nil {
+			r.state = "deleted"
+			if n, ok := s.Node(name); ok {
+				r.state, r.lease = string(n.State), n.Fence.LeaseAge(at)
+			}
+		}
+		if fs != nil {
+			ev, _ := fs.Node(name)
+			r.proof, r.best = ev.Summary(), ev.Best()
+		}
+		rows = append(rows, r)
+	}
+	var wName, wState, wLease int
+	for _, r := range rows {
+		wName, wState, wLease = max(wName, len(r.name)), max(wState, len(r.state)), max(wLease, len(r.lease))
+	}
+	var lines []string
+	for i, r := range rows {
+		prefix := fmt.Sprintf("%s%-*s  %-*s  %-*s  ", indent, wName, r.name, wState, r.state, wLease, r.lease)
+		style := plain
+		switch {
+		case i == 0:
+			style = styleDim
+		case fs == nil:
+		case r.best == fencing.Strong:
+			style = styleOK
+		case r.best > fencing.None:
+			style = styleWarn
+		default:
+			style = styleBad
+		}
+		// Too narrow a column for a proof's words: they go under the row instead.
+		under := strings.Repeat(" ", len(prefix))
+		if w-len(prefix) < 24 && i > 0 {
+			under = indent + "  "
+			lines = append(lines, strings.TrimRight(prefix, " "))
+			prefix = under
+		}
+		if i == 0 {
+			prefix = styleDim.Render(prefix)
+		}
+		for j, c := range wrapWords(r.proof, max(w-len(under), 10)) {
+			if j > 0 {
+				prefix = under
+			}
+			lines = append(lines, prefix+style.Render(c))
+		}
+	}
+	return strings.Join(lines, "\n")
 }
