@@ -167,3 +167,20 @@ func TestPlanRebuiltAfterTheFenceIsCheckedAgain(t *testing.T) {
 		})
 	}
 }
+
+// Found by review of the ui's evidence (issue 21): the ui asks for the dead site's name
+// for every failover. For a site its plan showed proven down, the name is no manual
+// confirmation: the move's releases rest on the evidence and read it again, and evidence
+// gone by the time of the lock stops the move rather than being overridden.
+func TestUIConfirmsByHandOnlyASiteNotProvenDown(t *testing.T) {
+	p := &plan.Plan{Fencing: map[string]fencing.Site{"Primary": {Proven: true}, "Edge": {}}}
+	if got := uiConfirmations(p, "Primary"); len(got) != 0 {
+		t.Fatalf("a proven site confirmed by hand: %v", got)
+	}
+	if got := uiConfirmations(p, "Edge"); len(got) != 1 || got[0] != "Edge" {
+		t.Fatalf("an unproven site: %v; want it confirmed by the typed name", got)
+	}
+	if got := uiConfirmations(p, ""); len(got) != 0 {
+		t.Fatalf("no failover: %v", got)
+	}
+}

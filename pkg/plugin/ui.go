@@ -145,15 +145,25 @@ func (uo *uiOptions) run(ctx context.Context, mode plan.Mode) error {
 	return err
 }
 
+// uiConfirmations is what the name the operator typed confirms. A site the plan showed
+// proven down by its fencing evidence is not confirmed by hand: its releases then rest
+// on the evidence and read it again at each one, as a move without --confirm-site-down
+// does, and evidence gone by the time of the lock stops the move instead of being
+// overridden by a name typed for it.
+func uiConfirmations(p *plan.Plan, confirm string) []string {
+	if confirm == "" || p.ProvenDown(confirm) {
+		return nil
+	}
+	return []string{confirm}
+}
+
 // runMove executes a plan made in the view with the move command's machinery.
 func (uo *uiOptions) runMove(ctx, stop context.Context, p *plan.Plan, confirm string, emit func(executor.Event)) (*executor.Report, error) {
 	mo := &moveOptions{Options: uo.Options, maxPerNode: uo.maxPerNode, readyTimeout: uo.readyTO, fence: "pod",
 		dryRun: "none", lockNamespace: uo.lockNS, noPrompt: true, keepRecords: record.DefaultKeep}
 	mo.scope = uo.scope
 	mo.maxInFlight = uo.maxInFlight
-	if confirm != "" {
-		mo.confirmSiteDown = []string{confirm}
-	}
+	mo.confirmSiteDown = uiConfirmations(p, confirm)
 	c, err := uo.Factory.Clients()
 	if err != nil {
 		return nil, err
