@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
 	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
@@ -221,4 +222,62 @@ func TestFenceNetworkFailoverAndFailback(t *testing.T) {
 			t.Errorf("%s is not Ready on %s after the failback", vm, edge)
 		}
 	}
+}
+
+// Issue 21: evidence withdrawn mid-move. A failover of Edge rests on the tool's own
+// storage fence, with no typed confirmation; once tier 1 has been released, someone
+// sets the fence back to Unfenced. Every release reads the evidence again (5c): nothing
+// more is released, tiers 2 and 3 keep their templates and their launchers, and the
+// move exits non-zero naming the fence. The record tells of the fence and the stop.
+func TestFenceWithdrawnMidMoveStopsReleases(t *testing.T) {
+	withEdge(t, []stretched.VMSpec{edgeVM("w1", 1, nil), edgeVM("w2", 2, nil), edgeVM("w3", 3, nil)})
+	ctx := context.Background()
+	classes := env.Dynamic.Resource(fencing.NetworkFenceClasses)
+	fences := env.Dynamic.Resource(fencing.NetworkFences)
+	name := fencing.FenceName(edge)
+	t.Cleanup(func() {
+		_ = fences.Delete(ctx, name, metav1.DeleteOptions{})
+		_ = classes.Delete(ctx, "ceph", metav1.DeleteOptions{})
+	})
+	if err := env.CreateNetworkFenceClass(ctx, "ceph", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.StopSite(edge); err != nil {
+		t.Fatal(err)
+	}
+	waitEdge(t, false)
+	// --rate 2: a start every 30 s, so the fence is withdrawn long before tier 2's turn.
+	cmd, out := startProcess(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--fence", "network", "--network-fence-class", "ceph",
+		"--rate", "2", "--max-in-flight", "1", "--progress", "lines")
+	waitFor(t, 2*time.Minute, "tier 1's release", func() bool { return strings.Contains(out.String(), "w1: releasing") })
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := fences.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if err := unstructured.SetNestedField(u.Object, "Unfenced", "spec", "fenceState"); err != nil {
+			return err
+		}
+		_, err = fences.Update(ctx, u, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("withdraw the fence: %v", err)
+	}
+	err = cmd.Wait()
+	t.Logf("move output:\n%s", out.String())
+	if err == nil || !strings.Contains(out.String(), "no longer holds") {
+		t.Fatalf("the move went on after its fence was withdrawn (%v)", err)
+	}
+	for _, vm := range []string{"w2", "w3"} {
+		if s := templateSite(t, vm); s != edge {
+			t.Errorf("%s: template moved to %q after the fence was withdrawn", vm, s)
+		}
+		if launcherPods(t, vm) == 0 || siteOf(t, safetyNS, vm) != edge {
+			t.Errorf("%s was released after its fence was withdrawn", vm)
+		}
+	}
+	r := sitefail(t, "report", "-o", "json")
+	contains(t, r.stdout, "site "+edge+" fenced: NetworkFence "+name)
+	contains(t, r.stdout, "no longer holds")
 }
