@@ -225,7 +225,7 @@ func TestFenceNetworkFailoverAndFailback(t *testing.T) {
 }
 
 // Issue 21: evidence withdrawn mid-move. A failover of Edge rests on the tool's own
-// storage fence, with no typed confirmation; once tier 1 has been released, someone
+// storage fence, with no typed confirmation; once tier 1 runs on DR, someone
 // sets the fence back to Unfenced. Every release reads the evidence again (5c): nothing
 // more is released, tiers 2 and 3 keep their templates and their launchers, and the
 // move exits non-zero naming the fence. The record tells of the fence and the stop.
@@ -246,10 +246,10 @@ func TestFenceWithdrawnMidMoveStopsReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEdge(t, false)
-	// --rate 2: a start every 30 s, so the fence is withdrawn long before tier 2's turn.
+	// --rate 2: a start every 30 s, so the fence is withdrawn before tier 2's turn.
 	cmd, out := startProcess(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--fence", "network", "--network-fence-class", "ceph",
 		"--rate", "2", "--max-in-flight", "1", "--progress", "lines")
-	waitFor(t, 2*time.Minute, "tier 1's release", func() bool { return strings.Contains(out.String(), "w1: releasing") })
+	waitFor(t, 2*time.Minute, "tier 1 Ready on DR", func() bool { return vmiReady(ctx, safetyNS, "w1") && siteOf(t, safetyNS, "w1") == "DR" })
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		u, err := fences.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
