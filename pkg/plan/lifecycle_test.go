@@ -39,6 +39,9 @@ type cell struct {
 	// ownInstance: the journal names the instance there is now (the step acted on it:
 	// its own release, say), not an earlier one. Checked like startRequested.
 	ownInstance bool
+	// deleting: the VM itself is being deleted (its namespace going, say). Checked like
+	// startRequested.
+	deleting bool
 }
 
 // cellSnapshot builds the one-VM cluster of a cell. Sites: Primary (p1) and DR (d1), an
@@ -109,6 +112,7 @@ func cellSnapshot(c cell) (*snapshot.Snapshot, Request) {
 		vm.Instance = inst
 	}
 	vm.StartRequested = c.startRequested
+	vm.Deleting = c.deleting
 	s.VMs = []snapshot.VM{vm}
 	s.Derive()
 	return s, Request{To: to, All: true, Mode: ModeAuto, MaxInFlight: 1}
@@ -141,6 +145,8 @@ func TestDecisionTableIsComplete(t *testing.T) {
 							c.startRequested = true
 							decideCell(t, c)
 							c.startRequested, c.ownInstance = false, true
+							decideCell(t, c)
+							c.ownInstance, c.deleting = false, true
 							decideCell(t, c)
 							cells++
 						}
@@ -193,6 +199,15 @@ func decideCell(t *testing.T, c cell) string {
 	case ActionPatch, ActionMigrate, ActionRestart, ActionFailover, ActionStart, ActionWait, ActionSkip:
 	default:
 		fail("no action decided")
+	}
+	// A VM being deleted gets no new instance from KubeVirt, wherever it goes: a move
+	// of it would wait for ever (found in the e2e suite: a namespace being deleted held
+	// a failover until --ready-timeout). Whatever its state, it is left alone, said.
+	if c.deleting {
+		if st.Action != ActionSkip || !strings.Contains(st.Reason, "being deleted") || !hasIssue(p.Warnings, "BeingDeleted", vm.Key()) {
+			fail("a VM being deleted is moved, or left without a word")
+		}
+		return string(st.Action)
 	}
 	if st.Reason == "" {
 		fail("no reason given")

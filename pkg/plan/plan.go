@@ -597,6 +597,11 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 	releasedManual := !running && vm.RunStrategy == kubevirtv1.RunStrategyManual && j.MoveID != "" && stoppedByTheMove(s, j)
 
 	switch {
+	case vm.Deleting:
+		// KubeVirt starts no instance of a VM being deleted, wherever its template
+		// points: a move would wait for it until --ready-timeout. Its instance, if any,
+		// goes with it; one on a dead site stays until that site returns.
+		st.Action, st.Reason = ActionSkip, "being deleted (deletionTimestamp set): KubeVirt starts no instance of it, so there is nothing to move"
 	case nodeGone:
 		st.NodeGone = true
 		st.From = goneFrom(s, vm, j, req.To)
@@ -861,6 +866,10 @@ func vmWarnings(s *snapshot.Snapshot, vm *snapshot.VM, st Step, req Request) []I
 		// by itself, so the step waits for it rather than fail the VM.
 		out = append(out, Issue{Code: "MigrationInProgress", VM: vm.Key(),
 			Message: fmt.Sprintf("migration %s, not started by sitefail (a drain's evacuation?), is in progress: the move waits for it to end, then migrates the VM", m)})
+	}
+	if vm.Deleting {
+		out = append(out, Issue{Code: "BeingDeleted", VM: vm.Key(),
+			Message: "the VM is being deleted (its namespace going, say): it is left out of the move, and no copy of it starts anywhere"})
 	}
 	if vm.TierError != "" {
 		out = append(out, Issue{Code: "MalformedTier", VM: vm.Key(), Message: vm.TierError + ": the VM is treated as untiered and moves last"})

@@ -101,6 +101,9 @@ type VM struct {
 	// StartRequested: a start request (a restart's, or a start's) waits in the VM's
 	// status for KubeVirt to act on it.
 	StartRequested bool `json:"startRequested,omitempty"`
+	// Deleting: the VM itself is being deleted (deletionTimestamp set, its namespace
+	// going, say): KubeVirt starts no new instance of it.
+	Deleting bool `json:"deleting,omitempty"`
 	// GitOps names the controller (argocd, flux) whose metadata the VM carries.
 	GitOps string `json:"gitops,omitempty"`
 	// Owner is the controller that owns the VM ("Kind/name" of its controller

@@ -329,6 +329,7 @@ func VMFrom(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachineInstanc
 		Ready:           vm.Status.Ready,
 		RestartRequired: kubevirt.VMCondition(vm, kubevirtv1.VirtualMachineRestartRequired),
 		StartRequested:  startRequested(vm),
+		Deleting:        vm.DeletionTimestamp != nil,
 		GitOps:          GitOpsOwner(vm.Labels, vm.Annotations),
 		Owner:           controllerOf(vm.OwnerReferences),
 		Labels:          vm.Labels,
