@@ -2,7 +2,7 @@
 # Builds the test cluster's binaries from the pinned tools modules and caches them by
 # version, so that only the first run on a machine pays the cold build.
 # Prints the directory that holds them.
-#   hack/build-tools.sh cluster|kwok|krew|kubevirt|fencing|kubectl|goreleaser|image|all|keys
+#   hack/build-tools.sh cluster|kwok|krew|kubevirt|fencing|cdi|kubectl|goreleaser|image|all|keys
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +30,7 @@ krew_key=$krew_version-$(hash krew/go.mod krew/go.sum)
 kubevirt_key=$kubevirt_version-$(hash $workspace 'kubevirt/cmd/kubevirt/*.go')
 kubevirt_objects=$(hash $workspace 'kubevirt/cmd/kubevirt-objects/*.go')
 fencing_key=$(hash fencing/go.mod fencing/go.sum)
+cdi_key=$(hash cdi/go.mod cdi/go.sum)
 goreleaser_key=$goreleaser_version-$(hash goreleaser/go.mod goreleaser/go.sum)
 image_key=$ggcr_version-$(hash image/go.mod image/go.sum 'image/cmd/*/*.go')
 # kubectl goes into images, where `kubectl version` must say what it is (unstamped it says
@@ -73,7 +74,7 @@ what=${1:-all}
 if [ "$what" = keys ]; then
 	# The cache directories this tree would use, one per line (tested by test/cluster).
 	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects" "fencing-crds-$fencing_key" \
-		"goreleaser-$goreleaser_key" "image-$image_key" "kubectl-$kubectl_key"
+		"goreleaser-$goreleaser_key" "image-$image_key" "kubectl-$kubectl_key" "cdi-crds-$cdi_key"
 	exit 0
 fi
 # The tools modules build side by side: most of a cold build is downloading modules and
@@ -121,6 +122,32 @@ fencing|all)
 	}
 	spawn fencing_crds
 	;;&
+cdi|all)
+	# CDI's CRDs of the objects virt-controller watches once it sees CDI: DataVolume,
+	# DataSource, StorageProfile, CDI and CDIConfig. The module ships no YAML file: CDI's
+	# operator installs them from the YAML its generator wrote into
+	# pkg/operator/resources/crds_generated.go (a map of raw strings, CDICRDs), so each is
+	# cut out of that file as the operator decodes it (createDataVolumeCRD and the like).
+	cdi_crds() {
+		local out="$cache/cdi-crds-$cdi_key"
+		[ -d "$out" ] && return 0
+		local dir
+		dir=$(cd "$root/test/tools/cdi" && GOWORK=off go mod download -json kubevirt.io/containerized-data-importer |
+			sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+		local src="$dir/pkg/operator/resources/crds_generated.go"
+		mkdir -p "$out.tmp"
+		for key in datavolume datasource storageprofile cdi cdiconfig; do
+			awk -v key="$key" '
+				index($0, "\t\"" key "\": `") == 1 { on = 1; $0 = substr($0, length(key) + 7) }
+				on && $0 == "`," { exit }
+				on { print }' "$src" >"$out.tmp/$key.yaml"
+			grep -q '^kind: CustomResourceDefinition$' "$out.tmp/$key.yaml" ||
+				{ echo "build-tools: no CRD $key in $src" >&2; return 1; }
+		done
+		rm -rf "$out" && mv "$out.tmp" "$out"
+	}
+	spawn cdi_crds
+	;;&
 krew|all)
 	spawn build krew "$cache/krew-$krew_key" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
 	;;&
@@ -136,8 +163,8 @@ kubectl|all)
 	build_kubectl() { ldflags=$kubectl_ldflags build cluster "$cache/kubectl-$kubectl_key" k8s.io/kubernetes/cmd/kubectl; }
 	spawn build_kubectl
 	;;&
-cluster|kwok|krew|kubevirt|fencing|goreleaser|image|kubectl|all) ;;
-*) echo "usage: $0 cluster|kwok|krew|kubevirt|fencing|kubectl|goreleaser|image|all|keys" >&2; exit 2 ;;
+cluster|kwok|krew|kubevirt|fencing|cdi|goreleaser|image|kubectl|all) ;;
+*) echo "usage: $0 cluster|kwok|krew|kubevirt|fencing|cdi|kubectl|goreleaser|image|all|keys" >&2; exit 2 ;;
 esac
 failed=0
 for pid in "${pids[@]}"; do
@@ -158,4 +185,5 @@ for d in "$cache/kube-$kube_key" "$cache/kwok-$kwok_key" "$cache/krew-$krew_key"
 	done
 done
 [ -d "$cache/fencing-crds-$fencing_key" ] && ln -sfn "$cache/fencing-crds-$fencing_key" "$bin/fencing-crds"
+[ -d "$cache/cdi-crds-$cdi_key" ] && ln -sfn "$cache/cdi-crds-$cdi_key" "$bin/cdi-crds"
 echo "$bin"

@@ -19,7 +19,13 @@ func storageIssues(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request,
 		return nil, nil
 	}
 	for _, dv := range vm.DataVolumes {
-		if phase, ok := s.Storage.DataVolumePhases[vm.Namespace+"/"+dv]; ok && phase != "Succeeded" {
+		phase, ok := s.Storage.DataVolumePhases[vm.Namespace+"/"+dv]
+		switch {
+		case !ok, dataVolumeUsable(phase):
+		case phase == "Failed":
+			blockers = append(blockers, Issue{Code: "DataVolumeNotReady", VM: vm.Key(),
+				Message: fmt.Sprintf("DataVolume %s failed: its disk was not imported or cloned, and KubeVirt will not start the VM until it is; see why with 'kubectl describe dv -n %s %s'", dv, vm.Namespace, dv)})
+		default:
 			blockers = append(blockers, Issue{Code: "DataVolumeNotReady", VM: vm.Key(),
 				Message: fmt.Sprintf("DataVolume %s is %s: its disk is still being imported or cloned; wait until it is Succeeded ('kubectl get dv -n %s %s')", dv, dashed(phase), vm.Namespace, dv)})
 		}
@@ -53,6 +59,14 @@ func storageIssues(s *snapshot.Snapshot, vm *snapshot.VM, st *Step, req Request,
 		warnings = append(warnings, Issue{Code: "ReadWriteOnceVolume", VM: vm.Key(), Message: msg})
 	}
 	return blockers, warnings
+}
+
+// dataVolumeUsable reports whether KubeVirt starts a VM on a DataVolume of that phase
+// (v1.8.0 vm.go handleDataVolumes): populated, or waiting for the VM's first pod to bind
+// or populate its claim, which after the move runs on the target. The claim's own
+// topology is checked below like any other.
+func dataVolumeUsable(phase string) bool {
+	return phase == "Succeeded" || phase == "WaitForFirstConsumer" || phase == "PendingPopulation"
 }
 
 func anyNodeMatches(nodes []*corev1.Node, sel *corev1.NodeSelector) bool {

@@ -27,13 +27,17 @@ func TestStorageTopology(t *testing.T) {
 				"a/unbound":    {StorageClass: "zonal", AccessModes: rwx},
 				"a/unbound-ok": {StorageClass: "everywhere", AccessModes: rwx},
 				"a/imported":   {VolumeName: "pv-stretched", AccessModes: rwx},
+				"a/wffc":       {StorageClass: "everywhere", AccessModes: rwx},
+				"a/populating": {StorageClass: "everywhere", AccessModes: rwx},
+				"a/broken":     {VolumeName: "pv-stretched", AccessModes: rwx},
 			},
 			VolumeAffinity: map[string]*corev1.NodeSelector{"pv-local": hostnames("p1"), "pv-both": hostnames("p1", "d2")},
 			Classes: map[string]snapshot.StorageClass{
 				"zonal":      {AllowedTopologies: []corev1.TopologySelectorTerm{{MatchLabelExpressions: []corev1.TopologySelectorLabelRequirement{{Key: siteKey, Values: []string{"Primary"}}}}}},
 				"everywhere": {AllowedTopologies: []corev1.TopologySelectorTerm{{MatchLabelExpressions: []corev1.TopologySelectorLabelRequirement{{Key: siteKey, Values: []string{"Primary", "DR"}}}}}},
 			},
-			DataVolumePhases: map[string]string{"a/imported": "ImportInProgress", "a/done": "Succeeded"},
+			DataVolumePhases: map[string]string{"a/imported": "ImportInProgress", "a/done": "Succeeded",
+				"a/wffc": "WaitForFirstConsumer", "a/populating": "PendingPopulation", "a/broken": "Failed"},
 		}
 	}
 	tests := []struct {
@@ -41,6 +45,8 @@ func TestStorageTopology(t *testing.T) {
 		claims, dvs []string
 		running     bool
 		block, warn string
+		// message is a word the blocker's message must hold.
+		message string
 	}{
 		{name: "local volume on the source site", claims: []string{"local"}, block: "StorageNotOnTarget"},
 		{name: "stretched volume", claims: []string{"stretched"}, running: true},
@@ -48,6 +54,11 @@ func TestStorageTopology(t *testing.T) {
 		{name: "unbound claim of a class limited to the source", claims: []string{"unbound"}, block: "StorageNotOnTarget"},
 		{name: "unbound claim of a class on both sites", claims: []string{"unbound-ok"}},
 		{name: "DataVolume still importing", claims: []string{"imported"}, dvs: []string{"imported"}, block: "DataVolumeNotReady"},
+		// KubeVirt v1.8.0 starts the VM on these (vm.go handleDataVolumes): the claim binds,
+		// or is populated, where the VM's first pod runs, which after the move is the target.
+		{name: "DataVolume waiting for its first consumer", claims: []string{"wffc"}, dvs: []string{"wffc"}},
+		{name: "DataVolume pending population", claims: []string{"populating"}, dvs: []string{"populating"}},
+		{name: "DataVolume failed", claims: []string{"broken"}, dvs: []string{"broken"}, block: "DataVolumeNotReady", message: "failed"},
 		{name: "ReadWriteOnce disk of a running VM", claims: []string{"local"}, running: true, block: "StorageNotOnTarget", warn: "ReadWriteOnceVolume"},
 		{name: "a claim the snapshot does not hold", claims: []string{"missing"}},
 	}
@@ -75,6 +86,9 @@ func TestStorageTopology(t *testing.T) {
 				t.Errorf("ReadWriteOnceVolume warning: %v, want %v (%+v)", got, tc.warn != "", p.Warnings)
 			}
 			for _, b := range p.Blockers {
+				if tc.message != "" && b.Code == tc.block && !strings.Contains(b.Message, tc.message) {
+					t.Errorf("blocker %s: %q lacks %q", b.Code, b.Message, tc.message)
+				}
 				if b.Code == "StorageNotOnTarget" && !strings.Contains(b.Message, "DR") {
 					t.Errorf("the blocker must name the target and the fix: %s", b.Message)
 				}

@@ -156,11 +156,15 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 		t.Errorf("an edited go.work keeps a workspace key: %v -> %v", edited, k)
 	}
 	// GoReleaser and the image builder are each their own module, and the image builder
-	// is this project's code.
+	// is this project's code; CDI's CRDs come from the module its go.sum pins.
 	for _, c := range []struct{ file, key string }{
 		{"test/tools/goreleaser/go.mod", "goreleaser-"},
 		{"test/tools/image/cmd/sitefail-image/main.go", "image-"},
+		{"test/tools/cdi/go.sum", "cdi-crds-"},
 	} {
+		if !slices.ContainsFunc(keys(), func(k string) bool { return strings.HasPrefix(k, c.key) }) {
+			t.Fatalf("no %s key: %v", c.key, keys())
+		}
 		prev := keys()
 		appendTo(c.file, "\n// edited\n")
 		next := keys()

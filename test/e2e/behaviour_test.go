@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -20,6 +22,8 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/kubevirt"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
+	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 	"github.com/sitefail/kubectl-sitefail/test/cluster"
 	"github.com/sitefail/kubectl-sitefail/test/stretched"
 )
@@ -574,4 +578,261 @@ func countMigrationsWhere(t *testing.T, ns, vmiName string, ok func(*kubevirtv1.
 		}
 	}
 	return n
+}
+
+// TestKubeVirtDataVolumeTemplates pins what KubeVirt v1.8.0 does with a VM that has
+// spec.dataVolumeTemplates, with CDI played by the harness (test/stretched cdi.go), and
+// that a move keeps the VM's DataVolume: the VM controller creates the DataVolume (owned
+// by the VM) and starts no instance until CDI reports it Succeeded; the instance mounts
+// the DataVolume's claim; a move restarts or migrates the VM by its claim's access mode
+// and the DataVolume is never made again.
+func TestKubeVirtDataVolumeTemplates(t *testing.T) {
+	ctx := context.Background()
+	const ns = "dvpins"
+	dvs := env.Dynamic.Resource(snapshot.DataVolumes).Namespace(ns)
+	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var volumes []string
+	t.Cleanup(func() {
+		// The VMs are gone before the next test, which may count or move every VM of a
+		// site; the namespace, which takes a minute more to go, is not waited for.
+		for _, name := range []string{"rwo", "rwx"} {
+			_ = env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
+		}
+		waitFor(t, time.Minute, "the VMs and their instances gone", func() bool {
+			vms, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).List(ctx, metav1.ListOptions{})
+			vmis, err2 := env.Dynamic.Resource(kubevirt.VMIs).Namespace(ns).List(ctx, metav1.ListOptions{})
+			return err == nil && err2 == nil && len(vms.Items) == 0 && len(vmis.Items) == 0
+		})
+		_ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+		for _, pv := range volumes {
+			_ = env.Kube.CoreV1().PersistentVolumes().Delete(ctx, pv, metav1.DeleteOptions{})
+		}
+	})
+	// rwo imports a blank image into a ReadWriteOnce claim (spec.storage), held importing
+	// until released; rwx a registry image into a ReadWriteMany one (spec.pvc). The played
+	// CDI never pulls the image.
+	storage := func(mode corev1.PersistentVolumeAccessMode) map[string]any {
+		return map[string]any{"accessModes": []any{string(mode)}, "resources": map[string]any{"requests": map[string]any{"storage": "1Gi"}}}
+	}
+	for _, v := range []struct {
+		name string
+		ann  map[string]any
+		spec map[string]any
+	}{
+		{"rwo", map[string]any{stretched.CDIHoldAnnotation: "true"},
+			map[string]any{"source": map[string]any{"blank": map[string]any{}}, "storage": storage(corev1.ReadWriteOnce)}},
+		{"rwx", nil,
+			map[string]any{"source": map[string]any{"registry": map[string]any{"url": "docker://registry.sitefail.test/disks/fedora:41"}}, "pvc": storage(corev1.ReadWriteMany)}},
+	} {
+		vm := stretched.VMSpec{Namespace: ns, Name: v.name, Site: "Primary"}.VM()
+		spec := &vm.Spec.Template.Spec
+		spec.Domain.Devices.Disks = []kubevirtv1.Disk{{Name: "root", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}}}}
+		spec.Volumes = []kubevirtv1.Volume{{Name: "root", VolumeSource: kubevirtv1.VolumeSource{DataVolume: &kubevirtv1.DataVolumeSource{Name: v.name + "-root"}}}}
+		obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(vm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta := map[string]any{"name": v.name + "-root"}
+		if v.ann != nil {
+			meta["annotations"] = v.ann
+		}
+		if err := unstructured.SetNestedSlice(obj, []any{map[string]any{"metadata": meta, "spec": v.spec}}, "spec", "dataVolumeTemplates"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	getDV := func(name string) *unstructured.Unstructured {
+		t.Helper()
+		u, err := dvs.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	phase := func(name string) string {
+		u, err := dvs.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		p, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+		return p
+	}
+
+	t.Run("the VM controller creates the DataVolume, owned by the VM, and starts nothing until it is Succeeded", func(t *testing.T) {
+		waitFor(t, time.Minute, "rwo's DataVolume importing (the played CDI holds it)", func() bool { return phase("rwo-root") == "ImportInProgress" })
+		dv := getDV("rwo-root")
+		vm, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Get(ctx, "rwo", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner := metav1.GetControllerOf(dv)
+		if owner == nil || owner.Kind != "VirtualMachine" || owner.Name != "rwo" || owner.UID != vm.GetUID() {
+			t.Errorf("DataVolume's controller: %+v; want the VM rwo (%s)", owner, vm.GetUID())
+		}
+		// v1.8.0 GenerateDataVolumeFromTemplate and CreateDataVolumeManifest: the
+		// template's annotations, claim adoption allowed, the VM's UID as a label.
+		if dv.GetAnnotations()["cdi.kubevirt.io/allowClaimAdoption"] != "true" || dv.GetAnnotations()[stretched.CDIHoldAnnotation] != "true" ||
+			dv.GetLabels()[kubevirtv1.CreatedByLabel] != string(vm.GetUID()) {
+			t.Errorf("DataVolume metadata: labels %v annotations %v", dv.GetLabels(), dv.GetAnnotations())
+		}
+		waitFor(t, 30*time.Second, "rwo Provisioning", func() bool {
+			u, err := env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).Get(ctx, "rwo", metav1.GetOptions{})
+			if err != nil {
+				return false
+			}
+			s, _, _ := unstructured.NestedString(u.Object, "status", "printableStatus")
+			return s == string(kubevirtv1.VirtualMachineStatusProvisioning)
+		})
+		time.Sleep(3 * time.Second) // a VMI would have been created by now
+		if _, err := getVMI(ctx, ns, "rwo"); !apierrors.IsNotFound(err) {
+			t.Fatalf("a VMI of rwo while its DataVolume imports: %v", err)
+		}
+		// The plan refuses to move a VM whose disk is still being imported.
+		r := sitefail(t, "plan", "--to", "DR", "-n", ns, "rwo")
+		if r.code != 2 || !strings.Contains(r.stdout+r.stderr, "DataVolumeNotReady") || !strings.Contains(r.stdout+r.stderr, "ImportInProgress") {
+			t.Fatalf("plan of a VM whose DataVolume imports: want exit 2 and DataVolumeNotReady: %s", r)
+		}
+
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, stretched.CDIHoldAnnotation)
+		if _, err := dvs.Patch(ctx, "rwo-root", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"rwo", "rwx"} {
+			waitFor(t, time.Minute, name+" Ready on Primary", func() bool { return vmiReady(ctx, ns, name) && siteOf(t, ns, name) == "Primary" })
+		}
+		dv = getDV("rwo-root")
+		progress, _, _ := unstructured.NestedString(dv.Object, "status", "progress")
+		claim, _, _ := unstructured.NestedString(dv.Object, "status", "claimName")
+		if phase("rwo-root") != "Succeeded" || progress != "100.0%" || claim != "rwo-root" {
+			t.Errorf("DataVolume status: %v", dv.Object["status"])
+		}
+	})
+
+	uids := map[string]types.UID{}
+	claims := map[string]types.UID{}
+	t.Run("the instance mounts the DataVolume's claim, and its access mode decides LiveMigratable", func(t *testing.T) {
+		for _, c := range []struct {
+			name       string
+			mode       corev1.PersistentVolumeAccessMode
+			migratable corev1.ConditionStatus
+		}{{"rwo", corev1.ReadWriteOnce, corev1.ConditionFalse}, {"rwx", corev1.ReadWriteMany, corev1.ConditionTrue}} {
+			dvName := c.name + "-root"
+			dv := getDV(dvName)
+			uids[dvName] = dv.GetUID()
+			pvc, err := env.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, dvName, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			claims[dvName] = pvc.UID
+			volumes = append(volumes, pvc.Spec.VolumeName)
+			if owner := metav1.GetControllerOf(pvc); owner == nil || owner.Kind != "DataVolume" || owner.UID != dv.GetUID() {
+				t.Errorf("claim %s's controller: %+v; want its DataVolume", dvName, owner)
+			}
+			waitFor(t, time.Minute, c.name+"'s volume status and LiveMigratable", func() bool {
+				v := vmi(t, ns, c.name)
+				cond, _ := kubevirt.VMICondition(v, kubevirtv1.VirtualMachineInstanceIsMigratable)
+				for _, vs := range v.Status.VolumeStatus {
+					if vs.Name == "root" && vs.PersistentVolumeClaimInfo != nil {
+						return cond.Status == c.migratable
+					}
+				}
+				return false
+			})
+			v := vmi(t, ns, c.name)
+			if len(v.Spec.Volumes) != 1 || v.Spec.Volumes[0].DataVolume == nil || v.Spec.Volumes[0].DataVolume.Name != dvName {
+				t.Errorf("%s's VMI volumes: %+v; want the DataVolume %s", c.name, v.Spec.Volumes, dvName)
+			}
+			for _, vs := range v.Status.VolumeStatus {
+				if vs.Name == "root" && vs.PersistentVolumeClaimInfo != nil && (vs.PersistentVolumeClaimInfo.ClaimName != dvName || len(vs.PersistentVolumeClaimInfo.AccessModes) != 1 || vs.PersistentVolumeClaimInfo.AccessModes[0] != c.mode) {
+					t.Errorf("%s's volume status: %+v; want claim %s, %s", c.name, vs.PersistentVolumeClaimInfo, dvName, c.mode)
+				}
+			}
+			// v1.8.0 aggregateDataVolumesConditions: from the DataVolumes' Ready conditions.
+			if cond, ok := kubevirt.VMICondition(v, kubevirtv1.VirtualMachineInstanceDataVolumesReady); !ok || cond.Status != corev1.ConditionTrue || cond.Reason != kubevirtv1.VirtualMachineInstanceReasonAllDVsReady {
+				t.Errorf("%s's DataVolumesReady: %+v", c.name, cond)
+			}
+			if got := launcherClaims(t, ns, c.name); len(got) != 1 || got[0] != dvName {
+				t.Errorf("%s's launcher mounts claims %v; want %s", c.name, got, dvName)
+			}
+		}
+		if s, r := vmiMigratable(t, ns, "rwo"); s != corev1.ConditionFalse || r != kubevirtv1.VirtualMachineInstanceReasonDisksNotMigratable {
+			t.Errorf("rwo: LiveMigratable %s %s", s, r)
+		}
+	})
+
+	t.Run("move restarts the ReadWriteOnce VM and migrates the ReadWriteMany one; the DataVolumes stay", func(t *testing.T) {
+		var out struct {
+			VMs []snapshot.VM `json:"vms"`
+		}
+		mustJSON(t, sitefail(t, "status", "-n", ns, "rwo", "-o", "json"), &out)
+		if len(out.VMs) != 1 || !slices.Equal(out.VMs[0].DataVolumes, []string{"rwo-root"}) || !slices.Contains(out.VMs[0].Claims, "rwo-root") {
+			t.Fatalf("status of rwo: %+v; want its DataVolume among its claims", out.VMs)
+		}
+		var p plan.Plan
+		mustJSON(t, sitefail(t, "plan", "--to", "DR", "-n", ns, "rwo", "rwx", "-o", "json"), &p)
+		actions := map[string]plan.Action{}
+		for _, s := range p.Steps {
+			actions[s.Name] = s.Action
+		}
+		if len(p.Blockers) != 0 || actions["rwo"] != plan.ActionRestart || actions["rwx"] != plan.ActionMigrate || !hasIssue(p.Warnings, "ReadWriteOnceVolume") {
+			t.Fatalf("plan: actions %v, blockers %+v, warnings %+v; want rwo restarted (ReadWriteOnceVolume), rwx migrated", actions, p.Blockers, p.Warnings)
+		}
+		r := sitefail(t, "move", "--to", "DR", "-n", ns, "rwo", "rwx")
+		if r.code != 0 {
+			t.Fatalf("move: %s", r)
+		}
+		for _, c := range []struct {
+			name               string
+			starts, migrations int
+		}{{"rwo", 2, 0}, {"rwx", 1, 1}} {
+			if s := siteOf(t, ns, c.name); s != "DR" || !vmiReady(ctx, ns, c.name) {
+				t.Errorf("%s runs on %q after the move", c.name, s)
+			}
+			if starts, migs := counts(ns, c.name); starts != c.starts || migs != c.migrations {
+				t.Errorf("%s: %d starts, %d migrations; want %d and %d", c.name, starts, migs, c.starts, c.migrations)
+			}
+			dvName := c.name + "-root"
+			dv := getDV(dvName)
+			pvc, err := env.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, dvName, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dv.GetUID() != uids[dvName] || pvc.UID != claims[dvName] || phase(dvName) != "Succeeded" {
+				t.Errorf("%s: DataVolume %s -> %s (%s), claim %s -> %s; want both kept", c.name, uids[dvName], dv.GetUID(), phase(dvName), claims[dvName], pvc.UID)
+			}
+			if got := launcherClaims(t, ns, c.name); len(got) != 1 || got[0] != dvName {
+				t.Errorf("%s's launcher on DR mounts claims %v; want %s", c.name, got, dvName)
+			}
+		}
+		list, err := dvs.List(ctx, metav1.ListOptions{})
+		if err != nil || len(list.Items) != 2 {
+			t.Errorf("DataVolumes after the move: %v %d; want the two", err, len(list.Items))
+		}
+	})
+}
+
+// launcherClaims names the claims the VMI's running launcher pod mounts.
+func launcherClaims(t *testing.T, ns, name string) []string {
+	t.Helper()
+	pod, err := env.Kube.CoreV1().Pods(ns).Get(context.Background(), launcherOf(t, ns, name), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, v := range pod.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			out = append(out, v.PersistentVolumeClaim.ClaimName)
+		}
+	}
+	return out
+}
+
+func vmiMigratable(t *testing.T, ns, name string) (corev1.ConditionStatus, string) {
+	t.Helper()
+	c, _ := kubevirt.VMICondition(vmi(t, ns, name), kubevirtv1.VirtualMachineInstanceIsMigratable)
+	return c.Status, c.Reason
 }

@@ -147,9 +147,16 @@ func (s *Stack) install(ctx context.Context, caFile string) error {
 		return fmt.Errorf("decode KubeVirt objects: %w", err)
 	}
 	// The fencing and remediation CRDs (hack/build-tools.sh fencing), when built: the
-	// plugin reads their objects as evidence that a site is down.
+	// plugin reads their objects as evidence that a site is down. CDI's CRDs
+	// (hack/build-tools.sh cdi), when built: the harness plays CDI (test/stretched cdi.go).
+	// They go in before virt-controller starts: v1.8.0 decides at start whether CDI is
+	// there (application.go, HasDataVolumeAPI) and, when a DataVolume CRD comes or goes,
+	// returns from Execute, so that the process exits (in a pod, a container restart).
+	// With CDI its VM and VMI controllers wait for informers of DataVolumes, DataSources,
+	// StorageProfiles, CDIs and CDIConfigs (vm.go and vmi.go hasSynced), hence all five.
 	crds, _ := filepath.Glob(filepath.Join(s.cfg.BinDir, "fencing-crds", "*.yaml"))
-	for _, f := range crds {
+	cdi, _ := filepath.Glob(filepath.Join(s.cfg.BinDir, "cdi-crds", "*.yaml"))
+	for _, f := range append(crds, cdi...) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return err

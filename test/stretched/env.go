@@ -34,6 +34,8 @@ type Env struct {
 	Dynamic  dynamic.Interface
 	KubeVirt *kubevirtstack.Stack
 	cancel   context.CancelFunc
+	// log takes what the played controllers cannot do.
+	log io.Writer
 
 	mu sync.Mutex
 	// instances records every VMI UID seen per VM, to count starts from KubeVirt's objects.
@@ -55,7 +57,10 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Cluster: c, instances: map[string]map[string]bool{}}
+	e := &Env{Cluster: c, instances: map[string]map[string]bool{}, log: io.Discard}
+	if o.Log != nil {
+		e.log = o.Log
+	}
 	defer func() {
 		if err != nil {
 			e.Stop()
@@ -81,6 +86,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	e.watchInstances(bg)
 	go e.followKwoks(bg, o.KubeVirt.Sites)
 	go e.playStorageDriver(bg)
+	go e.playCDI(bg)
 	return e, nil
 }
 

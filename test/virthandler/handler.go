@@ -340,6 +340,12 @@ func (h *Handler) sync(ctx context.Context, key string) error {
 		// virt-launcher exits once the domain is gone: its kubelet reports the pod
 		// ended, and only then deletes it (kwok-stages.yaml in test/cluster).
 		return h.endLaunchers(ctx, vmi, vmi.Status.NodeName, corev1.PodSucceeded)
+	case vmi.DeletionTimestamp != nil && vmi.Status.Phase == kubevirtv1.Succeeded:
+		// The retry of the case above when ending a launcher failed (the pod changed
+		// under the write, as virt-controller deleted it): the launcher has exited all
+		// the same, and a pod left running would hold the VMI until its grace period is
+		// over. Already-ended pods are left as they are.
+		return h.endLaunchers(ctx, vmi, vmi.Status.NodeName, corev1.PodSucceeded)
 	case vmi.IsScheduled() && vmi.DeletionTimestamp == nil && h.bootFails(vmi):
 		// QEMU fails to start: the handler reports the domain gone and the VMI Failed,
 		// and the launcher exits with an error.
