@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -149,6 +150,20 @@ func (e *LockLostError) Unwrap() error { return e.Err }
 // reach a safe point; ctx aborts at once.
 func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	src := snapshot.Source{Kube: cfg.Kube, Dynamic: cfg.Dynamic, Config: cfg.RESTConfig, Namespace: cfg.Namespace, LabelSelector: cfg.LabelSelector, Keys: cfg.Keys}
+	// The preflight runs again under the lock: a warning it gave once is not repeated.
+	if warn := cfg.OnWarning; warn != nil {
+		var mu sync.Mutex
+		seen := map[string]bool{}
+		cfg.OnWarning = func(msg string) {
+			mu.Lock()
+			repeat := seen[msg]
+			seen[msg] = true
+			mu.Unlock()
+			if !repeat {
+				warn(msg)
+			}
+		}
+	}
 	// The guard runs before and after the lock; the operator answers once per site.
 	if ask := cfg.ConfirmSiteDown; ask != nil {
 		answers := map[string]bool{}

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -182,5 +183,22 @@ func TestUIConfirmsByHandOnlyASiteNotProvenDown(t *testing.T) {
 	}
 	if got := uiConfirmations(p, ""); len(got) != 0 {
 		t.Fatalf("no failover: %v", got)
+	}
+}
+
+// Found by review (issue 21): --fence network plans its fences before the lock and again
+// under it, and a warning of the first was printed twice.
+func TestFenceNetworkWarnsOnce(t *testing.T) {
+	kube, dyn := networkFenceSetup(t, func(kube *kubefake.Clientset, _ *dynamicfake.FakeDynamicClient) {
+		n, _ := kube.CoreV1().Nodes().Get(context.Background(), "edge-1", metav1.GetOptions{})
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.Now()}}
+		_, _ = kube.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+	})
+	dyn.PrependReactor("list", "csiaddonsnodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("csi-addons is on holiday")
+	})
+	_, errOut, _ := runCmdWith(t, kube, dyn, "move", "--all", "--to", "DR", "--fence", "network", "--progress", "lines")
+	if n := strings.Count(errOut, "csi-addons is on holiday"); n != 1 {
+		t.Fatalf("the driver-address warning printed %d times; want once:\n%s", n, errOut)
 	}
 }
