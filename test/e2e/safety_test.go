@@ -50,8 +50,23 @@ func withEdge(t *testing.T, vms []stretched.VMSpec) {
 		namespaces[v.Namespace] = true
 	}
 	t.Cleanup(func() {
+		start := time.Now()
 		// With the site up, its pods end at once and the namespaces go quickly.
 		_ = env.StartSite(edge)
+		// The VMs go first, and the namespace only once their launchers are gone: the
+		// namespace controller, finding pods still terminating, looks again only after
+		// their grace period (a launcher's is its VMI's plus 15 s), however soon they end.
+		for ns := range namespaces {
+			_ = env.Dynamic.Resource(kubevirt.VMs).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+			_ = env.Dynamic.Resource(kubevirt.VMIs).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		}
+		for ns := range namespaces {
+			waitFor(t, 3*time.Minute, "launchers in "+ns+" gone", func() bool {
+				pods, err := env.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+				return err == nil && len(pods.Items) == 0
+			})
+		}
+		stopped := time.Since(start)
 		for ns := range namespaces {
 			_ = env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
 		}
@@ -61,6 +76,7 @@ func withEdge(t *testing.T, vms []stretched.VMSpec) {
 				return apierrors.IsNotFound(err)
 			})
 		}
+		t.Logf("cleanup: launchers gone in %s, namespaces in %s", stopped.Round(time.Second), time.Since(start).Round(time.Second))
 		_ = env.StopSite(edge)
 		for _, n := range nodes {
 			_ = env.Kube.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
