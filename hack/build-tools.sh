@@ -13,13 +13,15 @@ krew_version=v0.4.4
 kubevirt_version=v1.8.0
 goreleaser_version=v2.15.1
 ggcr_version=v0.21.3
+nhc_version=v0.12.0
 # Each cache directory is keyed by the version and a hash of what resolves its build: a
 # changed pin or replace rebuilds, where a version alone would silently reuse the old
 # binaries. The control plane and KubeVirt resolve as one workspace (test/tools/go.work),
 # so an edit of either go.mod, or of go.work, can change both: their keys cover the
-# whole workspace. kwok and krew are built each in its own module. The multi-call mains
-# (cmd/kube, cmd/kubevirt) and the objects generator are this project's code, and the
-# build flags are part of what a binary is: both go into the keys.
+# whole workspace. kwok, krew and node-healthcheck-operator (the fencing module) are
+# built each in its own module. The multi-call mains (cmd/kube, cmd/kubevirt) and the
+# objects generator are this project's code, and the build flags are part of what a
+# binary is: both go into the keys.
 # hash FILE...: the names (globs too) are read inside test/tools.
 ldflags='-s -w'
 hash() { (cd "$root/test/tools" && { cat $@; echo "$ldflags"; } | sha256sum | cut -c1-12); }
@@ -30,6 +32,7 @@ krew_key=$krew_version-$(hash krew/go.mod krew/go.sum)
 kubevirt_key=$kubevirt_version-$(hash $workspace 'kubevirt/cmd/kubevirt/*.go')
 kubevirt_objects=$(hash $workspace 'kubevirt/cmd/kubevirt-objects/*.go')
 fencing_key=$(hash fencing/go.mod fencing/go.sum)
+nhc_key=$nhc_version-$(hash fencing/go.mod fencing/go.sum)
 goreleaser_key=$goreleaser_version-$(hash goreleaser/go.mod goreleaser/go.sum)
 image_key=$ggcr_version-$(hash image/go.mod image/go.sum 'image/cmd/*/*.go')
 # kubectl goes into images, where `kubectl version` must say what it is (unstamped it says
@@ -41,13 +44,14 @@ for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
 done
 kubectl_key=$kube_version-$(ldflags=$kubectl_ldflags hash $workspace)
 
-build() { # dir outdir pkg...
+build() { # dir outdir pkg... (NAME=pkg names a binary whose package path does not)
 	local dir=$1 out=$2; shift 2
 	mkdir -p "$out"
 	for pkg in "$@"; do
 		local name=${pkg##*/}
 		# A major-version suffix is not the command's name (go install names it alike).
 		case $name in v[0-9]*) name=${pkg%/*} name=${name##*/} ;; esac
+		case $pkg in *=*) name=${pkg%%=*} pkg=${pkg#*=} ;; esac
 		if [ ! -x "$out/$name" ]; then
 			echo "building $name into $out" >&2
 			# Stripped: a test binary's symbols are never read, and the linker skips
@@ -73,7 +77,7 @@ what=${1:-all}
 if [ "$what" = keys ]; then
 	# The cache directories this tree would use, one per line (tested by test/cluster).
 	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects" "fencing-crds-$fencing_key" \
-		"goreleaser-$goreleaser_key" "image-$image_key" "kubectl-$kubectl_key"
+		"goreleaser-$goreleaser_key" "image-$image_key" "kubectl-$kubectl_key" "nhc-$nhc_key"
 	exit 0
 fi
 # The tools modules build side by side: most of a cold build is downloading modules and
@@ -112,14 +116,18 @@ fencing|all)
 		mkdir -p "$out.tmp"
 		for d in $dirs; do
 			for f in "$d"/config/crd/bases/*networkfence*.yaml "$d"/config/crd/bases/fence-agents-remediation.medik8s.io_fenceagentsremediations.yaml \
+				"$d"/config/crd/bases/fence-agents-remediation.medik8s.io_fenceagentsremediationtemplates.yaml \
 				"$d"/config/crd/bases/remediation.medik8s.io_nodehealthchecks.yaml; do
 				[ -f "$f" ] && cp "$f" "$out.tmp/"
 			done
 		done
-		[ "$(ls "$out.tmp" | wc -l)" = 4 ] || { echo "build-tools: expected 4 fencing CRDs, found: $(ls "$out.tmp")" >&2; return 1; }
+		[ "$(ls "$out.tmp" | wc -l)" = 5 ] || { echo "build-tools: expected 5 fencing CRDs, found: $(ls "$out.tmp")" >&2; return 1; }
 		rm -rf "$out" && mv "$out.tmp" "$out"
 	}
 	spawn fencing_crds
+	# node-healthcheck-operator's manager, built from its module at the version the CRDs
+	# come from; the e2e tests start it when they ask for it (test/stretched).
+	spawn build fencing "$cache/nhc-$nhc_key" nhc-manager=github.com/medik8s/node-healthcheck-operator/cmd
 	;;&
 krew|all)
 	spawn build krew "$cache/krew-$krew_key" sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
@@ -150,7 +158,7 @@ bin="$cache/bin"
 mkdir -p "$bin"
 for d in "$cache/kube-$kube_key" "$cache/kwok-$kwok_key" "$cache/krew-$krew_key" \
 	"$cache/kubevirt-$kubevirt_key" "$cache/kubevirt-objects-$kubevirt_objects" "$cache/goreleaser-$goreleaser_key" \
-	"$cache/image-$image_key" "$cache/kubectl-$kubectl_key"; do
+	"$cache/image-$image_key" "$cache/kubectl-$kubectl_key" "$cache/nhc-$nhc_key"; do
 	[ -d "$d" ] || continue
 	for f in "$d"/*; do
 		case $f in *.tmp) continue ;; esac
