@@ -69,15 +69,20 @@ build() { # dir outdir pkg... (NAME=pkg names a binary whose package path does n
 names() {
 	local out=$1 bin=$2; shift 2
 	for name in "$@"; do
-		ln -sfn "$bin" "$out/$name"
+		# Left alone when right: a running cluster of this tree may be starting one.
+		[ "$(readlink "$out/$name")" = "$bin" ] || ln -sfn "$bin" "$out/$name"
 	done
+}
+
+# The cache directories this tree would use, one per line (tested by test/cluster).
+keys() {
+	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects" "fencing-crds-$fencing_key" \
+		"goreleaser-$goreleaser_key" "image-$image_key" "kubectl-$kubectl_key" "nhc-$nhc_key"
 }
 
 what=${1:-all}
 if [ "$what" = keys ]; then
-	# The cache directories this tree would use, one per line (tested by test/cluster).
-	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects" "fencing-crds-$fencing_key" \
-		"goreleaser-$goreleaser_key" "image-$image_key" "kubectl-$kubectl_key" "nhc-$nhc_key"
+	keys
 	exit 0
 fi
 # The tools modules build side by side: most of a cold build is downloading modules and
@@ -153,17 +158,24 @@ for pid in "${pids[@]}"; do
 done
 [ "$failed" = 0 ] || { echo "build-tools: a tools build failed (its output is above)" >&2; exit 1; }
 
-# One directory of links so that callers need a single path.
-bin="$cache/bin"
+# One directory of links so that callers need a single path. It is named after this
+# tree's keys: two checkouts of different trees on one machine (worktrees) each have
+# their own, where one shared directory was relinked under a running test by the other's
+# build. A link already right is left alone, so that a tree's own concurrent runs never
+# find it missing.
+bin="$cache/bin-$(keys | sha256sum | cut -c1-12)"
 mkdir -p "$bin"
+link() { # target name
+	[ "$(readlink "$bin/$2")" = "$1" ] || ln -sfn "$1" "$bin/$2"
+}
 for d in "$cache/kube-$kube_key" "$cache/kwok-$kwok_key" "$cache/krew-$krew_key" \
 	"$cache/kubevirt-$kubevirt_key" "$cache/kubevirt-objects-$kubevirt_objects" "$cache/goreleaser-$goreleaser_key" \
 	"$cache/image-$image_key" "$cache/kubectl-$kubectl_key" "$cache/nhc-$nhc_key"; do
 	[ -d "$d" ] || continue
 	for f in "$d"/*; do
 		case $f in *.tmp) continue ;; esac
-		ln -sf "$f" "$bin/$(basename "$f")"
+		link "$f" "$(basename "$f")"
 	done
 done
-[ -d "$cache/fencing-crds-$fencing_key" ] && ln -sfn "$cache/fencing-crds-$fencing_key" "$bin/fencing-crds"
+[ -d "$cache/fencing-crds-$fencing_key" ] && link "$cache/fencing-crds-$fencing_key" fencing-crds
 echo "$bin"
