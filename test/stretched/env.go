@@ -34,6 +34,7 @@ type Env struct {
 	Dynamic  dynamic.Interface
 	KubeVirt *kubevirtstack.Stack
 	cancel   context.CancelFunc
+	binDir   string
 
 	mu sync.Mutex
 	// instances records every VMI UID seen per VM, to count starts from KubeVirt's objects.
@@ -55,7 +56,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Cluster: c, instances: map[string]map[string]bool{}}
+	e := &Env{Cluster: c, binDir: o.Cluster.BinDir, instances: map[string]map[string]bool{}}
 	defer func() {
 		if err != nil {
 			e.Stop()
