@@ -39,6 +39,8 @@ type Env struct {
 	mu sync.Mutex
 	// instances records every VMI UID seen per VM, to count starts from KubeVirt's objects.
 	instances map[string]map[string]bool
+	// darkBMCs are the nodes whose BMC does not answer a fence agent.
+	darkBMCs map[string]bool
 }
 
 // Start brings up the cluster and KubeVirt. Stop tears both down.
@@ -56,7 +58,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Cluster: c, binDir: o.Cluster.BinDir, instances: map[string]map[string]bool{}}
+	e := &Env{Cluster: c, binDir: o.Cluster.BinDir, instances: map[string]map[string]bool{}, darkBMCs: map[string]bool{}}
 	defer func() {
 		if err != nil {
 			e.Stop()
@@ -82,6 +84,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	e.watchInstances(bg)
 	go e.followKwoks(bg, o.KubeVirt.Sites)
 	go e.playStorageDriver(bg)
+	go e.playFenceAgents(bg)
 	return e, nil
 }
 
