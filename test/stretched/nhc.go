@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -118,8 +119,9 @@ func servesCert(port int, certPEM []byte) bool {
 	return len(peers) > 0 && bytes.Equal(peers[0].Raw, block.Bytes)
 }
 
-// lockFile takes an exclusive flock on path, waiting up to wait; unlock releases it. A
-// process that dies releases its locks with its descriptors.
+// lockFile takes an exclusive flock on path, waiting up to wait; unlock releases it
+// (once, however often it is called). A process that dies releases its locks with its
+// descriptors.
 func lockFile(ctx context.Context, path string, wait time.Duration) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
@@ -129,7 +131,8 @@ func lockFile(ctx context.Context, path string, wait time.Duration) (unlock func
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			return func() { _ = f.Close() }, nil
+			var once sync.Once
+			return func() { once.Do(func() { _ = f.Close() }) }, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
