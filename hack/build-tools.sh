@@ -13,13 +13,15 @@ krew_version=v0.4.4
 kubevirt_version=v1.8.0
 goreleaser_version=v2.15.1
 ggcr_version=v0.21.3
+nhc_version=v0.12.0
 # Each cache directory is keyed by the version and a hash of what resolves its build: a
 # changed pin or replace rebuilds, where a version alone would silently reuse the old
 # binaries. The control plane and KubeVirt resolve as one workspace (test/tools/go.work),
 # so an edit of either go.mod, or of go.work, can change both: their keys cover the
-# whole workspace. kwok and krew are built each in its own module. The multi-call mains
-# (cmd/kube, cmd/kubevirt) and the objects generator are this project's code, and the
-# build flags are part of what a binary is: both go into the keys.
+# whole workspace. kwok, krew and node-healthcheck-operator (the fencing module) are
+# built each in its own module. The multi-call mains (cmd/kube, cmd/kubevirt) and the
+# objects generator are this project's code, and the build flags are part of what a
+# binary is: both go into the keys.
 # hash FILE...: the names (globs too) are read inside test/tools.
 ldflags='-s -w'
 hash() { (cd "$root/test/tools" && { cat $@; echo "$ldflags"; } | sha256sum | cut -c1-12); }
@@ -31,6 +33,7 @@ kubevirt_key=$kubevirt_version-$(hash $workspace 'kubevirt/cmd/kubevirt/*.go')
 kubevirt_objects=$(hash $workspace 'kubevirt/cmd/kubevirt-objects/*.go')
 fencing_key=$(hash fencing/go.mod fencing/go.sum)
 cdi_key=$(hash cdi/go.mod cdi/go.sum)
+nhc_key=$nhc_version-$(hash fencing/go.mod fencing/go.sum)
 goreleaser_key=$goreleaser_version-$(hash goreleaser/go.mod goreleaser/go.sum)
 image_key=$ggcr_version-$(hash image/go.mod image/go.sum 'image/cmd/*/*.go')
 # kubectl goes into images, where `kubectl version` must say what it is (unstamped it says
@@ -42,13 +45,14 @@ for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
 done
 kubectl_key=$kube_version-$(ldflags=$kubectl_ldflags hash $workspace)
 
-build() { # dir outdir pkg...
+build() { # dir outdir pkg... (NAME=pkg names a binary whose package path does not)
 	local dir=$1 out=$2; shift 2
 	mkdir -p "$out"
 	for pkg in "$@"; do
 		local name=${pkg##*/}
 		# A major-version suffix is not the command's name (go install names it alike).
 		case $name in v[0-9]*) name=${pkg%/*} name=${name##*/} ;; esac
+		case $pkg in *=*) name=${pkg%%=*} pkg=${pkg#*=} ;; esac
 		if [ ! -x "$out/$name" ]; then
 			echo "building $name into $out" >&2
 			# Stripped: a test binary's symbols are never read, and the linker skips
@@ -66,15 +70,20 @@ build() { # dir outdir pkg...
 names() {
 	local out=$1 bin=$2; shift 2
 	for name in "$@"; do
-		ln -sfn "$bin" "$out/$name"
+		# Left alone when right: a running cluster of this tree may be starting one.
+		[ "$(readlink "$out/$name")" = "$bin" ] || ln -sfn "$bin" "$out/$name"
 	done
+}
+
+# The cache directories this tree would use, one per line (tested by test/cluster).
+keys() {
+	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects" "fencing-crds-$fencing_key" \
+		"goreleaser-$goreleaser_key" "image-$image_key" "kubectl-$kubectl_key" "nhc-$nhc_key" "cdi-crds-$cdi_key"
 }
 
 what=${1:-all}
 if [ "$what" = keys ]; then
-	# The cache directories this tree would use, one per line (tested by test/cluster).
-	printf '%s\n' "kube-$kube_key" "kwok-$kwok_key" "krew-$krew_key" "kubevirt-$kubevirt_key" "kubevirt-objects-$kubevirt_objects" "fencing-crds-$fencing_key" \
-		"goreleaser-$goreleaser_key" "image-$image_key" "kubectl-$kubectl_key" "cdi-crds-$cdi_key"
+	keys
 	exit 0
 fi
 # The tools modules build side by side: most of a cold build is downloading modules and
@@ -113,14 +122,18 @@ fencing|all)
 		mkdir -p "$out.tmp"
 		for d in $dirs; do
 			for f in "$d"/config/crd/bases/*networkfence*.yaml "$d"/config/crd/bases/fence-agents-remediation.medik8s.io_fenceagentsremediations.yaml \
+				"$d"/config/crd/bases/fence-agents-remediation.medik8s.io_fenceagentsremediationtemplates.yaml \
 				"$d"/config/crd/bases/remediation.medik8s.io_nodehealthchecks.yaml; do
 				[ -f "$f" ] && cp "$f" "$out.tmp/"
 			done
 		done
-		[ "$(ls "$out.tmp" | wc -l)" = 4 ] || { echo "build-tools: expected 4 fencing CRDs, found: $(ls "$out.tmp")" >&2; return 1; }
+		[ "$(ls "$out.tmp" | wc -l)" = 5 ] || { echo "build-tools: expected 5 fencing CRDs, found: $(ls "$out.tmp")" >&2; return 1; }
 		rm -rf "$out" && mv "$out.tmp" "$out"
 	}
 	spawn fencing_crds
+	# node-healthcheck-operator's manager, built from its module at the version the CRDs
+	# come from; the e2e tests start it when they ask for it (test/stretched).
+	spawn build fencing "$cache/nhc-$nhc_key" nhc-manager=github.com/medik8s/node-healthcheck-operator/cmd
 	;;&
 cdi|all)
 	# CDI's CRDs of the objects virt-controller watches once it sees CDI: DataVolume,
@@ -172,18 +185,25 @@ for pid in "${pids[@]}"; do
 done
 [ "$failed" = 0 ] || { echo "build-tools: a tools build failed (its output is above)" >&2; exit 1; }
 
-# One directory of links so that callers need a single path.
-bin="$cache/bin"
+# One directory of links so that callers need a single path. It is named after this
+# tree's keys: two checkouts of different trees on one machine (worktrees) each have
+# their own, where one shared directory was relinked under a running test by the other's
+# build. A link already right is left alone, so that a tree's own concurrent runs never
+# find it missing.
+bin="$cache/bin-$(keys | sha256sum | cut -c1-12)"
 mkdir -p "$bin"
+link() { # target name
+	[ "$(readlink "$bin/$2")" = "$1" ] || ln -sfn "$1" "$bin/$2"
+}
 for d in "$cache/kube-$kube_key" "$cache/kwok-$kwok_key" "$cache/krew-$krew_key" \
 	"$cache/kubevirt-$kubevirt_key" "$cache/kubevirt-objects-$kubevirt_objects" "$cache/goreleaser-$goreleaser_key" \
-	"$cache/image-$image_key" "$cache/kubectl-$kubectl_key"; do
+	"$cache/image-$image_key" "$cache/kubectl-$kubectl_key" "$cache/nhc-$nhc_key"; do
 	[ -d "$d" ] || continue
 	for f in "$d"/*; do
 		case $f in *.tmp) continue ;; esac
-		ln -sf "$f" "$bin/$(basename "$f")"
+		link "$f" "$(basename "$f")"
 	done
 done
-[ -d "$cache/fencing-crds-$fencing_key" ] && ln -sfn "$cache/fencing-crds-$fencing_key" "$bin/fencing-crds"
-[ -d "$cache/cdi-crds-$cdi_key" ] && ln -sfn "$cache/cdi-crds-$cdi_key" "$bin/cdi-crds"
+[ -d "$cache/fencing-crds-$fencing_key" ] && link "$cache/fencing-crds-$fencing_key" fencing-crds
+[ -d "$cache/cdi-crds-$cdi_key" ] && link "$cache/cdi-crds-$cdi_key" cdi-crds
 echo "$bin"

@@ -110,6 +110,7 @@ type proc struct {
 	name    string
 	bin     string
 	args    []string
+	env     []string
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
@@ -532,6 +533,14 @@ func (c *Cluster) Spawn(name, bin string, args ...string) error {
 	return err
 }
 
+// SpawnEnv is Spawn with variables (KEY=VALUE) added to the test's environment.
+func (c *Cluster) SpawnEnv(name string, env []string, bin string, args ...string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.spawnEnvLocked(name, env, bin, args...)
+	return err
+}
+
 // Exited reports whether the named process has exited, and its error.
 func (c *Cluster) Exited(name string) (bool, error) {
 	p := c.find(name)
@@ -551,12 +560,19 @@ func (c *Cluster) spawn(name, bin string, args ...string) (*proc, error) {
 }
 
 func (c *Cluster) spawnLocked(name, bin string, args ...string) (*proc, error) {
+	return c.spawnEnvLocked(name, nil, bin, args...)
+}
+
+func (c *Cluster) spawnEnvLocked(name string, env []string, bin string, args ...string) (*proc, error) {
 	logPath := filepath.Join(c.dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	// Own process group, and killed with the parent even if it dies without cleanup.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -565,7 +581,7 @@ func (c *Cluster) spawnLocked(name, bin string, args ...string) (*proc, error) {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	fmt.Fprintf(c.cfg.Log, "started %s (pid %d, log %s)\n", name, cmd.Process.Pid, logPath)
-	p := &proc{name: name, bin: bin, args: args, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	p := &proc{name: name, bin: bin, args: args, env: env, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
@@ -654,7 +670,9 @@ func (c *Cluster) Respawn(name string) error {
 	if !p.done() {
 		return nil
 	}
-	_, err := c.spawn(name, p.bin, p.args...)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.spawnEnvLocked(name, p.env, p.bin, p.args...)
 	return err
 }
 

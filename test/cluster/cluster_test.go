@@ -112,7 +112,11 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 	if fencing < 0 {
 		t.Fatalf("no fencing CRDs key: %v", before)
 	}
-	for _, i := range []int{1, 2, fencing} {
+	nhc := slices.IndexFunc(before, func(k string) bool { return strings.HasPrefix(k, "nhc-") })
+	if nhc < 0 {
+		t.Fatalf("no node-healthcheck-operator key: %v", before)
+	}
+	for _, i := range []int{1, 2, fencing, nhc} {
 		if before[i] != after[i] {
 			t.Errorf("a key outside the workspace changed with the kubevirt module: %s -> %s", before[i], after[i])
 		}
@@ -141,10 +145,11 @@ func TestToolsCacheKeyFollowsGoMod(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The fencing CRDs come from the modules its go.sum pins: a new pin copies them again.
+	// The fencing CRDs and node-healthcheck-operator's manager come from the modules its
+	// go.sum pins: a new pin copies and builds them again.
 	appendTo("test/tools/fencing/go.sum", "example.com/edited v1.0.1 h1:AAAA=\n")
-	if k := keys(); k[fencing] == edited[fencing] || k[0] != edited[0] || k[2] != edited[2] {
-		t.Errorf("an edited fencing go.sum: keys %v -> %v, want only the fencing CRDs' changed", edited, k)
+	if k := keys(); k[fencing] == edited[fencing] || k[nhc] == edited[nhc] || k[0] != edited[0] || k[2] != edited[2] {
+		t.Errorf("an edited fencing go.sum: keys %v -> %v, want only the fencing CRDs' and the NHC manager's changed", edited, k)
 	}
 	appendTo("test/tools/krew/go.mod", "\nreplace example.com/edited => example.com/edited v1.0.1\n")
 	if k := keys(); k[2] == edited[2] || k[0] != edited[0] {

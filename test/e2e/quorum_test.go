@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +27,9 @@ import (
 // module validates the object): a one-node arbiter site is never a target, and --to-other
 // skips it; with two of three etcd members on Primary, a relocation off Primary warns
 // that losing it costs the quorum; an NHC with minHealthy 51% over the workers does not
-// remediate Primary's loss, and the plan says so.
+// remediate Primary's loss, and the plan says so. Then Primary is lost for real, with
+// node-healthcheck-operator v0.12.0's own manager running: it skips remediation for the
+// reason and with the numbers the plan gave, and creates no remediation.
 func TestWitnessSiteQuorumAndRemediation(t *testing.T) {
 	ctx := context.Background()
 	const ns, arbiter = "quorum", "arbiter-node-1"
@@ -46,28 +50,13 @@ func TestWitnessSiteQuorumAndRemediation(t *testing.T) {
 		}
 		pods = append(pods, p.Name)
 	}
-	nhc := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "remediation.medik8s.io/v1alpha1", "kind": "NodeHealthCheck",
-		"metadata": map[string]any{"name": "workers"},
-		"spec": map[string]any{
-			"minHealthy": "51%",
-			"selector":   map[string]any{"matchExpressions": []any{map[string]any{"key": "topology.kubernetes.io/site", "operator": "In", "values": []any{"Primary", "DR"}}}},
-			"remediationTemplate": map[string]any{"apiVersion": "fence-agents-remediation.medik8s.io/v1alpha1", "kind": "FenceAgentsRemediationTemplate",
-				"namespace": "medik8s", "name": "far-template"},
-			"unhealthyConditions": []any{map[string]any{"type": "Ready", "status": "Unknown", "duration": "300s"}, map[string]any{"type": "Ready", "status": "False", "duration": "300s"}},
-		},
-	}}
-	nhcs := env.Dynamic.Resource(fencing.NodeHealthChecks)
-	if _, err := nhcs.Create(ctx, nhc, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("the NodeHealthCheck, validated by its CRD: %v", err)
-	}
 	t.Cleanup(func() {
-		_ = nhcs.Delete(ctx, "workers", metav1.DeleteOptions{})
 		for _, p := range pods {
 			_ = env.Kube.CoreV1().Pods("kube-system").Delete(ctx, p, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
 		}
 		_ = env.Kube.CoreV1().Nodes().Delete(ctx, arbiter, metav1.DeleteOptions{})
 	})
+	nhc := withNodeHealthCheck(t, "workers", "51%", "Primary", "DR")
 	waitFor(t, time.Minute, "the etcd pods Ready", func() bool {
 		list, err := env.Kube.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "component=etcd"})
 		if err != nil || len(list.Items) != 3 {
@@ -119,6 +108,94 @@ func TestWitnessSiteQuorumAndRemediation(t *testing.T) {
 			t.Errorf("sites lacks %q:\n%s", want, r.stdout)
 		}
 	}
+
+	// The plan's numbers: DR's nodes stay healthy out of Primary's and DR's, against 51%
+	// of them rounded up.
+	nodes, err := env.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "topology.kubernetes.io/site in (Primary,DR)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	selected, healthy := len(nodes.Items), 0
+	for _, n := range nodes.Items {
+		if n.Labels["topology.kubernetes.io/site"] == "DR" {
+			healthy++
+		}
+	}
+	need := (selected*51 + 99) / 100
+	judged := fmt.Sprintf("%d of its %d selected nodes stay healthy, fewer than minHealthy 51%% (%d): NHC skips remediation", healthy, selected, need)
+	contains(t, issueMessage(p.Notes, "SiteLossNotRemediated"), judged)
+
+	// Primary is lost. The real controller finds its nodes unhealthy and skips them, as
+	// the plan said; no remediation appears, and the plan, now a failover's, warns.
+	t.Cleanup(func() {
+		_ = env.StartSite("Primary")
+		if err := env.WaitNodesMatching(ctx, 2*time.Minute, "topology.kubernetes.io/site=Primary", func(n *corev1.Node) bool {
+			return cluster.NodeReady(n) && len(n.Spec.Taints) == 0 && n.Labels["kubevirt.io/schedulable"] == "true"
+		}); err != nil {
+			t.Errorf("Primary back: %v", err)
+		}
+		if err := env.WaitSettled(ctx, 3*time.Minute); err != nil {
+			t.Errorf("the VMs after Primary came back: %v", err)
+		}
+	})
+	if err := env.StopSite("Primary"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.WaitNodesMatching(ctx, 90*time.Second, "topology.kubernetes.io/site=Primary", func(n *corev1.Node) bool { return !cluster.NodeReady(n) }); err != nil {
+		t.Fatal(err)
+	}
+	skipped := fmt.Sprintf("Skipped remediation because the number of healthy nodes selected by the selector is %d and should equal or exceed %d", healthy, need)
+	var events []string
+	waitFor(t, 2*time.Minute, "NodeHealthCheck workers to skip remediation", func() bool {
+		list, err := env.Kube.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=workers,reason=RemediationSkipped"})
+		if err != nil {
+			return false
+		}
+		events = events[:0]
+		for _, e := range list.Items {
+			if e.InvolvedObject.UID == nhc.GetUID() {
+				events = append(events, e.Message)
+			}
+		}
+		return len(events) > 0
+	})
+	if !slices.ContainsFunc(events, func(m string) bool { return strings.Contains(m, skipped) }) {
+		t.Fatalf("node-healthcheck-operator's RemediationSkipped events %q; want %q, the plan's numbers", events, skipped)
+	}
+	u, err := env.Dynamic.Resource(fencing.NodeHealthChecks).Get(ctx, "workers", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unhealthy, _, _ := unstructured.NestedSlice(u.Object, "status", "unhealthyNodes")
+	for _, n := range unhealthy {
+		if rs, _, _ := unstructured.NestedSlice(n.(map[string]any), "remediations"); len(rs) > 0 {
+			t.Errorf("NodeHealthCheck workers remediates: %v", n)
+		}
+	}
+	if len(unhealthy) != selected-healthy {
+		t.Errorf("NodeHealthCheck workers sees %d unhealthy nodes; want Primary's %d", len(unhealthy), selected-healthy)
+	}
+	// Its next reconcile skips again: still no remediation.
+	time.Sleep(10 * time.Second)
+	fars, err := env.Dynamic.Resource(fencing.FenceAgentsRemediations).Namespace(stretched.Medik8sNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fars.Items) != 0 {
+		t.Fatalf("NodeHealthCheck workers skipped remediation, yet %d FenceAgentsRemediations exist", len(fars.Items))
+	}
+	p = planFor(t, ns, "--to", "DR", "q1")
+	contains(t, issueMessage(p.Warnings, "SiteLossNotRemediated"), judged)
+}
+
+// issueMessage is the message of the issue with code, "" when there is none.
+func issueMessage(issues []plan.Issue, code string) string {
+	for _, i := range issues {
+		if i.Code == code {
+			return i.Message
+		}
+	}
+	return ""
 }
 
 func hasIssue(issues []plan.Issue, code string) bool {

@@ -35,11 +35,14 @@ type Env struct {
 	KubeVirt *kubevirtstack.Stack
 	cancel   context.CancelFunc
 	// log takes what the played controllers cannot do.
-	log io.Writer
+	log    io.Writer
+	binDir string
 
 	mu sync.Mutex
 	// instances records every VMI UID seen per VM, to count starts from KubeVirt's objects.
 	instances map[string]map[string]bool
+	// darkBMCs are the nodes whose BMC does not answer a fence agent.
+	darkBMCs map[string]bool
 }
 
 // Start brings up the cluster and KubeVirt. Stop tears both down.
@@ -57,7 +60,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Cluster: c, instances: map[string]map[string]bool{}, log: io.Discard}
+	e := &Env{Cluster: c, binDir: o.Cluster.BinDir, instances: map[string]map[string]bool{}, darkBMCs: map[string]bool{}, log: io.Discard}
 	if o.Log != nil {
 		e.log = o.Log
 	}
@@ -87,6 +90,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	go e.followKwoks(bg, o.KubeVirt.Sites)
 	go e.playStorageDriver(bg)
 	go e.playCDI(bg)
+	go e.playFenceAgents(bg)
 	return e, nil
 }
 
