@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -277,5 +278,37 @@ func TestSiteBackBetweenTheCheckAndTheManualStart(t *testing.T) {
 	}
 	if !rep.Failed() {
 		t.Fatalf("the move must not report the VM moved: %+v", rep)
+	}
+}
+
+// Found by review (issue 21, the real NHC and FAR in the test cluster): somebody let an
+// earlier instance go on dead Primary (a force delete, a remediation deleting the
+// node's pods) and KubeVirt shows a new instance on no node. Its restart on DR is a
+// release of Primary: planned with ReleasedFrom, it needs Primary still down at the
+// write; a site back before the first write leaves the VM untouched.
+func TestStartOfAVMWhoseEarlierInstanceMayRunOnADeadSiteIsGuarded(t *testing.T) {
+	f := newFake(delay)
+	f.add("ns", "pend", 1, "Primary", true, false)
+	vm := f.vms["ns/pend"]
+	vm.inst.NodeName, vm.inst.Site, vm.inst.Phase, vm.inst.Ready = "", "", "Pending", false
+	f.down["Primary"] = true
+	p := planFor(t, f, 1)
+	if st := p.Steps[0]; st.Action != plan.ActionRestart || st.ReleasedFrom != "Primary" {
+		t.Fatalf("plan %s, released from %q; want a restart guarded by Primary", st.Action, st.ReleasedFrom)
+	}
+	if g := p.GuardedSites(); len(g) != 1 || g[0] != "Primary" {
+		t.Fatalf("guarded sites %v; want Primary, whose confirmation the move asks for", g)
+	}
+	f.mu.Lock()
+	f.down["Primary"] = false
+	f.mu.Unlock()
+	rep, err := New(f, config("sf-guard-000001", 1), nil).Run(context.Background(), context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm.restarts != 0 || vm.home != "Primary" || !rep.Failed() {
+		t.Fatalf("site back before the write: %d restarts, template on %s, report failed %v", vm.restarts, vm.home, rep.Failed())
 	}
 }

@@ -137,7 +137,17 @@ func (e *Executor) doStep(ctx, stop context.Context, st *plan.Step) error {
 		// rerun that knows (a Manual VM is started, not skipped).
 		phase = journal.PhaseReleasing
 	}
-	err := e.retry(ctx, func() error { return e.cluster.PatchSite(ctx, *st, e.journal(st, phase)) })
+	err := e.retry(ctx, func() error {
+		// A VM that an earlier instance may still hold on a dead site starts from this
+		// patch (KubeVirt recreates it) or the restart after it: the site must still be
+		// down, checked inside each try like a release.
+		if st.Action != plan.ActionFailover && st.ReleasedFrom != "" {
+			if err := e.checkStart(ctx, st); err != nil {
+				return err
+			}
+		}
+		return e.cluster.PatchSite(ctx, *st, e.journal(st, phase))
+	})
 	if err != nil {
 		return fmt.Errorf("patch nodeSelector: %w", err)
 	}
@@ -566,6 +576,11 @@ func (e *Executor) restart(ctx, stop context.Context, st *plan.Step) error {
 			// was lost, and the new instance must not be restarted a second time.
 			if i := e.cluster.Instance(st.Namespace, st.Name); i == nil || i.UID != st.VMIUID || i.Terminating || i.Final() {
 				return nil
+			}
+			if st.ReleasedFrom != "" {
+				if err := e.checkStart(ctx, st); err != nil {
+					return err
+				}
 			}
 			err := e.cluster.Restart(ctx, st.Namespace, st.Name)
 			if apierrors.IsConflict(err) {

@@ -264,6 +264,14 @@ func decideCell(t *testing.T, c cell) string {
 			fail("an instance that may still run on a dead site or a deleted node is not released")
 		}
 	}
+	// Somebody may have let an earlier instance go on a dead site (a force delete, a
+	// remediation deleting the node's pods) while its guest still runs; KubeVirt then
+	// shows a new instance on no node, or none. A start elsewhere is guarded like a
+	// release of that site (found by review of the real NHC's FAR runs).
+	if home := vm.HomeSite; st.Starts() && st.Action != ActionFailover && !blocked && (inst == nil || inst.NodeName == "") &&
+		home != "" && home != req.To && s.HasSite(home) && !s.SiteAlive(home) && st.ReleasedFrom != home {
+		fail("a start of a VM whose template selects a dead site, with nothing showing its earlier instance over, is not guarded")
+	}
 	if st.Action == ActionFailover && !blocked && (st.From == "" || s.SiteAlive(st.From)) {
 		fail("a failover from a live or unnamed site that no blocker stops")
 	}

@@ -143,8 +143,9 @@ type Step struct {
 	// whether it still runs there; it is released only as a failover of From, with the
 	// same confirmation.
 	NodeGone bool `json:"nodeGone,omitempty"`
-	// ReleasedFrom is the site an earlier failover released the instance from, for a
-	// start: starting it anywhere else is guarded like a release.
+	// ReleasedFrom is the site an earlier failover released the instance from, or a dead
+	// site where an earlier instance may still run, for a step that starts the VM:
+	// starting it anywhere else is guarded like a release.
 	ReleasedFrom string `json:"releasedFrom,omitempty"`
 	// Attempts counts the failed tries the journal records for this VM.
 	Attempts int `json:"attempts,omitempty"`
@@ -310,7 +311,7 @@ func (p *Plan) GuardedSites() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, st := range p.Steps {
-		if st.Action == ActionStart && st.ReleasedFrom != "" && st.ReleasedFrom != st.To && !fails[st.ReleasedFrom] && !seen[st.ReleasedFrom] {
+		if st.ReleasedFrom != "" && st.ReleasedFrom != st.To && !fails[st.ReleasedFrom] && !seen[st.ReleasedFrom] {
 			seen[st.ReleasedFrom] = true
 			out = append(out, st.ReleasedFrom)
 		}
@@ -734,7 +735,34 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		st.StaysDown = true
 		st.Reason += fmt.Sprintf(" (runStrategy %s: nothing starts it again; it stays stopped, its template on %s)", vm.RunStrategy, req.To)
 	}
+	if site := mayStillRun(s, vm); st.ReleasedFrom == "" && st.Action != ActionFailover && st.Starts() && site != "" && site != req.To {
+		// Somebody else may have let an earlier instance go there (a force delete, a
+		// remediation deleting the node's pods) while its guest still runs: KubeVirt
+		// then shows a new instance on no node, or none. A start anywhere else is a
+		// release, guarded like a failover of that site (found by review).
+		st.ReleasedFrom = site
+		st.Reason += fmt.Sprintf(" (site %s is down and nothing shows its earlier instance stopped there: the start needs the same proof as a failover of %s)", site, site)
+	}
 	return st
+}
+
+// mayStillRun names the dead site where an earlier instance of the VM may still run
+// although the API shows none running there: its template selects that site and its
+// instance is on no node (a new one that cannot be scheduled, or none), or its instance
+// is over on a node of that site that is not Ready, which proves nothing of its guest.
+// "" when nothing says so: an instance that runs on a node is the failover rules' case.
+func mayStillRun(s *snapshot.Snapshot, vm *snapshot.VM) string {
+	if inst := vm.Instance; inst != nil && inst.NodeName != "" {
+		over := inst.Phase == string(kubevirtv1.Failed) || inst.Phase == string(kubevirtv1.Succeeded)
+		if n, ok := s.Node(inst.NodeName); over && ok && n.Site != "" && n.State != snapshot.NodeReady && !s.SiteAlive(n.Site) {
+			return n.Site
+		}
+		return ""
+	}
+	if vm.HomeSite != "" && s.HasSite(vm.HomeSite) && !s.SiteAlive(vm.HomeSite) {
+		return vm.HomeSite
+	}
+	return ""
 }
 
 // restartable reports a run strategy whose VM KubeVirt v1.8.0 restarts on request (the
