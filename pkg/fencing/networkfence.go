@@ -193,6 +193,30 @@ func SiteCIDRs(nodes []Node, extra []string) ([]string, error) {
 	return out, nil
 }
 
+// fencedNodesAnnotation names, on a fence this tool made, the nodes it fenced: a fence is
+// lifted only once each of them is back in its site, whatever its addresses now say.
+const fencedNodesAnnotation = "sitefail.io/fenced-nodes"
+
+// SetFencedNodes records on the fence the nodes it fences.
+func SetFencedNodes(u *unstructured.Unstructured, nodes []string) {
+	a := u.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[fencedNodesAnnotation] = strings.Join(nodes, ",")
+	u.SetAnnotations(a)
+}
+
+// FencedNodes are the nodes the fence fenced, as recorded when it was made; ok is false
+// when it records none.
+func FencedNodes(u *unstructured.Unstructured) (nodes []string, ok bool) {
+	v, ok := u.GetAnnotations()[fencedNodesAnnotation]
+	if !ok || v == "" {
+		return nil, false
+	}
+	return strings.Split(v, ","), true
+}
+
 // NewNetworkFence is the fence for a site.
 func NewNetworkFence(site, moveID string, class Class, cidrs []string) *unstructured.Unstructured {
 	spec := map[string]any{

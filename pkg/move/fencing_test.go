@@ -155,6 +155,7 @@ func TestTargetFenceFoundByListWhenGetIsForbidden(t *testing.T) {
 	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
 	p := guardPlan(t, s, plan.Request{All: true})
 	ours := fencing.NewNetworkFence("DR", "sf-1", fencing.Class{Name: "c", Driver: "d"}, []string{"10.0.0.1/32"})
+	fencing.SetFencedNodes(ours, []string{"d1"})
 	foreign := ours.DeepCopy()
 	foreign.SetLabels(nil)
 	forbidden := func(verb string) k8stesting.ReactionFunc {
@@ -202,6 +203,7 @@ func TestUnfenceWaitsForRemediationsAtWork(t *testing.T) {
 	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
 	p := guardPlan(t, s, plan.Request{All: true})
 	fence := fencing.NewNetworkFence("DR", "sf-1", fencing.Class{Name: "c", Driver: "d"}, []string{"10.0.0.1/32"})
+	fencing.SetFencedNodes(fence, []string{"d1"})
 	far := func(conds ...map[string]any) unstructured.Unstructured {
 		u := farOff("d1", time.Now().Add(-2*time.Hour))
 		u.SetNamespace("medik8s")
@@ -242,3 +244,43 @@ func TestUnfenceWaitsForRemediationsAtWork(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Found by review (issue 21): a failback lifted the fence although one node it fenced
+// had left the site (deleted, or relabelled, as the refusal used to suggest): that
+// node's stale guest got its disks back beside the copy the failover started. The
+// fence names the nodes it fenced; each must be back in the site, and so pass the
+// checks, before the fence is lifted.
+func TestUnfenceRefusesWhileAFencedNodeLeftTheSite(t *testing.T) {
+	ctx := context.Background()
+	s := guardSnapshot(snapshot.NodeReady)
+	for i := range s.Nodes {
+		s.Nodes[i].Fence = fencing.Node{Name: s.Nodes[i].Name, Ready: true, ReadySince: time.Now().Add(-time.Hour)}
+	}
+	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
+	p := guardPlan(t, s, plan.Request{All: true})
+	for _, tc := range []struct {
+		name  string
+		nodes []string // nil: a fence that names none
+		want  string   // "" : the fence may be lifted
+	}{
+		{"every fenced node back", []string{"d1"}, ""},
+		{"one fenced node gone", []string{"d1", "d2"}, "node d2 was fenced with site DR and is not in it now"},
+		{"a fence that names no node", nil, "names no node it fenced"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fence := fencing.NewNetworkFence("DR", "sf-1", fencing.Class{Name: "c", Driver: "d"}, []string{"10.0.0.1/32", "10.0.0.2/32"})
+			if tc.nodes != nil {
+				fencing.SetFencedNodes(fence, tc.nodes)
+			}
+			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+				fencing.WithListKinds(map[schema.GroupVersionResource]string{kubevirt.VMIs: "VirtualMachineInstanceList"}), fence)
+			u, err := targetFence(ctx, Config{Dynamic: dyn, Keys: s.Keys}, s, p)
+			switch {
+			case tc.want == "" && (err != nil || u == nil):
+				t.Fatalf("got %v, %v; want the fence liftable", u, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v; want %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -482,7 +482,9 @@ func planFences(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.P
 		if err != nil {
 			return nil, &BlockedError{Err: fmt.Errorf("--fence network, site %s: %w (nothing was changed)", site, err)}
 		}
-		out = append(out, siteFence{site: site, obj: fencing.NewNetworkFence(site, moveID, class, cidrs)})
+		obj := fencing.NewNetworkFence(site, moveID, class, cidrs)
+		fencing.SetFencedNodes(obj, names)
+		out = append(out, siteFence{site: site, obj: obj})
 	}
 	return out, nil
 }
@@ -595,7 +597,7 @@ func targetFence(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.
 		}
 		switch {
 		case n.State != snapshot.NodeReady:
-			missing = append(missing, fmt.Sprintf("node %s is %s: bring it back, or remove it from the site", n.Name, n.State))
+			missing = append(missing, fmt.Sprintf("node %s is %s: bring it back", n.Name, n.State))
 		case time.Since(n.Fence.ReadySince) < settle:
 			missing = append(missing, fmt.Sprintf("node %s has been Ready for %s only: its kubelet may still be ending the launchers the failover released, within their grace periods; run the failback again after %s (--unfence-settle)",
 				n.Name, time.Since(n.Fence.ReadySince).Round(time.Second), settle))
@@ -604,6 +606,22 @@ func targetFence(ctx context.Context, cfg Config, s *snapshot.Snapshot, p *plan.
 		}
 		if n.Fence.OutOfService {
 			missing = append(missing, n.Fence.OutOfServiceNote())
+		}
+	}
+	// Every node the fence fenced must be back in the site, and so pass the checks above:
+	// one deleted or relabelled meanwhile may still run the guests the failover
+	// released, and the unfence would give them their disks back.
+	inSite := map[string]bool{}
+	for _, n := range s.Nodes {
+		inSite[n.Name] = n.Site == site
+	}
+	if fenced, ok := fencing.FencedNodes(u); !ok {
+		missing = append(missing, fmt.Sprintf("NetworkFence %s names no node it fenced (made by an older version): make sure every machine it covers is stopped, then lift it yourself (kubectl delete networkfence %s)", name, name))
+	} else {
+		for _, node := range fenced {
+			if !inSite[node] {
+				missing = append(missing, fmt.Sprintf("node %s was fenced with site %s and is not in it now (deleted, or its site label changed): its guests may still run behind the fence; bring it back into %s, or make sure it is powered off and lift the fence yourself (kubectl delete networkfence %s)", node, site, site, name))
+			}
 		}
 	}
 	onSite := map[string]bool{}
