@@ -136,6 +136,10 @@ func (n Node) downSince(at time.Time) bool {
 
 const readySince = "the node has been Ready since it was fenced: it may run VMs again"
 
+// clockSlack allows for the clocks of the node, the fence's controller and the API
+// server: a signal later than a fence by less proves nothing against it.
+const clockSlack = 10 * time.Second
+
 // Objects are the evidence objects as listed; a kind whose CRD is absent is empty.
 type Objects struct {
 	FenceAgentsRemediations  []unstructured.Unstructured
@@ -317,6 +321,9 @@ func far(u *unstructured.Unstructured, n Node) Proof {
 		return proof(None, kind, u.GetName(), u, fmt.Sprintf("fence agent action %q proves nothing about the node being off", action))
 	case !n.downSince(actedAt):
 		return proof(None, kind, u.GetName(), u, readySince)
+	case n.LeaseRenewed.After(actedAt.Add(clockSlack)):
+		// The agent says the node is off; its kubelet says otherwise, later.
+		return proof(None, kind, u.GetName(), u, fmt.Sprintf("its kubelet renewed its lease %s after the fence: it runs", n.LeaseRenewed.Sub(actedAt).Round(time.Second)))
 	case action == "off":
 		return proof(Strong, kind, u.GetName(), u, "fence agent powered the node off, and it has stayed NotReady since")
 	}
@@ -369,6 +376,8 @@ func sbr(u *unstructured.Unstructured, n Node) Proof {
 		return proof(None, kind, u.GetName(), u, fmt.Sprintf("FencingSucceeded=%s", orUnknown(s)))
 	case !n.downSince(at):
 		return proof(None, kind, u.GetName(), u, readySince)
+	case n.StorageHeartbeat.After(at.Add(clockSlack)):
+		return proof(None, kind, u.GetName(), u, fmt.Sprintf("its storage heartbeat was written %s after the fence: it runs", n.StorageHeartbeat.Sub(at).Round(time.Second)))
 	}
 	return proof(Strong, kind, u.GetName(), u, "the node's watchdog fenced it through the shared storage")
 }
@@ -479,7 +488,7 @@ func Partitioned(nodes []Node, now time.Time) string {
 		}
 		// SBR's agents see a node's heartbeat on the shared storage: written after the
 		// node went NotReady, it comes from a node that runs and reaches the disks.
-		if !n.NotReadySince.IsZero() && n.StorageHeartbeat.After(n.NotReadySince.Add(10*time.Second)) {
+		if !n.NotReadySince.IsZero() && n.StorageHeartbeat.After(n.NotReadySince.Add(clockSlack)) {
 			why = append(why, fmt.Sprintf("node %s is NotReady but its storage heartbeat is fresh (SBRStorageUnhealthy=False %s ago, after the node went NotReady): it still writes to the shared storage", n.Name, now.Sub(n.StorageHeartbeat).Round(time.Second)))
 		}
 		if n.LeaseRenewed.IsZero() {
@@ -488,7 +497,7 @@ func Partitioned(nodes []Node, now time.Time) string {
 		// The node controller marks a silent node NotReady a grace period after its last
 		// renewal; a renewal after that (past the two clocks' slack) is a kubelet that
 		// runs and reports the node NotReady itself.
-		if !n.NotReadySince.IsZero() && n.LeaseRenewed.After(n.NotReadySince.Add(10*time.Second)) {
+		if !n.NotReadySince.IsZero() && n.LeaseRenewed.After(n.NotReadySince.Add(clockSlack)) {
 			why = append(why, fmt.Sprintf("node %s is NotReady but its kubelet renewed its lease %s ago, after the node went NotReady: it runs", n.Name, now.Sub(n.LeaseRenewed).Round(time.Second)))
 		}
 		if first.Name == "" || n.LeaseRenewed.Before(first.LeaseRenewed) {

@@ -88,6 +88,14 @@ func TestEachProofIsJudgedByItsRule(t *testing.T) {
 			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
 		{name: "FAR made before the node object (an earlier node of that name)", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, NotReadySince: fencedAt.Add(-time.Minute), Created: fencedAt.Add(24 * time.Hour)}, listed: true, want: None, detail: "earlier node",
 			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		// Found by review: a strong proof that newer signals contradict. A kubelet that
+		// renews its lease, or a storage heartbeat written, after the fence runs.
+		{name: "FAR off, but the kubelet renewed its lease after the fence", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, NotReadySince: fencedAt.Add(-time.Minute), LeaseRenewed: fencedAt.Add(5 * time.Minute)}, listed: true, want: None, detail: "renewed its lease",
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "FAR off, lease last renewed before the fence", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, NotReadySince: fencedAt.Add(-time.Minute), LeaseRenewed: fencedAt.Add(-90 * time.Second)}, listed: true, want: Strong,
+			objs: Objects{FenceAgentsRemediations: []unstructured.Unstructured{farObj("p1", "off", "FenceAgentActionSucceeded", "True", "Succeeded", "True")}}},
+		{name: "SBR fenced, but the storage heartbeat is newer", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, NotReadySince: fencedAt.Add(-time.Minute), StorageHeartbeat: fencedAt.Add(5 * time.Minute)}, listed: true, want: None, detail: "storage heartbeat",
+			objs: Objects{StorageBasedRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"conditions": conds("FencingSucceeded", "True")})}}},
 		{name: "SBR, node Ready since", node: Node{Name: "p1", InternalIPs: []string{"10.0.1.1"}, NotReadySince: fencedAt.Add(time.Hour)}, listed: true, want: None, detail: "Ready since",
 			objs: Objects{StorageBasedRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"conditions": conds("FencingSucceeded", "True")})}}},
 		{name: "NetworkFence over the node's address", node: down("p1", "10.0.1.1"), listed: true, want: Strong,

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,5 +117,45 @@ func TestOutOfServiceTaintRecordsWhoAddedIt(t *testing.T) {
 	}
 	if got := fencing.NodeFrom(n); !got.OutOfService || got.OutOfServiceMove != "" {
 		t.Fatalf("a taint somebody added later: %+v; want it not the tool's", got)
+	}
+}
+
+// Found by review (issue 21): a Fence Agents Remediation says the node is off, and its
+// kubelet renews its lease after that. Each release reads the leases with the
+// evidence, and the contradiction stops the releases, as withdrawn evidence does.
+func TestReleaseStopsWhenAFencedNodesKubeletRenewsItsLease(t *testing.T) {
+	far := func(node string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "fence-agents-remediation.medik8s.io/v1alpha1", "kind": "FenceAgentsRemediation",
+			"metadata": map[string]any{"name": node, "namespace": "medik8s"},
+			"spec":     map[string]any{"sharedparameters": map[string]any{"--action": "off"}},
+			"status": map[string]any{"conditions": []any{
+				map[string]any{"type": "FenceAgentActionSucceeded", "status": "True", "lastTransitionTime": fenceAt.Format(time.RFC3339)},
+				map[string]any{"type": "Succeeded", "status": "True", "lastTransitionTime": fenceAt.Format(time.RFC3339)},
+			}},
+		}}
+		return u
+	}
+	lease := func(node string, at time.Time) *coordinationv1.Lease {
+		t := metav1.NewMicroTime(at)
+		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: corev1.NamespaceNodeLease}, Spec: coordinationv1.LeaseSpec{RenewTime: &t}}
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		renewed time.Time
+		alive   bool
+	}{
+		{"silent since before the fence", fenceAt.Add(-90 * time.Second), false},
+		{"renewed after the fence", fenceAt.Add(5 * time.Minute), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kube := fake.NewClientset(downNode("p1", "10.0.0.1"), downNode("p2", "10.0.0.2"), lease("p1", tc.renewed), lease("p2", fenceAt.Add(-90*time.Second)))
+			c := &Cluster{siteKey: "site", kube: kube, dyn: evidenceDyn(far("p1"), far("p2")), nodeSite: map[string]string{"p1": "Primary", "p2": "Primary"}, proven: map[string]bool{"Primary": true}}
+			err := c.CheckRelease(ctx, "Primary", "p2")
+			if got := errors.Is(err, executor.ErrSiteAlive); got != tc.alive {
+				t.Fatalf("release: %v; want site alive %v", err, tc.alive)
+			}
+		})
 	}
 }

@@ -295,10 +295,23 @@ func (c *Cluster) checkEvidence(ctx context.Context, site string, nodes []corev1
 		// check runs inside a write's tries, and otherwise fails this VM, not the move.
 		return fmt.Errorf("reading the fencing evidence of site %s before the release: %w", site, err)
 	}
+	// A kubelet that renewed its lease after its node's fence contradicts the fence
+	// (found by review). Leases that cannot be read leave the judgement to the objects,
+	// as the plan's own judgement does.
+	renewed := map[string]time.Time{}
+	if leases, err := c.kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, l := range leases.Items {
+			if l.Spec.RenewTime != nil {
+				renewed[l.Name] = l.Spec.RenewTime.Time
+			}
+		}
+	}
 	var judged []fencing.Node
 	seen := false
 	for i := range nodes {
-		judged = append(judged, fencing.NodeFrom(&nodes[i]))
+		n := fencing.NodeFrom(&nodes[i])
+		n.LeaseRenewed = renewed[n.Name]
+		judged = append(judged, n)
 		seen = seen || nodes[i].Name == node
 	}
 	// A node the move knew in the site and that is gone from the cluster must be proven
