@@ -266,6 +266,10 @@ func Unfinished(nodes []Node, objs Objects) []string {
 				}
 				processing, _ := condition(u, "Processing")
 				done, _ := condition(u, "Succeeded")
+				if done == "" && k.kind == "StorageBasedRemediation" {
+					// SBR states its end as FencingSucceeded, which is what its proof reads.
+					done, _ = condition(u, "FencingSucceeded")
+				}
 				if processing != "True" && (done == "True" || done == "False") {
 					continue
 				}

@@ -233,3 +233,26 @@ func TestSummaryNamesTheStrongestProofOrWhyNoneCounts(t *testing.T) {
 		t.Errorf("unknown lease age %q", got)
 	}
 }
+
+// Each remediation kind states its end its own way: FAR and SNR with Succeeded, SBR
+// with FencingSucceeded (found by review); Processing=True is at work whatever else.
+func TestUnfinishedReadsEachKindsEnd(t *testing.T) {
+	nodes := []Node{{Name: "p1"}}
+	for _, tc := range []struct {
+		name string
+		objs Objects
+		want bool
+	}{
+		{"FAR succeeded", Objects{FenceAgentsRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"conditions": conds("Processing", "False", "Succeeded", "True")})}}, false},
+		{"FAR processing", Objects{FenceAgentsRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"conditions": conds("Processing", "True")})}}, true},
+		{"SBR fencing succeeded", Objects{StorageBasedRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"conditions": conds("FencingSucceeded", "True")})}}, false},
+		{"SBR without a word", Objects{StorageBasedRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{})}}, true},
+		{"SNR failed, over", Objects{SelfNodeRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"conditions": conds("Processing", "False", "Succeeded", "False")})}}, false},
+		{"SNR processing", Objects{SelfNodeRemediations: []unstructured.Unstructured{obj("p1", nil, map[string]any{"conditions": conds("Processing", "True", "Succeeded", "False")})}}, true},
+		{"another node's", Objects{SelfNodeRemediations: []unstructured.Unstructured{obj("p2", nil, map[string]any{"conditions": conds("Processing", "True")})}}, false},
+	} {
+		if got := len(Unfinished(nodes, tc.objs)) > 0; got != tc.want {
+			t.Errorf("%s: at work %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -328,7 +328,8 @@ func Run(ctx, stop context.Context, cfg Config) (*executor.Report, error) {
 	var targetNodes []string
 	for _, n := range s.Nodes {
 		nodeSite[n.Name] = n.Site
-		if n.Site == p.Request.To && n.Schedulable() {
+		// A node out of service takes no launcher: no throttle slot either.
+		if n.Site == p.Request.To && n.Schedulable() && !n.Fence.OutOfService {
 			targetNodes = append(targetNodes, n.Name)
 		}
 	}

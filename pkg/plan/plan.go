@@ -406,6 +406,18 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 	}
 	if starts := slices.ContainsFunc(p.Steps, func(st Step) bool { return st.Starts() }); starts {
 		p.Blockers, p.Warnings = outOfServiceTarget(s, req.To, p.Blockers, p.Warnings)
+		// A remediation still at work on a target node may yet reboot or fence it under
+		// the VMs the move starts there (found by review).
+		var target []fencing.Node
+		for _, n := range s.Nodes {
+			if n.Site == req.To {
+				target = append(target, n.Fence)
+			}
+		}
+		if at := fencing.Unfinished(target, s.Fencing); len(at) > 0 {
+			p.Blockers = append(p.Blockers, Issue{Code: "RemediationInProgress",
+				Message: fmt.Sprintf("site %s has nodes under remediation, which may reboot or fence them under the VMs this move starts there: %s", req.To, strings.Join(at, "; "))})
+		}
 	}
 	if s.RolloutStrategy == "" && countAction(p.Steps, ActionMigrate) > 0 {
 		p.Warnings = append(p.Warnings, Issue{Code: "RolloutStrategyUnknown",

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -563,5 +564,36 @@ func TestOutOfServiceTargetNamesWhoseTaintItIs(t *testing.T) {
 	p = build(t, s, Request{To: "DR", All: true})
 	if hasIssue(p.Blockers, "TargetOutOfService", "") || !hasIssue(p.Warnings, "TargetOutOfService", "") || p.Capacity.FreeMemoryBytes != 32<<30 {
 		t.Fatalf("one untainted DR node left: blockers %+v warnings %+v capacity %+v", p.Blockers, p.Warnings, p.Capacity)
+	}
+}
+
+// Found by review (issue 21): a move onto a site whose node is still under remediation
+// (a Fence Agents Remediation at work may reboot or power it off) is refused, naming the
+// remediation and how to end it; a finished one is no obstacle.
+func TestRemediationAtWorkOnTheTargetBlocks(t *testing.T) {
+	rem := func(processing string) unstructured.Unstructured {
+		u := unstructured.Unstructured{Object: map[string]any{
+			"metadata": map[string]any{"name": "d1", "namespace": "medik8s"},
+			"status": map[string]any{"conditions": []any{
+				map[string]any{"type": "Processing", "status": processing},
+				map[string]any{"type": "Succeeded", "status": map[string]string{"True": "Unknown", "False": "True"}[processing]},
+			}},
+		}}
+		return u
+	}
+	for _, tc := range []struct {
+		processing string
+		blocked    bool
+	}{{"True", true}, {"False", false}} {
+		s := twoSites(snapshot.NodeReady)
+		for i := range s.Nodes {
+			s.Nodes[i].Fence.Name = s.Nodes[i].Name
+		}
+		s.Fencing.FenceAgentsRemediations = []unstructured.Unstructured{rem(tc.processing)}
+		s.VMs = []snapshot.VM{vm("a", "v", 1, "Primary", kubevirtv1.RunStrategyAlways, "p1", true)}
+		p := build(t, s, Request{To: "DR", All: true})
+		if got := hasIssue(p.Blockers, "RemediationInProgress", ""); got != tc.blocked {
+			t.Fatalf("Processing=%s: blocked %v, want %v: %+v", tc.processing, got, tc.blocked, p.Blockers)
+		}
 	}
 }
