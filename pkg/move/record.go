@@ -162,7 +162,8 @@ func (r *recording) finish(rep *executor.Report, err error, lockLost bool) {
 	r.rec.Finish(rep, err, time.Now(), lockLost)
 	r.save("end")
 	if r.store != nil && r.valid() == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), recordWriteTimeout)
+		// Its deletes stop when the lock is lost, as a save's writes do.
+		ctx, cancel := r.writeContext()
 		defer cancel()
 		if _, err := r.store.Prune(ctx, r.cfg.Records.Keep, r.rec.ID()); err != nil {
 			warn(r.cfg, fmt.Sprintf("could not prune old move records (%v)", err))
@@ -173,17 +174,11 @@ func (r *recording) finish(rep *executor.Report, err error, lockLost bool) {
 	}
 }
 
-// save writes the record as it stands, unless the move lost its lock: then another move
-// may be resuming this very record, and its runs must not be overwritten.
-func (r *recording) save(note string) {
-	if r.store == nil || r.valid() != nil {
-		return
-	}
-	// Its requests stop when the lock is lost, not only when they time out: a save that
-	// began just before the loss must not overwrite what a move that took the lock over
-	// writes into the same record (found by review).
+// writeContext bounds a write of the record, and ends it when the lock is lost, not only
+// when it times out: a save or prune that began just before the loss must not touch what
+// a move that took the lock over writes into the same records (found by review).
+func (r *recording) writeContext() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), recordWriteTimeout)
-	defer cancel()
 	go func() {
 		select {
 		case <-r.lost:
@@ -191,6 +186,17 @@ func (r *recording) save(note string) {
 		case <-ctx.Done():
 		}
 	}()
+	return ctx, cancel
+}
+
+// save writes the record as it stands, unless the move lost its lock: then another move
+// may be resuming this very record, and its runs must not be overwritten.
+func (r *recording) save(note string) {
+	if r.store == nil || r.valid() != nil {
+		return
+	}
+	ctx, cancel := r.writeContext()
+	defer cancel()
 	if _, err := r.store.Save(ctx, r.rec.Snapshot(), note); err != nil {
 		r.mu.Lock()
 		defer r.mu.Unlock()

@@ -137,12 +137,14 @@ func (s *Store) Save(ctx context.Context, r *Record, note string) (string, error
 		return "", err
 	}
 	// A record that shrank leaves no stale part behind to confuse a reader.
-	for n := len(parts) + 1; ; n++ {
+	for n := len(parts) + 1; ctx.Err() == nil; n++ {
 		if err := cms.Delete(ctx, partName(r.ID, n), metav1.DeleteOptions{}); err != nil {
 			break
 		}
 	}
-	s.event(ctx, r, hash, note)
+	if ctx.Err() == nil {
+		s.event(ctx, r, hash, note)
+	}
 	return hash, nil
 }
 
@@ -342,6 +344,10 @@ func (s *Store) Prune(ctx context.Context, keep int, except string) ([]string, e
 	for i, l := range list {
 		if i < keep || l.ID == except || l.Outcome.Unfinished() || l.Outcome == "" {
 			continue
+		}
+		// A cancelled prune deletes nothing more, whatever the client does with ctx.
+		if err := ctx.Err(); err != nil {
+			return pruned, err
 		}
 		parts := 1
 		if cm, err := s.Kube.CoreV1().ConfigMaps(s.Namespace).Get(ctx, l.Name, metav1.GetOptions{}); err == nil {

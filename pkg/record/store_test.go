@@ -424,3 +424,19 @@ func TestCanWriteNamesWhatIsMissing(t *testing.T) {
 		t.Fatalf("missing %v %v", missing, err)
 	}
 }
+
+// Found by review (issue 22): a prune the lost lock cancelled deletes nothing more,
+// whatever the client does with its context (a fake ignores it).
+func TestCancelledPruneDeletesNothing(t *testing.T) {
+	s, _ := newStore()
+	saved(t, s, "sf-1", "tier 1", OutcomeSucceeded, t0)
+	saved(t, s, "sf-2", "tier 1", OutcomeSucceeded, t0.Add(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if pruned, _ := s.Prune(ctx, 0, ""); len(pruned) != 0 {
+		t.Fatalf("a cancelled prune deleted %v", pruned)
+	}
+	if list, _ := s.List(context.Background()); len(list) != 2 {
+		t.Fatalf("%d records left; want both", len(list))
+	}
+}
