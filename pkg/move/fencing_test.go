@@ -224,9 +224,13 @@ func TestUnfenceWaitsForRemediationsAtWork(t *testing.T) {
 		{"failed, and over", ptr(far(map[string]any{"type": "Processing", "status": "False"}, map[string]any{"type": "Succeeded", "status": "False"})), ""},
 		{"at work", ptr(far(map[string]any{"type": "Processing", "status": "True"})), "FenceAgentsRemediation medik8s/d1 of node d1 is still at work (Processing=True, Succeeded=unknown)"},
 		{"no status", ptr(far()), "kubectl delete fenceagentsremediations -n medik8s d1"},
+		{"remediations unreadable", nil, "could not all be read"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s.Fencing = fencing.Objects{}
+			s.Fencing, s.FencingUnread = fencing.Objects{}, nil
+			if tc.name == "remediations unreadable" {
+				s.FencingUnread = []string{"fenceagentsremediations.fence-agents-remediation.medik8s.io (forbidden)"}
+			}
 			if tc.far != nil {
 				s.Fencing.FenceAgentsRemediations = []unstructured.Unstructured{*tc.far}
 			}

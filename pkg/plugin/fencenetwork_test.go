@@ -121,10 +121,17 @@ func TestSiteThatDiesDuringTheFenceWaitIsNotReleased(t *testing.T) {
 		t.Fatalf("record of the stopped move: outcome %s, stopped %q, storage fences %q", run.Outcome, run.Stopped, run.Evidence.StorageFences)
 	}
 	// It holds the plan built after the fence, which the refusal was about.
+	found := false
 	for _, v := range run.VMs {
-		if v.VM == "prod/till" && v.Action != plan.ActionFailover {
-			t.Fatalf("the record keeps the plan from before the fence: %+v", v)
+		if v.VM == "prod/till" {
+			found = true
+			if v.Action != plan.ActionFailover {
+				t.Fatalf("the record keeps the plan from before the fence: %+v", v)
+			}
 		}
+	}
+	if !found {
+		t.Fatalf("the record has no step for prod/till: %+v", run.VMs)
 	}
 }
 
@@ -183,6 +190,15 @@ func TestUIConfirmsByHandOnlyASiteNotProvenDown(t *testing.T) {
 	}
 	if got := uiConfirmations(p, ""); len(got) != 0 {
 		t.Fatalf("no failover: %v", got)
+	}
+	// The ui's move runs with them (found by review: the test above passed with the
+	// ui still passing the typed name).
+	uo := &uiOptions{Options: &Options{}}
+	if got := uo.moveOptions(p, "Primary").confirmSiteDown; len(got) != 0 {
+		t.Fatalf("the ui's move confirms a proven site by hand: %v", got)
+	}
+	if got := uo.moveOptions(p, "Edge").confirmSiteDown; len(got) != 1 {
+		t.Fatalf("the ui's move does not confirm an unproven site: %v", got)
 	}
 }
 

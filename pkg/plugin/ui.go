@@ -157,13 +157,20 @@ func uiConfirmations(p *plan.Plan, confirm string) []string {
 	return []string{confirm}
 }
 
-// runMove executes a plan made in the view with the move command's machinery.
-func (uo *uiOptions) runMove(ctx, stop context.Context, p *plan.Plan, confirm string, emit func(executor.Event)) (*executor.Report, error) {
+// moveOptions are the move command's options for a plan made in the view, confirmed
+// with the site name the operator typed.
+func (uo *uiOptions) moveOptions(p *plan.Plan, confirm string) *moveOptions {
 	mo := &moveOptions{Options: uo.Options, maxPerNode: uo.maxPerNode, readyTimeout: uo.readyTO, fence: "pod",
 		dryRun: "none", lockNamespace: uo.lockNS, noPrompt: true, keepRecords: record.DefaultKeep}
 	mo.scope = uo.scope
 	mo.maxInFlight = uo.maxInFlight
 	mo.confirmSiteDown = uiConfirmations(p, confirm)
+	return mo
+}
+
+// runMove executes a plan made in the view with the move command's machinery.
+func (uo *uiOptions) runMove(ctx, stop context.Context, p *plan.Plan, confirm string, emit func(executor.Event)) (*executor.Report, error) {
+	mo := uo.moveOptions(p, confirm)
 	c, err := uo.Factory.Clients()
 	if err != nil {
 		return nil, err
