@@ -120,9 +120,11 @@ func TestFailoverProvenByFenceAgents(t *testing.T) {
 		t.Fatalf("the dead %s, remediated by its NHC: notes %+v; want SiteLossRemediated", edge, p.Notes)
 	}
 	// KubeVirt failed the instances whose pods FAR deleted and started the VMs again,
-	// Pending on the dead site: the plan restarts them on DR, with no proof to ask.
+	// Pending on the dead site: the plan restarts them on DR, each a release of the dead
+	// site (their guests might still run there, for all the API shows: 5k), which FAR's
+	// evidence now proves.
 	for _, st := range p.Steps {
-		if st.Action != plan.ActionRestart || st.Node != "" {
+		if st.Action != plan.ActionRestart || st.Node != "" || st.ReleasedFrom != edge {
 			t.Fatalf("after FAR released %s: %s is planned %s on node %q (%s); want a restart of an instance that never started", edge, st.Name, st.Action, st.Node, st.Reason)
 		}
 	}
@@ -130,8 +132,8 @@ func TestFailoverProvenByFenceAgents(t *testing.T) {
 	var rep executor.Report
 	r = sitefail(t, "move", "-n", safetyNS, "--all", "--to", "DR", "--ready-timeout", "3m", "-o", "json")
 	mustJSON(t, r, &rep)
-	if rep.Failed() || len(rep.Releases) != 0 {
-		t.Fatalf("the failover after FAR released the site: %+v\n%s", rep, r)
+	if rep.Failed() || len(rep.Releases) != 1 || rep.Releases[0].Site != edge || rep.Releases[0].Basis != "fencing" {
+		t.Fatalf("the failover after FAR released the site: %+v; want its restarts resting on FAR's evidence\n%s", rep, r)
 	}
 	for _, vm := range []string{"far-1", "far-2"} {
 		if !vmiReady(ctx, safetyNS, vm) || siteOf(t, safetyNS, vm) != "DR" {

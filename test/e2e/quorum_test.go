@@ -138,12 +138,33 @@ func TestWitnessSiteQuorumAndRemediation(t *testing.T) {
 			t.Errorf("the VMs after Primary came back: %v", err)
 		}
 	})
+	// The node controller finds a dead site's nodes NotReady a few seconds apart, and
+	// NHC judges each one 5 s after it: the first two of Primary's three, found while
+	// the third still counted as healthy, were remediated in one run (4 of 6 healthy
+	// then). The plan judges the whole site lost; the NHC is paused until it is.
+	nhcs := env.Dynamic.Resource(fencing.NodeHealthChecks)
+	pause := func(requests []any) {
+		t.Helper()
+		u, err := nhcs.Get(ctx, "workers", metav1.GetOptions{})
+		if err == nil {
+			err = unstructured.SetNestedSlice(u.Object, requests, "spec", "pauseRequests")
+		}
+		if err == nil {
+			_, err = nhcs.Update(ctx, u, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			t.Fatalf("pause requests %v on NodeHealthCheck workers: %v", requests, err)
+		}
+	}
+	pause([]any{"the whole of Primary is going down"})
 	if err := env.StopSite("Primary"); err != nil {
 		t.Fatal(err)
 	}
 	if err := env.WaitNodesMatching(ctx, 90*time.Second, "topology.kubernetes.io/site=Primary", func(n *corev1.Node) bool { return !cluster.NodeReady(n) }); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(10 * time.Second) // past NHC's 5 s on the last of them
+	pause(nil)
 	skipped := fmt.Sprintf("Skipped remediation because the number of healthy nodes selected by the selector is %d and should equal or exceed %d", healthy, need)
 	var events []string
 	waitFor(t, 2*time.Minute, "NodeHealthCheck workers to skip remediation", func() bool {
