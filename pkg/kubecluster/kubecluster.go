@@ -299,7 +299,15 @@ func (c *Cluster) checkEvidence(ctx context.Context, site string, nodes []corev1
 	// (found by review). Leases that cannot be read leave the judgement to the objects,
 	// as the plan's own judgement does.
 	renewed := map[string]time.Time{}
-	if leases, err := c.kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).List(ctx, metav1.ListOptions{}); err == nil {
+	leases, err := c.kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).List(ctx, metav1.ListOptions{})
+	switch {
+	case apierrors.IsForbidden(err):
+		// The plan said so already (unread leases); the objects decide.
+	case err != nil:
+		// Retried by the write's tries: a 429 in the outage must not hide a kubelet
+		// that still runs.
+		return fmt.Errorf("reading the node leases of site %s before the release: %w", site, err)
+	default:
 		for _, l := range leases.Items {
 			if l.Spec.RenewTime != nil {
 				renewed[l.Name] = l.Spec.RenewTime.Time

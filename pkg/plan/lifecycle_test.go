@@ -268,7 +268,7 @@ func decideCell(t *testing.T, c cell) string {
 	// remediation deleting the node's pods) while its guest still runs; KubeVirt then
 	// shows a new instance on no node, or none. A start elsewhere is guarded like a
 	// release of that site (found by review of the real NHC's FAR runs).
-	if home := vm.HomeSite; st.Starts() && st.Action != ActionFailover && !blocked && (inst == nil || inst.NodeName == "") &&
+	if home := vm.HomeSite; st.Starts() && st.Action != ActionFailover && st.Action != ActionWait && !blocked && (inst == nil || inst.NodeName == "") &&
 		home != "" && home != req.To && s.HasSite(home) && !s.SiteAlive(home) && st.ReleasedFrom != home {
 		fail("a start of a VM whose template selects a dead site, with nothing showing its earlier instance over, is not guarded")
 	}

@@ -408,9 +408,11 @@ func Build(s *snapshot.Snapshot, req Request) (*Plan, error) {
 		p.Blockers, p.Warnings = outOfServiceTarget(s, req.To, p.Blockers, p.Warnings)
 		// A remediation still at work on a target node may yet reboot or fence it under
 		// the VMs the move starts there (found by review).
+		// Only nodes that may take a VM: a stale remediation of a NotReady node, which
+		// gets none, must not stop a failover (found by review).
 		var target []fencing.Node
 		for _, n := range s.Nodes {
-			if n.Site == req.To {
+			if n.Site == req.To && n.Schedulable() {
 				target = append(target, n.Fence)
 			}
 		}
@@ -747,7 +749,8 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		st.StaysDown = true
 		st.Reason += fmt.Sprintf(" (runStrategy %s: nothing starts it again; it stays stopped, its template on %s)", vm.RunStrategy, req.To)
 	}
-	if site := mayStillRun(s, vm); st.ReleasedFrom == "" && st.Action != ActionFailover && st.Starts() && site != "" && site != req.To {
+	// A wait writes nothing: the step that started the VM was guarded (found by review).
+	if site := mayStillRun(s, vm, j, req.To); st.ReleasedFrom == "" && st.Action != ActionFailover && st.Action != ActionWait && st.Starts() && site != "" {
 		// Somebody else may have let an earlier instance go there (a force delete, a
 		// remediation deleting the node's pods) while its guest still runs: KubeVirt
 		// then shows a new instance on no node, or none. A start anywhere else is a
@@ -759,20 +762,38 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 }
 
 // mayStillRun names the dead site where an earlier instance of the VM may still run
-// although the API shows none running there: its template selects that site and its
-// instance is on no node (a new one that cannot be scheduled, or none), or its instance
-// is over on a node of that site that is not Ready, which proves nothing of its guest.
-// "" when nothing says so: an instance that runs on a node is the failover rules' case.
-func mayStillRun(s *snapshot.Snapshot, vm *snapshot.VM) string {
-	if inst := vm.Instance; inst != nil && inst.NodeName != "" {
-		over := inst.Phase == string(kubevirtv1.Failed) || inst.Phase == string(kubevirtv1.Succeeded)
-		if n, ok := s.Node(inst.NodeName); over && ok && n.Site != "" && n.State != snapshot.NodeReady && !s.SiteAlive(n.Site) {
+// although the API shows none running there, "" when nothing says so (an instance that
+// runs on a node is the failover rules' case):
+//   - its instance is over on a node of a dead site that is not Ready, or on a node
+//     deleted from the cluster (pod garbage collection then removed its launcher): the
+//     site its instance selected, or the journal's source;
+//   - its instance is on no node (a new one that cannot be scheduled) or there is none:
+//     the site its template selects, or the source of an unfinished step of a move
+//     towards to, whose patch already points the template there (found by review: a
+//     rerun after the patch lost the guard).
+func mayStillRun(s *snapshot.Snapshot, vm *snapshot.VM, j journal.Entry, to string) string {
+	dead := func(site string) bool { return site != "" && site != to && !s.SiteAlive(site) }
+	inst := vm.Instance
+	if inst != nil && inst.NodeName != "" {
+		if inst.Phase != string(kubevirtv1.Failed) && inst.Phase != string(kubevirtv1.Succeeded) {
+			return ""
+		}
+		n, ok := s.Node(inst.NodeName)
+		switch {
+		case ok && n.State != snapshot.NodeReady && dead(n.Site):
 			return n.Site
+		case !ok && dead(inst.NodeSelector[s.Keys.Site]):
+			return inst.NodeSelector[s.Keys.Site]
+		case !ok && j.Unfinished(to) && dead(j.From):
+			return j.From
 		}
 		return ""
 	}
-	if vm.HomeSite != "" && s.HasSite(vm.HomeSite) && !s.SiteAlive(vm.HomeSite) {
+	if s.HasSite(vm.HomeSite) && dead(vm.HomeSite) {
 		return vm.HomeSite
+	}
+	if j.Unfinished(to) && dead(j.From) {
+		return j.From
 	}
 	return ""
 }

@@ -595,5 +595,36 @@ func TestRemediationAtWorkOnTheTargetBlocks(t *testing.T) {
 		if got := hasIssue(p.Blockers, "RemediationInProgress", ""); got != tc.blocked {
 			t.Fatalf("Processing=%s: blocked %v, want %v: %+v", tc.processing, got, tc.blocked, p.Blockers)
 		}
+		// A remediation of a target node that takes no VM anyway (NotReady) stops nothing.
+		s.Nodes[2].State = snapshot.NodeNotReady
+		if p := build(t, s, Request{To: "DR", All: true}); hasIssue(p.Blockers, "RemediationInProgress", "") {
+			t.Fatalf("a remediation of a NotReady target node blocks: %+v", p.Blockers)
+		}
+	}
+}
+
+// Found by review (issue 21): two ways the guard of 5k was lost. A rerun after the
+// template patch (the template now selects the target, the journal names the dead
+// source), and an instance over on a node deleted from the cluster (its launcher
+// removed by pod garbage collection while the guest may still run).
+func TestStartGuardSurvivesTheRerunAndADeletedNode(t *testing.T) {
+	rerun := twoSites(snapshot.NodeNotReady)
+	v := vm("a", "v", 1, "DR", kubevirtv1.RunStrategyAlways, "", false)
+	v.Instance = &snapshot.VMI{UID: "uid-v", Phase: "Pending", NodeSelector: map[string]string{siteKey: "Primary"}}
+	v.Annotations = map[string]string{journal.MoveID: "sf-1", journal.From: "Primary", journal.To: "DR", journal.Phase: journal.PhaseRestarting, journal.VMI: "uid-v"}
+	v.HasAnnotations = true
+	rerun.VMs = []snapshot.VM{v}
+	p := build(t, rerun, Request{To: "DR", All: true})
+	if st := p.Steps[0]; !st.Starts() || st.ReleasedFrom != "Primary" {
+		t.Fatalf("rerun after the patch: %s, released from %q (%s); want a start guarded by Primary", st.Action, st.ReleasedFrom, st.Reason)
+	}
+
+	gone := twoSites(snapshot.NodeNotReady)
+	w := vm("a", "w", 1, "Primary", kubevirtv1.RunStrategyAlways, "p9", false)
+	w.Instance.Phase, w.Instance.Ready, w.Instance.NodeSelector = "Failed", false, map[string]string{siteKey: "Primary"}
+	gone.VMs = []snapshot.VM{w}
+	p = build(t, gone, Request{To: "DR", All: true})
+	if st := p.Steps[0]; !st.Starts() || st.ReleasedFrom != "Primary" {
+		t.Fatalf("instance over on a deleted node: %s, released from %q (%s); want a start guarded by Primary", st.Action, st.ReleasedFrom, st.Reason)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/fencing"
+	"github.com/sitefail/kubectl-sitefail/pkg/plan"
 	"github.com/sitefail/kubectl-sitefail/pkg/snapshot"
 )
 
@@ -159,5 +160,15 @@ func TestNodesPaneReadsTheEvidenceAfresh(t *testing.T) {
 	m.Update(cmd())
 	if reads != 2 {
 		t.Fatalf("reopening read %d times in all, want 2", reads)
+	}
+}
+
+// Found by review (issue 21): a plan that fails no site over but guards a start by a
+// dead site (5k) asks for that site's name, which the move then gets as its
+// confirmation; it used to ask for "yes", and the move refused the start.
+func TestConfirmationAsksForASiteAStartIsGuardedBy(t *testing.T) {
+	m := &Model{plan: &plan.Plan{Steps: []plan.Step{{Namespace: "a", Name: "v", Action: plan.ActionRestart, To: "DR", ReleasedFrom: "Primary"}}}}
+	if got := m.confirmWord(); got != "Primary" {
+		t.Fatalf("confirm word %q; want Primary", got)
 	}
 }

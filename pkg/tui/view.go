@@ -389,7 +389,7 @@ func (m *Model) planContent() string {
 	}
 	// What a failover rests on comes before the warnings, so that the confirmation
 	// shows it without scrolling.
-	for _, site := range p.NeedsFailover() {
+	for _, site := range releasedSites(p) {
 		b.WriteString("\n" + m.evidence(site, p.Fencing[site], m.planSnap, m.planAt))
 	}
 	for _, i := range p.Warnings {
