@@ -21,7 +21,7 @@ build:
 
 ## test: lint, unit tests, then the end-to-end suite on a real local control plane
 ## (the first run on a machine builds it from the Go module proxy; a whole cold make test
-## took 28 min 50 s on 2 cores, the end-to-end suite 12 of them).
+## took 24 min 52 s on 2 cores, the end-to-end suite 8 min 17 s of it).
 test:
 	hack/test.sh
 
