@@ -676,6 +676,11 @@ func stepFor(s *snapshot.Snapshot, vm *snapshot.VM, req Request) Step {
 		// The restart did not take: the instance it acted on is still there, and it
 		// selects the old site. Waiting for it would wait for ever.
 		st.Action, st.Reason = ActionRestart, fmt.Sprintf("journal: move %s restarted it, but the instance it restarted is still there (%s): restart it again", j.MoveID, inst.Phase)
+	case homed && running && inst.NodeName == "" && !inst.Migrating && inst.NodeSelector[s.Keys.Site] != "" && inst.NodeSelector[s.Keys.Site] != req.To:
+		// Made before the template's patch, it still selects the old site: it never
+		// schedules on the target, and a wait would last until --ready-timeout (found by
+		// review).
+		st.Action, st.Reason = ActionRestart, fmt.Sprintf("its instance never started (phase %s) and still selects %s, from before the template's patch: restart it from the template, which selects %s", inst.Phase, inst.NodeSelector[s.Keys.Site], req.To)
 	case homed && !readyOnTarget && j.Unfinished(req.To) && (running || comesBack(s, vm, j)):
 		st.Action, st.Reason = ActionWait, fmt.Sprintf("journal: move %s left it %s: wait until it is Ready on %s", j.MoveID, j.Phase, req.To)
 	case homed && running && !readyOnTarget:
@@ -791,6 +796,11 @@ func mayStillRun(s *snapshot.Snapshot, vm *snapshot.VM, j journal.Entry, to stri
 	}
 	if s.HasSite(vm.HomeSite) && dead(vm.HomeSite) {
 		return vm.HomeSite
+	}
+	if inst != nil {
+		if sel := inst.NodeSelector[s.Keys.Site]; s.HasSite(sel) && dead(sel) {
+			return sel
+		}
 	}
 	if j.Unfinished(to) && dead(j.From) {
 		return j.From

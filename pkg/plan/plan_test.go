@@ -628,3 +628,29 @@ func TestStartGuardSurvivesTheRerunAndADeletedNode(t *testing.T) {
 		t.Fatalf("instance over on a deleted node: %s, released from %q (%s); want a start guarded by Primary", st.Action, st.ReleasedFrom, st.Reason)
 	}
 }
+
+// Found by review (issue 21): the template already selects the target, with no journal,
+// and the instance, on no node, still selects the site from before the patch: it never
+// schedules on the target, and a wait waited until --ready-timeout. It is restarted from
+// the template, guarded by that site when it is dead.
+func TestInstanceStillSelectingTheOldSiteIsRestarted(t *testing.T) {
+	for _, alive := range []bool{true, false} {
+		state := snapshot.NodeReady
+		if !alive {
+			state = snapshot.NodeNotReady
+		}
+		s := twoSites(state)
+		v := vm("a", "v", 1, "DR", kubevirtv1.RunStrategyAlways, "", false)
+		v.Instance = &snapshot.VMI{UID: "uid-v", Phase: "Scheduling", NodeSelector: map[string]string{siteKey: "Primary"}}
+		s.VMs = []snapshot.VM{v}
+		p := build(t, s, Request{To: "DR", All: true})
+		st := p.Steps[0]
+		want := ""
+		if !alive {
+			want = "Primary"
+		}
+		if st.Action != ActionRestart || st.ReleasedFrom != want {
+			t.Fatalf("Primary alive %v: %s, released from %q (%s); want a restart guarded by %q", alive, st.Action, st.ReleasedFrom, st.Reason, want)
+		}
+	}
+}
