@@ -143,18 +143,36 @@ func TestStartOfAReleasedVMNeedsTheSameProofAsItsFailover(t *testing.T) {
 	}
 }
 
-// Found by review (issue 21): the viewer role lists NetworkFences but may not get one.
-// A move onto a site this tool fenced must still find the fence, through the list, and
-// apply the guard; a fence that can be neither got nor listed stops the move.
-func TestTargetFenceFoundByListWhenGetIsForbidden(t *testing.T) {
-	ctx := context.Background()
+// failbackToFencedDR: DR's nodes have been Ready for an hour, and a VM on Primary
+// moves there, onto the site this tool fenced.
+func failbackToFencedDR(t *testing.T) (*snapshot.Snapshot, *plan.Plan) {
+	t.Helper()
 	s := guardSnapshot(snapshot.NodeReady)
 	for i := range s.Nodes {
 		s.Nodes[i].Fence = fencing.Node{Name: s.Nodes[i].Name, Ready: true, ReadySince: time.Now().Add(-time.Hour)}
 	}
 	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
-	p := guardPlan(t, s, plan.Request{All: true})
-	ours := fencing.NewNetworkFence("DR", "sf-1", fencing.Class{Name: "c", Driver: "d"}, []string{"10.0.0.1/32"})
+	return s, guardPlan(t, s, plan.Request{All: true})
+}
+
+// drFence is this tool's fence of DR over cidrs.
+func drFence(cidrs ...string) *unstructured.Unstructured {
+	return fencing.NewNetworkFence("DR", "sf-1", fencing.Class{Name: "c", Driver: "d"}, cidrs)
+}
+
+// unfenceDyn serves objs, and the VMIs the unfence guard lists.
+func unfenceDyn(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		fencing.WithListKinds(map[schema.GroupVersionResource]string{kubevirt.VMIs: "VirtualMachineInstanceList"}), objs...)
+}
+
+// Found by review (issue 21): the viewer role lists NetworkFences but may not get one.
+// A move onto a site this tool fenced must still find the fence, through the list, and
+// apply the guard; a fence that can be neither got nor listed stops the move.
+func TestTargetFenceFoundByListWhenGetIsForbidden(t *testing.T) {
+	ctx := context.Background()
+	s, p := failbackToFencedDR(t)
+	ours := drFence("10.0.0.1/32")
 	fencing.SetFencedNodes(ours, []string{"d1"})
 	foreign := ours.DeepCopy()
 	foreign.SetLabels(nil)
@@ -174,8 +192,7 @@ func TestTargetFenceFoundByListWhenGetIsForbidden(t *testing.T) {
 		{"neither get nor list", ours, true, "cannot tell whether DR's storage is fenced"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-				fencing.WithListKinds(map[schema.GroupVersionResource]string{kubevirt.VMIs: "VirtualMachineInstanceList"}), tc.fence.DeepCopy())
+			dyn := unfenceDyn(tc.fence.DeepCopy())
 			dyn.PrependReactor("get", "networkfences", forbidden("get"))
 			if tc.listDenied {
 				dyn.PrependReactor("list", "networkfences", forbidden("list"))
@@ -196,13 +213,8 @@ func TestTargetFenceFoundByListWhenGetIsForbidden(t *testing.T) {
 // The refusal names it and the command that ends it.
 func TestUnfenceWaitsForRemediationsAtWork(t *testing.T) {
 	ctx := context.Background()
-	s := guardSnapshot(snapshot.NodeReady)
-	for i := range s.Nodes {
-		s.Nodes[i].Fence = fencing.Node{Name: s.Nodes[i].Name, Ready: true, ReadySince: time.Now().Add(-time.Hour)}
-	}
-	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
-	p := guardPlan(t, s, plan.Request{All: true})
-	fence := fencing.NewNetworkFence("DR", "sf-1", fencing.Class{Name: "c", Driver: "d"}, []string{"10.0.0.1/32"})
+	s, p := failbackToFencedDR(t)
+	fence := drFence("10.0.0.1/32")
 	fencing.SetFencedNodes(fence, []string{"d1"})
 	far := func(conds ...map[string]any) unstructured.Unstructured {
 		u := farOff("d1", time.Now().Add(-2*time.Hour))
@@ -234,8 +246,7 @@ func TestUnfenceWaitsForRemediationsAtWork(t *testing.T) {
 			if tc.far != nil {
 				s.Fencing.FenceAgentsRemediations = []unstructured.Unstructured{*tc.far}
 			}
-			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-				fencing.WithListKinds(map[schema.GroupVersionResource]string{kubevirt.VMIs: "VirtualMachineInstanceList"}), fence.DeepCopy())
+			dyn := unfenceDyn(fence.DeepCopy())
 			u, err := targetFence(ctx, Config{Dynamic: dyn, Keys: s.Keys}, s, p)
 			switch {
 			case tc.want == "" && (err != nil || u == nil):
@@ -256,12 +267,7 @@ func ptr[T any](v T) *T { return &v }
 // checks, before the fence is lifted.
 func TestUnfenceRefusesWhileAFencedNodeLeftTheSite(t *testing.T) {
 	ctx := context.Background()
-	s := guardSnapshot(snapshot.NodeReady)
-	for i := range s.Nodes {
-		s.Nodes[i].Fence = fencing.Node{Name: s.Nodes[i].Name, Ready: true, ReadySince: time.Now().Add(-time.Hour)}
-	}
-	s.VMs = []snapshot.VM{runningOn("db", "p1", "Primary", 1)}
-	p := guardPlan(t, s, plan.Request{All: true})
+	s, p := failbackToFencedDR(t)
 	for _, tc := range []struct {
 		name  string
 		nodes []string // nil: a fence that names none
@@ -272,12 +278,11 @@ func TestUnfenceRefusesWhileAFencedNodeLeftTheSite(t *testing.T) {
 		{"a fence that names no node", nil, "names no node it fenced"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fence := fencing.NewNetworkFence("DR", "sf-1", fencing.Class{Name: "c", Driver: "d"}, []string{"10.0.0.1/32", "10.0.0.2/32"})
+			fence := drFence("10.0.0.1/32", "10.0.0.2/32")
 			if tc.nodes != nil {
 				fencing.SetFencedNodes(fence, tc.nodes)
 			}
-			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-				fencing.WithListKinds(map[schema.GroupVersionResource]string{kubevirt.VMIs: "VirtualMachineInstanceList"}), fence)
+			dyn := unfenceDyn(fence)
 			u, err := targetFence(ctx, Config{Dynamic: dyn, Keys: s.Keys}, s, p)
 			switch {
 			case tc.want == "" && (err != nil || u == nil):
