@@ -42,6 +42,9 @@ type cell struct {
 	// deleting: the VM itself is being deleted (its namespace going, say). Checked like
 	// startRequested.
 	deleting bool
+	// oldSelector: a Pending instance still selects the move's source, as one made
+	// before the template's patch does. Checked like startRequested.
+	oldSelector bool
 }
 
 // cellSnapshot builds the one-VM cluster of a cell. Sites: Primary (p1) and DR (d1), an
@@ -99,6 +102,9 @@ func cellSnapshot(c cell) (*snapshot.Snapshot, Request) {
 		switch c.instance {
 		case "Pending":
 			inst.Phase, inst.NodeName, inst.Ready = "Scheduling", "", false
+			if c.oldSelector {
+				inst.NodeSelector = map[string]string{keys.Site: from}
+			}
 		case "Paused":
 			// Paused by the operator (virtctl pause): never Ready until unpaused.
 			inst.Paused, inst.PausedByUser, inst.Ready = true, true, false
@@ -148,6 +154,10 @@ func TestDecisionTableIsComplete(t *testing.T) {
 							decideCell(t, c)
 							c.ownInstance, c.deleting = false, true
 							decideCell(t, c)
+							if inst == "Pending" {
+								c.deleting, c.oldSelector = false, true
+								decideCell(t, c)
+							}
 							cells++
 						}
 						fmt.Fprintf(&table, "| %s |\n", strings.Join(row, " | "))
@@ -271,6 +281,11 @@ func decideCell(t *testing.T, c cell) string {
 	if home := vm.HomeSite; st.Starts() && st.Action != ActionFailover && st.Action != ActionWait && !blocked && (inst == nil || inst.NodeName == "") &&
 		home != "" && home != req.To && s.HasSite(home) && !s.SiteAlive(home) && st.ReleasedFrom != home {
 		fail("a start of a VM whose template selects a dead site, with nothing showing its earlier instance over, is not guarded")
+	}
+	// An instance on no node that selects another site never schedules on the target:
+	// waiting for it waits until --ready-timeout (found by review).
+	if st.Action == ActionWait && inst != nil && inst.NodeName == "" && inst.NodeSelector[s.Keys.Site] != "" && inst.NodeSelector[s.Keys.Site] != req.To {
+		fail("waits for an instance that selects another site")
 	}
 	if st.Action == ActionFailover && !blocked && (st.From == "" || s.SiteAlive(st.From)) {
 		fail("a failover from a live or unnamed site that no blocker stops")

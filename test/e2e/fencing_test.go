@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/sitefail/kubectl-sitefail/pkg/executor"
@@ -310,20 +311,7 @@ func namesObject(proofs []fencing.Proof, u *unstructured.Unstructured) bool {
 func TestFenceNetworkFailoverAndFailback(t *testing.T) {
 	withEdge(t, []stretched.VMSpec{edgeVM("nf-1", 1, nil), edgeVM("nf-2", 2, nil)})
 	ctx := context.Background()
-	classes := env.Dynamic.Resource(fencing.NetworkFenceClasses)
-	fences := env.Dynamic.Resource(fencing.NetworkFences)
-	name := fencing.FenceName(edge)
-	t.Cleanup(func() {
-		_ = fences.Delete(ctx, name, metav1.DeleteOptions{})
-		_ = classes.Delete(ctx, "ceph-unreachable", metav1.DeleteOptions{})
-		_ = classes.Delete(ctx, "ceph", metav1.DeleteOptions{})
-	})
-	if err := env.CreateNetworkFenceClass(ctx, "ceph-unreachable", "rpc error: the Ceph cluster is unreachable"); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.CreateNetworkFenceClass(ctx, "ceph", ""); err != nil {
-		t.Fatal(err)
-	}
+	fences, name := withFenceClasses(t, map[string]string{"ceph-unreachable": "rpc error: the Ceph cluster is unreachable", "ceph": ""})
 	if err := env.StopSite(edge); err != nil {
 		t.Fatal(err)
 	}
@@ -431,16 +419,7 @@ func TestFenceNetworkFailoverAndFailback(t *testing.T) {
 func TestFenceWithdrawnMidMoveStopsReleases(t *testing.T) {
 	withEdge(t, []stretched.VMSpec{edgeVM("w1", 1, nil), edgeVM("w2", 2, nil), edgeVM("w3", 3, nil)})
 	ctx := context.Background()
-	classes := env.Dynamic.Resource(fencing.NetworkFenceClasses)
-	fences := env.Dynamic.Resource(fencing.NetworkFences)
-	name := fencing.FenceName(edge)
-	t.Cleanup(func() {
-		_ = fences.Delete(ctx, name, metav1.DeleteOptions{})
-		_ = classes.Delete(ctx, "ceph", metav1.DeleteOptions{})
-	})
-	if err := env.CreateNetworkFenceClass(ctx, "ceph", ""); err != nil {
-		t.Fatal(err)
-	}
+	fences, name := withFenceClasses(t, map[string]string{"ceph": ""})
 	if err := env.StopSite(edge); err != nil {
 		t.Fatal(err)
 	}
@@ -468,15 +447,30 @@ func TestFenceWithdrawnMidMoveStopsReleases(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "no longer holds") {
 		t.Fatalf("the move went on after its fence was withdrawn (%v)", err)
 	}
-	for _, vm := range []string{"w2", "w3"} {
-		if s := templateSite(t, vm); s != edge {
-			t.Errorf("%s: template moved to %q after the fence was withdrawn", vm, s)
-		}
-		if launcherPods(t, vm) == 0 || siteOf(t, safetyNS, vm) != edge {
-			t.Errorf("%s was released after its fence was withdrawn", vm)
-		}
-	}
+	stayedOnEdge(t, "after the fence was withdrawn", "w2", "w3")
 	r := sitefail(t, "report", "-o", "json")
 	contains(t, r.stdout, "site "+edge+" fenced: NetworkFence "+name)
 	contains(t, r.stdout, "no longer holds")
+}
+
+// withFenceClasses creates NetworkFenceClasses whose played storage driver fails each
+// fence with its message ("" succeeds), and removes them and Edge's fence at the end. It
+// returns the fences' client and the name of Edge's fence.
+func withFenceClasses(t *testing.T, classes map[string]string) (dynamic.ResourceInterface, string) {
+	t.Helper()
+	ctx := context.Background()
+	fences := env.Dynamic.Resource(fencing.NetworkFences)
+	name := fencing.FenceName(edge)
+	t.Cleanup(func() {
+		_ = fences.Delete(ctx, name, metav1.DeleteOptions{})
+		for class := range classes {
+			_ = env.Dynamic.Resource(fencing.NetworkFenceClasses).Delete(ctx, class, metav1.DeleteOptions{})
+		}
+	})
+	for class, fail := range classes {
+		if err := env.CreateNetworkFenceClass(ctx, class, fail); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fences, name
 }

@@ -169,12 +169,19 @@ func TestSafetySiteComesBackMidFailover(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "Ready again") {
 		t.Fatalf("the move went on after the site came back (%v)", err)
 	}
-	for _, name := range []string{"t2", "t3"} {
+	stayedOnEdge(t, "after the site came back", "t2", "t3")
+}
+
+// stayedOnEdge fails the test unless each VM's template still selects Edge and its
+// launcher still runs there: nothing released it.
+func stayedOnEdge(t *testing.T, when string, vms ...string) {
+	t.Helper()
+	for _, name := range vms {
 		if s := templateSite(t, name); s != edge {
-			t.Errorf("%s: template moved to %q after the site came back", name, s)
+			t.Errorf("%s: template moved to %q %s", name, s, when)
 		}
 		if launcherPods(t, name) == 0 || siteOf(t, safetyNS, name) != edge {
-			t.Errorf("%s was released from a live site", name)
+			t.Errorf("%s was released %s", name, when)
 		}
 	}
 }
