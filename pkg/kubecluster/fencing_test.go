@@ -159,3 +159,28 @@ func TestReleaseStopsWhenAFencedNodesKubeletRenewsItsLease(t *testing.T) {
 		})
 	}
 }
+
+// Found by review: a lease read that fails with a transient error (a 429 in the outage)
+// fails this release, to be retried, rather than judging without the leases; a
+// forbidden one leaves the judgement to the fencing objects, as the plan's does.
+func TestLeaseReadErrorsAtARelease(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		err     error
+		retried bool
+	}{
+		{"too many requests", apierrors.NewTooManyRequests("busy", 1), true},
+		{"forbidden", apierrors.NewForbidden(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "", errors.New("no")), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kube := fake.NewClientset(downNode("p1", "10.0.0.1"), downNode("p2", "10.0.0.2"))
+			kube.PrependReactor("list", "leases", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, tc.err })
+			c := &Cluster{siteKey: "site", kube: kube, dyn: evidenceDyn(networkFence("Fenced")), nodeSite: map[string]string{"p1": "Primary", "p2": "Primary"}, proven: map[string]bool{"Primary": true}}
+			err := c.CheckRelease(ctx, "Primary", "p1")
+			if tc.retried != (err != nil && apierrors.IsTooManyRequests(err)) || errors.Is(err, executor.ErrSiteAlive) {
+				t.Fatalf("lease read %v: release %v", tc.err, err)
+			}
+		})
+	}
+}
